@@ -2,7 +2,84 @@
 //! turn a sequence of events into job, run and checkpoint views.
 //!
 //! What it is for: saying what happened to a job in a form that can be
-//! replayed forever, and deciding which event is valid in which state.
+//! replayed forever, deciding which event is valid in which state, and
+//! answering what a host asks: a job with its totals, its run tree and
+//! checkpoints, the runs a crash interrupted and whether each can resume, the
+//! newest unfinished job for a fingerprint.
 //!
 //! What it is not for: I/O, clocks or randomness. It never touches a file and
-//! never reads the time; the engine gives every event its timestamp.
+//! never reads the time; the engine gives every event its timestamp and its
+//! position in the log. The same events in the same order always give equal
+//! views: that is what makes a replay an audit.
+//!
+//! # Transition table
+//!
+//! Every event names a job; run events name a run of that job. An event not
+//! allowed here is refused with a [`TransitionError`] and changes nothing.
+//! Nothing at all is accepted for a cancelled job.
+//!
+//! | event | accepted when | effect |
+//! |---|---|---|
+//! | `JobCreated` | no job has the id | job `Running`; input kept for life |
+//! | `RunStarted` | job not cancelled; run id new; `resume_from` is a checkpoint of this job | run `Running`; a `Completed`/`Failed` job reopens to `Running` (continuation) |
+//! | `StepRecorded` | job `Running`; run `Running`; checkpoint id new in the job | step and usage added to run and job; checkpoint appended in step order |
+//! | `PhaseCompleted` | job `Running`; run `Running`; position not completed yet in the run | phase recorded by position |
+//! | `Delegated` | job `Running`; run `Running`; child id new | run `Delegating`; child `Running` |
+//! | `ChildReturned` | job `Running`; run waits for this child (`Delegating`, or `Interrupted` while waiting); child `Completed`/`Failed` | `Delegating` → `Running`; an interrupted parent stays `Interrupted`, no longer waiting |
+//! | `InputRequested` | job `Running`; run `Running` | run `AwaitingInput` |
+//! | `InputProvided` | job `Running`; run waits for input (`AwaitingInput`, or `Interrupted` while waiting) | `AwaitingInput` → `Running`; an interrupted run stays `Interrupted`, no longer waiting |
+//! | `RunCompleted` | job `Running`; run `Running` | run `Completed` (terminal) |
+//! | `RunFailed` | job `Running`; run not `Completed`/`Failed` | run `Failed` (terminal) |
+//! | `RunInterrupted` | job `Running`; run `Running`, `AwaitingInput` or `Delegating` | run `Interrupted`, keeping what it waited for |
+//! | `RunResumed` | job `Running`; run `Interrupted`, not waiting for input or a child, parent not finished, fewer than `attempts_max` resumes so far, same code version (or `allow_code_change`); `from` is a checkpoint of this job | run `Running`; one recovery attempt counted |
+//! | `JobFinished` (completed, failed) | job `Running`; no run `Running`, `AwaitingInput` or `Delegating` | job `Completed` / `Failed` |
+//! | `JobFinished` (cancelled) | job not cancelled | job `Cancelled`: final |
+//! | `ExternalStatusObserved` | job not cancelled | remote status recorded |
+//!
+//! Resumability ([`Projections::resumability`]) runs the very check that
+//! `RunResumed` runs, so a run reported [`Resumability::Resumable`] is always
+//! accepted.
+//!
+//! ```text
+//! job:  Running ──JobFinished──> Completed | Failed ──RunStarted──> Running
+//!       Running | Completed | Failed ──JobFinished(cancelled)──> Cancelled
+//! run:  Running ⇄ AwaitingInput, Running ⇄ Delegating,
+//!       Running | AwaitingInput | Delegating ──RunInterrupted──> Interrupted
+//!       Interrupted ──RunResumed──> Running
+//!       Running ──RunCompleted──> Completed;  any non-terminal ──RunFailed──> Failed
+//! ```
+//!
+//! The crate README has the same machine as a Mermaid diagram.
+//!
+//! # Usage accounting
+//!
+//! Events carry deltas; views sum them. A job's `total_steps` is the number
+//! of `StepRecorded` events in it and its `usage` the sum of their deltas,
+//! whatever delegation, continuation or resume happened. A checkpoint's
+//! `step` and `usage` are the job's totals up to and including it.
+//!
+//! # Memory
+//!
+//! Views keep no payload bytes: an input, checkpoint or output is a
+//! [`PayloadRef`] (16 bytes) into the log. Measured on x86_64: a
+//! [`JobView`] is 376 bytes, a [`RunView`] 336 and a [`CheckpointView`] 160,
+//! each plus the heap copies of its id strings (a checkpoint holds its own id,
+//! its job's and its run's, and its id once more in the job's index). The
+//! indexes add about 40 bytes per job and per in-flight or interrupted run.
+
+mod error;
+mod event;
+mod state;
+mod types;
+mod view;
+
+pub use error::{Refusal, StateFound, TransitionError};
+pub use event::{
+    Change, EVENT_FORMAT_VERSION, Event, ExternalStatus, FailCause, InterruptReason, JobOutcome,
+};
+pub use state::{Projections, SNAPSHOT_FORMAT_VERSION};
+pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
+pub use view::{
+    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobStatus, JobView,
+    PhaseView, Resumability, RunError, RunStatus, RunView,
+};

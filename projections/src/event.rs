@@ -1,0 +1,256 @@
+//! The event vocabulary, format version 1.
+//!
+//! An event is one transition of one job. Events are serde types; the engine
+//! encodes them (postcard) behind a format version byte, so a log written by
+//! a newer vocabulary is refused as "written by a newer version", not
+//! misparsed. Adding a variant or a field is a new format version.
+
+use crate::types::{CheckpointId, JobId, RunId, Timestamp, Usage, bytes};
+use serde::{Deserialize, Serialize};
+
+/// The version of this event vocabulary. The engine writes it in front of
+/// every encoded event and refuses a record whose version is higher.
+pub const EVENT_FORMAT_VERSION: u8 = 1;
+
+/// One transition of one job, stamped with the time the engine gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When the engine recorded the event (milliseconds since the Unix epoch).
+    pub at: Timestamp,
+    /// The job the event belongs to.
+    pub job: JobId,
+    /// What happened.
+    pub change: Change,
+}
+
+/// What an event says happened. The transition table in the crate docs says
+/// in which states each one is accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// A job is created. Its input is kept, unchanged, for the job's whole life.
+    JobCreated {
+        /// Which agent or workflow the job runs.
+        key: String,
+        /// The job's original input, opaque bytes.
+        #[serde(with = "bytes")]
+        input: Vec<u8>,
+        /// Idempotency key: resubmitting with it attaches to this job while
+        /// the job is unfinished.
+        fingerprint: Option<String>,
+    },
+    /// A top-level run starts: the job's first run, a follow-up turn of a
+    /// finished job (continuation), or a fresh run resuming from a checkpoint.
+    RunStarted {
+        /// The new run.
+        run: RunId,
+        /// A checkpoint of the same job this run starts from.
+        resume_from: Option<CheckpointId>,
+        /// The host's code version, so a resume on other code can be flagged.
+        code_version: Option<String>,
+    },
+    /// A step is recorded: a checkpoint, with what the step alone spent.
+    StepRecorded {
+        /// The run that took the step.
+        run: RunId,
+        /// The checkpoint's id, unique within the job.
+        checkpoint: CheckpointId,
+        /// What this step spent (a delta, never a running total).
+        usage: Usage,
+        /// Position of the phase the step belongs to, if any.
+        phase: Option<u32>,
+        /// The checkpoint payload (messages, state), opaque bytes.
+        #[serde(with = "bytes")]
+        payload: Vec<u8>,
+    },
+    /// A phase of a multi-phase run completed. Phases are identified by
+    /// position; two phases may share a name.
+    PhaseCompleted {
+        /// The run.
+        run: RunId,
+        /// The phase's position in the run, from 0.
+        position: u32,
+        /// The phase's name (not unique).
+        name: String,
+        /// The phase's output, opaque bytes.
+        #[serde(with = "bytes")]
+        output: Vec<u8>,
+    },
+    /// A run delegates to a new child run and waits for it. The child starts
+    /// running with the parent's code version.
+    Delegated {
+        /// The parent run.
+        run: RunId,
+        /// The new child run.
+        child: RunId,
+    },
+    /// A finished child run's result returns to its waiting parent.
+    ChildReturned {
+        /// The parent run.
+        run: RunId,
+        /// The child it was waiting for.
+        child: RunId,
+    },
+    /// A run waits for outside input (a human approval, say).
+    InputRequested {
+        /// The run.
+        run: RunId,
+        /// What it asks for.
+        prompt: String,
+    },
+    /// The input a run waits for arrives.
+    InputProvided {
+        /// The run.
+        run: RunId,
+        /// The input, opaque bytes.
+        #[serde(with = "bytes")]
+        input: Vec<u8>,
+    },
+    /// A run completes.
+    RunCompleted {
+        /// The run.
+        run: RunId,
+        /// Its output, opaque bytes.
+        #[serde(with = "bytes")]
+        output: Vec<u8>,
+    },
+    /// A run fails.
+    RunFailed {
+        /// The run.
+        run: RunId,
+        /// What went wrong, for people.
+        error: String,
+        /// Whether the host thinks a retry could succeed.
+        retryable: bool,
+        /// Who decided the run failed.
+        cause: FailCause,
+    },
+    /// A run stops without finishing: a shutdown, a crash found at recovery,
+    /// or a panic in host code. An interrupted run may be resumed.
+    RunInterrupted {
+        /// The run.
+        run: RunId,
+        /// Why it stopped.
+        reason: InterruptReason,
+    },
+    /// An interrupted run is resumed: one recovery attempt is counted.
+    RunResumed {
+        /// The run.
+        run: RunId,
+        /// A checkpoint of the same job to resume from, if any.
+        from: Option<CheckpointId>,
+        /// The code version of the resuming host.
+        code_version: Option<String>,
+        /// Resume even if the code version differs from the run's.
+        allow_code_change: bool,
+        /// The bound on recovery attempts in force when the engine issued
+        /// the resume. Recorded in the event so a replay never depends on
+        /// today's options.
+        attempts_max: u32,
+    },
+    /// The job finishes.
+    JobFinished {
+        /// How.
+        outcome: JobOutcome,
+    },
+    /// A remote system reported the job's status (a ledger reconciles it).
+    ExternalStatusObserved {
+        /// The reported status.
+        status: ExternalStatus,
+        /// Free text from the remote system.
+        detail: String,
+    },
+}
+
+/// Who or what decided that a run failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FailCause {
+    /// The host reported the failure.
+    Reported,
+    /// The host's code returned without finishing a guarded run.
+    Abandoned,
+    /// The run was interrupted more times than `attempts_max` allows.
+    RecoveryAttemptsExhausted,
+}
+
+/// Why a run stopped without finishing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InterruptReason {
+    /// The host shut down cleanly while the run was in flight.
+    Shutdown,
+    /// Recovery found the run in flight after a crash.
+    Crash,
+    /// The host's code panicked inside a guarded run.
+    Panic,
+}
+
+/// How a job finished.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobOutcome {
+    /// The job did what it was for. It may be continued with a new run.
+    Completed,
+    /// The job failed. It may be continued with a new run.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+    /// The job was cancelled. Nothing may happen to it afterwards.
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A status reported for a job by a remote system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExternalStatus {
+    /// Accepted, not started.
+    Pending,
+    /// Running remotely.
+    Running,
+    /// Completed remotely.
+    Completed,
+    /// Failed remotely.
+    Failed,
+}
+
+impl Change {
+    /// The event's kind as a stable snake_case name (for listings and JSON).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::JobCreated { .. } => "job_created",
+            Change::RunStarted { .. } => "run_started",
+            Change::StepRecorded { .. } => "step_recorded",
+            Change::PhaseCompleted { .. } => "phase_completed",
+            Change::Delegated { .. } => "delegated",
+            Change::ChildReturned { .. } => "child_returned",
+            Change::InputRequested { .. } => "input_requested",
+            Change::InputProvided { .. } => "input_provided",
+            Change::RunCompleted { .. } => "run_completed",
+            Change::RunFailed { .. } => "run_failed",
+            Change::RunInterrupted { .. } => "run_interrupted",
+            Change::RunResumed { .. } => "run_resumed",
+            Change::JobFinished { .. } => "job_finished",
+            Change::ExternalStatusObserved { .. } => "external_status_observed",
+        }
+    }
+
+    /// The run the event is about, if it is about one.
+    pub fn run(&self) -> Option<&RunId> {
+        match self {
+            Change::JobCreated { .. }
+            | Change::JobFinished { .. }
+            | Change::ExternalStatusObserved { .. } => None,
+            Change::RunStarted { run, .. }
+            | Change::StepRecorded { run, .. }
+            | Change::PhaseCompleted { run, .. }
+            | Change::Delegated { run, .. }
+            | Change::ChildReturned { run, .. }
+            | Change::InputRequested { run, .. }
+            | Change::InputProvided { run, .. }
+            | Change::RunCompleted { run, .. }
+            | Change::RunFailed { run, .. }
+            | Change::RunInterrupted { run, .. }
+            | Change::RunResumed { run, .. } => Some(run),
+        }
+    }
+}

@@ -1,0 +1,815 @@
+//! The fold: [`Projections`] applies events, enforcing the transition table,
+//! and keeps the views and their indexes.
+
+use crate::error::{Refusal, StateFound, TransitionError};
+use crate::event::{Change, Event, FailCause, JobOutcome};
+use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Usage};
+use crate::view::{
+    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobStatus, JobView,
+    PhaseView, Resumability, RunError, RunStatus, RunView,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+/// The job, run and checkpoint views of a log, and their indexes.
+///
+/// Built by applying events in log order. Pure: no I/O, no clock.
+#[derive(Clone, Debug, Default)]
+pub struct Projections {
+    /// Jobs in creation order; every index below points into this.
+    jobs: Vec<JobView>,
+    by_id: HashMap<JobId, usize>,
+    by_status: [BTreeSet<usize>; 4],
+    /// Unfinished jobs per fingerprint, in creation order (newest last).
+    unfinished_by_fingerprint: HashMap<String, BTreeSet<usize>>,
+    /// (job, run) of runs that are interrupted in a job that is not cancelled.
+    interrupted: BTreeSet<(usize, usize)>,
+    /// (job, run) of runs that are running or waiting.
+    in_flight: BTreeSet<(usize, usize)>,
+    events_applied: u64,
+    last_lsn: Option<Lsn>,
+}
+
+impl PartialEq for Projections {
+    /// Equal views. The indexes are functions of the views, so they need not
+    /// be compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.jobs == other.jobs
+            && self.events_applied == other.events_applied
+            && self.last_lsn == other.last_lsn
+    }
+}
+
+impl Eq for Projections {}
+
+/// The jobs and runs an event resolved to, checked and ready to apply.
+struct Target {
+    job: usize,
+    run: Option<usize>,
+}
+
+impl Projections {
+    /// Empty views: the state before the first event.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks `event` against the transition table without changing anything.
+    pub fn check(&self, event: &Event) -> Result<(), TransitionError> {
+        self.validate(event).map(drop)
+    }
+
+    /// Applies `event`, found at `lsn` in the log. A refused event returns a
+    /// [`TransitionError`] and leaves every view exactly as it was.
+    pub fn apply(&mut self, lsn: Lsn, event: &Event) -> Result<(), TransitionError> {
+        let target = self.validate(event)?;
+        self.mutate(target, lsn, event);
+        self.events_applied += 1;
+        self.last_lsn = Some(lsn);
+        Ok(())
+    }
+
+    /// Number of events applied.
+    pub fn events_applied(&self) -> u64 {
+        self.events_applied
+    }
+
+    /// LSN of the last event applied.
+    pub fn last_lsn(&self) -> Option<Lsn> {
+        self.last_lsn
+    }
+
+    /// Number of jobs.
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// One job.
+    pub fn job(&self, id: &JobId) -> Option<&JobView> {
+        self.by_id.get(id).and_then(|&i| self.jobs.get(i))
+    }
+
+    /// Every job, oldest first. Reverse it for newest first.
+    pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &JobView> + ExactSizeIterator {
+        self.jobs.iter()
+    }
+
+    /// Jobs with one status, oldest first. Reverse it for newest first.
+    pub fn jobs_with_status(&self, status: JobStatus) -> impl DoubleEndedIterator<Item = &JobView> {
+        self.by_status[status.index()]
+            .iter()
+            .filter_map(|&i| self.jobs.get(i))
+    }
+
+    /// Number of jobs with one status.
+    pub fn count_with_status(&self, status: JobStatus) -> usize {
+        self.by_status[status.index()].len()
+    }
+
+    /// The newest unfinished job created with this fingerprint.
+    ///
+    /// Its `started_at` lets the engine apply a staleness window.
+    pub fn newest_unfinished_with_fingerprint(&self, fingerprint: &str) -> Option<&JobView> {
+        self.unfinished_by_fingerprint
+            .get(fingerprint)
+            .and_then(|jobs| jobs.last())
+            .and_then(|&i| self.jobs.get(i))
+    }
+
+    /// One run.
+    pub fn run(&self, job: &JobId, run: &RunId) -> Option<&RunView> {
+        self.job(job).and_then(|j| j.run(run))
+    }
+
+    /// One checkpoint, addressed as (job id, checkpoint id).
+    pub fn checkpoint(&self, job: &JobId, checkpoint: &CheckpointId) -> Option<&CheckpointView> {
+        self.job(job).and_then(|j| j.checkpoint(checkpoint))
+    }
+
+    /// Runs interrupted and not since resumed or failed, in jobs that are
+    /// not cancelled, by job creation order.
+    pub fn interrupted_runs(&self) -> impl Iterator<Item = &RunView> {
+        self.interrupted
+            .iter()
+            .filter_map(|&(j, r)| self.run_at(j, r))
+    }
+
+    /// Runs running or waiting (for input or a child): what a crash finds in
+    /// flight.
+    pub fn in_flight_runs(&self) -> impl Iterator<Item = &RunView> {
+        self.in_flight
+            .iter()
+            .filter_map(|&(j, r)| self.run_at(j, r))
+    }
+
+    /// Whether a resume of the run by a host on `code_version`, under a bound
+    /// of `attempts_max` recovery attempts, would be accepted — and if not,
+    /// why. `None` when the job or run does not exist.
+    ///
+    /// This is the same check the `RunResumed` transition makes, so a run
+    /// reported resumable is never refused.
+    pub fn resumability(
+        &self,
+        job: &JobId,
+        run: &RunId,
+        code_version: Option<&str>,
+        attempts_max: u32,
+    ) -> Option<Resumability> {
+        let job = self.job(job)?;
+        let run = job.run(run)?;
+        Some(
+            match resume_block(job, run, code_version, attempts_max, false) {
+                None => Resumability::Resumable,
+                Some(reason) => Resumability::Blocked { reason },
+            },
+        )
+    }
+
+    fn run_at(&self, job: usize, run: usize) -> Option<&RunView> {
+        self.jobs.get(job).and_then(|j| j.runs.get(run))
+    }
+
+    /// Resolves the event's job and run and checks the transition table.
+    fn validate(&self, event: &Event) -> Result<Target, TransitionError> {
+        let kind = event.change.kind();
+        let refuse = |state: StateFound, run: Option<&RunId>, refusal: Refusal| TransitionError {
+            job: event.job.clone(),
+            run: run.cloned(),
+            state,
+            event: kind,
+            refusal,
+        };
+
+        let job_idx = self.by_id.get(&event.job).copied();
+        if let Change::JobCreated { .. } = event.change {
+            return match job_idx.and_then(|i| self.jobs.get(i)) {
+                Some(job) => Err(refuse(
+                    StateFound::Job(job.status),
+                    None,
+                    Refusal::JobExists,
+                )),
+                // A new job goes at the end of the list.
+                None => Ok(Target {
+                    job: self.jobs.len(),
+                    run: None,
+                }),
+            };
+        }
+        let Some((ji, job)) = job_idx.and_then(|i| self.jobs.get(i).map(|j| (i, j))) else {
+            return Err(refuse(
+                StateFound::NoJob,
+                event.change.run(),
+                Refusal::UnknownJob,
+            ));
+        };
+        let job_state = StateFound::Job(job.status);
+        if job.status == JobStatus::Cancelled {
+            return Err(refuse(job_state, event.change.run(), Refusal::JobCancelled));
+        }
+        let has_checkpoint = |cp: &Option<CheckpointId>| match cp {
+            Some(cp) if !job.checkpoint_index.contains_key(cp) => Err(Refusal::UnknownCheckpoint {
+                checkpoint: cp.clone(),
+            }),
+            _ => Ok(()),
+        };
+
+        match &event.change {
+            Change::RunStarted {
+                run, resume_from, ..
+            } => {
+                if job.run_index.contains_key(run) {
+                    return Err(refuse(job_state, Some(run), Refusal::RunExists));
+                }
+                has_checkpoint(resume_from).map_err(|r| refuse(job_state, Some(run), r))?;
+                // A finished (not cancelled) job accepts a new run: a
+                // continuation, which reopens it.
+                return Ok(Target {
+                    job: ji,
+                    run: Some(job.runs.len()),
+                });
+            }
+            Change::JobFinished { outcome } => {
+                if !matches!(outcome, JobOutcome::Cancelled { .. }) {
+                    if job.status.is_finished() {
+                        return Err(refuse(job_state, None, Refusal::JobFinished));
+                    }
+                    let count = job.runs.iter().filter(|r| r.status.is_in_flight()).count();
+                    if count > 0 {
+                        return Err(refuse(job_state, None, Refusal::RunsInFlight { count }));
+                    }
+                }
+                return Ok(Target { job: ji, run: None });
+            }
+            Change::ExternalStatusObserved { .. } => return Ok(Target { job: ji, run: None }),
+            // JobCreated returned above; the rest are run events.
+            _ => {}
+        }
+
+        // Every remaining event is about a run of a job that is running.
+        let Some(run_id) = event.change.run() else {
+            return Ok(Target { job: ji, run: None });
+        };
+        if job.status.is_finished() {
+            return Err(refuse(job_state, Some(run_id), Refusal::JobFinished));
+        }
+        let Some((ri, run)) = job
+            .run_index
+            .get(run_id)
+            .and_then(|&i| job.runs.get(i).map(|r| (i, r)))
+        else {
+            return Err(refuse(job_state, Some(run_id), Refusal::UnknownRun));
+        };
+        let state = StateFound::Run(job.status, run.status);
+        let refuse = |refusal: Refusal| refuse(state, Some(run_id), refusal);
+        let must_be_running = || match run.status {
+            RunStatus::Running => Ok(()),
+            s if s.is_terminal() => Err(refuse(Refusal::RunFinished)),
+            _ => Err(refuse(Refusal::RunNotRunning)),
+        };
+
+        match &event.change {
+            Change::StepRecorded { checkpoint, .. } => {
+                must_be_running()?;
+                if job.checkpoint_index.contains_key(checkpoint) {
+                    return Err(refuse(Refusal::CheckpointExists {
+                        checkpoint: checkpoint.clone(),
+                    }));
+                }
+            }
+            Change::PhaseCompleted { position, .. } => {
+                must_be_running()?;
+                if run.phase_completed(*position) {
+                    return Err(refuse(Refusal::PhaseAlreadyCompleted {
+                        position: *position,
+                    }));
+                }
+            }
+            Change::Delegated { child, .. } => {
+                must_be_running()?;
+                if job.run_index.contains_key(child) {
+                    return Err(TransitionError {
+                        run: Some(child.clone()),
+                        ..refuse(Refusal::RunExists)
+                    });
+                }
+            }
+            Change::ChildReturned { child, .. } => {
+                if run.waiting_on_child.as_ref() != Some(child) {
+                    return Err(refuse(Refusal::NotWaitingForChild {
+                        child: child.clone(),
+                    }));
+                }
+                let finished = job.run(child).is_some_and(|c| c.status.is_terminal());
+                if !finished {
+                    return Err(refuse(Refusal::ChildNotFinished {
+                        child: child.clone(),
+                    }));
+                }
+            }
+            Change::InputRequested { .. } | Change::RunCompleted { .. } => must_be_running()?,
+            Change::InputProvided { .. } => {
+                if run.awaiting_input.is_none() {
+                    return Err(refuse(Refusal::NotAwaitingInput));
+                }
+            }
+            Change::RunFailed { .. } => {
+                if run.status.is_terminal() {
+                    return Err(refuse(Refusal::RunFinished));
+                }
+            }
+            Change::RunInterrupted { .. } => {
+                if !run.status.is_in_flight() {
+                    return Err(refuse(if run.status.is_terminal() {
+                        Refusal::RunFinished
+                    } else {
+                        Refusal::RunNotRunning
+                    }));
+                }
+            }
+            Change::RunResumed {
+                from,
+                code_version,
+                allow_code_change,
+                attempts_max,
+                ..
+            } => {
+                has_checkpoint(from).map_err(refuse)?;
+                if let Some(reason) = resume_block(
+                    job,
+                    run,
+                    code_version.as_deref(),
+                    *attempts_max,
+                    *allow_code_change,
+                ) {
+                    return Err(refuse(Refusal::NotResumable(reason)));
+                }
+            }
+            Change::JobCreated { .. }
+            | Change::RunStarted { .. }
+            | Change::JobFinished { .. }
+            | Change::ExternalStatusObserved { .. } => {}
+        }
+        Ok(Target {
+            job: ji,
+            run: Some(ri),
+        })
+    }
+
+    /// Applies a validated event. Never fails: every check was made by
+    /// `validate` against this same state.
+    fn mutate(&mut self, target: Target, lsn: Lsn, event: &Event) {
+        let at = event.at;
+        let payload = |bytes: &[u8]| PayloadRef {
+            lsn,
+            len: bytes.len() as u64,
+        };
+        let ji = target.job;
+
+        if let Change::JobCreated {
+            key,
+            input,
+            fingerprint,
+        } = &event.change
+        {
+            self.jobs.push(JobView {
+                id: event.job.clone(),
+                key: key.clone(),
+                input: payload(input),
+                fingerprint: fingerprint.clone(),
+                status: JobStatus::Running,
+                total_steps: 0,
+                usage: Usage::default(),
+                started_at: at,
+                finished_at: None,
+                finish: None,
+                external: None,
+                runs: Vec::new(),
+                checkpoints: Vec::new(),
+                last_lsn: lsn,
+                run_index: HashMap::new(),
+                checkpoint_index: HashMap::new(),
+            });
+            self.by_id.insert(event.job.clone(), ji);
+            self.index_status(ji, None, JobStatus::Running);
+            return;
+        }
+
+        match &event.change {
+            Change::RunStarted {
+                run,
+                resume_from,
+                code_version,
+            } => {
+                if self.jobs[ji].status != JobStatus::Running {
+                    // A continuation reopens the finished job.
+                    self.set_job_status(ji, JobStatus::Running);
+                    let job = &mut self.jobs[ji];
+                    job.finished_at = None;
+                    job.finish = None;
+                }
+                let job = &mut self.jobs[ji];
+                let ri = job.runs.len();
+                job.runs.push(new_run(
+                    run.clone(),
+                    job.id.clone(),
+                    None,
+                    at,
+                    code_version.clone(),
+                    resume_from.clone(),
+                ));
+                job.run_index.insert(run.clone(), ri);
+                self.in_flight.insert((ji, ri));
+            }
+            Change::JobFinished { outcome } => {
+                let (status, reason) = match outcome {
+                    JobOutcome::Completed => (JobStatus::Completed, FinishReason::Completed),
+                    JobOutcome::Failed { error } => {
+                        (JobStatus::Failed, FinishReason::Failed(error.clone()))
+                    }
+                    JobOutcome::Cancelled { reason } => (
+                        JobStatus::Cancelled,
+                        FinishReason::Cancelled(reason.clone()),
+                    ),
+                };
+                self.set_job_status(ji, status);
+                let job = &mut self.jobs[ji];
+                job.finished_at = Some(at);
+                job.finish = Some(reason);
+                if status == JobStatus::Cancelled {
+                    // Nothing in a cancelled job is in flight or resumable.
+                    for ri in 0..job.runs.len() {
+                        self.in_flight.remove(&(ji, ri));
+                        self.interrupted.remove(&(ji, ri));
+                    }
+                }
+            }
+            Change::ExternalStatusObserved { status, detail } => {
+                self.jobs[ji].external = Some(ExternalObservation {
+                    status: *status,
+                    detail: detail.clone(),
+                    at,
+                });
+            }
+            change => {
+                // validate() resolved a run for every remaining event.
+                let Some(ri) = target.run else { return };
+                self.mutate_run(ji, ri, lsn, at, change);
+            }
+        }
+        self.jobs[ji].last_lsn = lsn;
+    }
+
+    fn mutate_run(
+        &mut self,
+        ji: usize,
+        ri: usize,
+        lsn: Lsn,
+        at: crate::Timestamp,
+        change: &Change,
+    ) {
+        let payload = |bytes: &[u8]| PayloadRef {
+            lsn,
+            len: bytes.len() as u64,
+        };
+        let job = &mut self.jobs[ji];
+        match change {
+            Change::StepRecorded {
+                checkpoint,
+                usage,
+                phase,
+                payload: bytes,
+                ..
+            } => {
+                job.total_steps += 1;
+                job.usage = job.usage.plus(*usage);
+                let run = &mut job.runs[ri];
+                run.steps += 1;
+                run.usage = run.usage.plus(*usage);
+                let view = CheckpointView {
+                    id: checkpoint.clone(),
+                    job: job.id.clone(),
+                    run: run.id.clone(),
+                    step: job.total_steps,
+                    delta: *usage,
+                    usage: job.usage,
+                    phase: *phase,
+                    payload: payload(bytes),
+                    at,
+                };
+                job.checkpoint_index
+                    .insert(checkpoint.clone(), job.checkpoints.len());
+                job.checkpoints.push(view);
+            }
+            Change::PhaseCompleted {
+                position,
+                name,
+                output,
+                ..
+            } => job.runs[ri].phases.push(PhaseView {
+                position: *position,
+                name: name.clone(),
+                output: payload(output),
+                at,
+            }),
+            Change::Delegated { child, .. } => {
+                let parent = &mut job.runs[ri];
+                parent.status = RunStatus::Delegating;
+                parent.waiting_on_child = Some(child.clone());
+                parent.children.push(child.clone());
+                let child_run = new_run(
+                    child.clone(),
+                    job.id.clone(),
+                    Some(parent.id.clone()),
+                    at,
+                    parent.code_version.clone(),
+                    None,
+                );
+                let ci = job.runs.len();
+                job.runs.push(child_run);
+                job.run_index.insert(child.clone(), ci);
+                self.in_flight.insert((ji, ci));
+            }
+            Change::ChildReturned { .. } => {
+                let run = &mut job.runs[ri];
+                run.waiting_on_child = None;
+                if run.status == RunStatus::Delegating {
+                    run.status = RunStatus::Running;
+                }
+            }
+            Change::InputRequested { prompt, .. } => {
+                let run = &mut job.runs[ri];
+                run.status = RunStatus::AwaitingInput;
+                run.awaiting_input = Some(prompt.clone());
+            }
+            Change::InputProvided { .. } => {
+                let run = &mut job.runs[ri];
+                run.awaiting_input = None;
+                if run.status == RunStatus::AwaitingInput {
+                    run.status = RunStatus::Running;
+                }
+            }
+            Change::RunCompleted { output, .. } => {
+                let run = &mut job.runs[ri];
+                run.status = RunStatus::Completed;
+                run.finished_at = Some(at);
+                run.output = Some(payload(output));
+                self.in_flight.remove(&(ji, ri));
+            }
+            Change::RunFailed {
+                error,
+                retryable,
+                cause,
+                ..
+            } => {
+                let run = &mut job.runs[ri];
+                run.status = RunStatus::Failed;
+                run.finished_at = Some(at);
+                run.error = Some(RunError {
+                    message: error.clone(),
+                    retryable: *retryable,
+                    cause: *cause,
+                });
+                self.in_flight.remove(&(ji, ri));
+                self.interrupted.remove(&(ji, ri));
+            }
+            Change::RunInterrupted { reason, .. } => {
+                let run = &mut job.runs[ri];
+                run.status = RunStatus::Interrupted;
+                run.interrupted_by = Some(*reason);
+                self.in_flight.remove(&(ji, ri));
+                self.interrupted.insert((ji, ri));
+            }
+            Change::RunResumed {
+                from, code_version, ..
+            } => {
+                let run = &mut job.runs[ri];
+                // Resumable implies no pending input or child: it runs again.
+                run.status = RunStatus::Running;
+                run.recovery_attempts = run.recovery_attempts.saturating_add(1);
+                if from.is_some() {
+                    run.resumed_from = from.clone();
+                }
+                run.code_version = code_version.clone();
+                self.interrupted.remove(&(ji, ri));
+                self.in_flight.insert((ji, ri));
+            }
+            Change::JobCreated { .. }
+            | Change::RunStarted { .. }
+            | Change::JobFinished { .. }
+            | Change::ExternalStatusObserved { .. } => {}
+        }
+    }
+
+    fn set_job_status(&mut self, ji: usize, status: JobStatus) {
+        let old = self.jobs[ji].status;
+        self.jobs[ji].status = status;
+        self.index_status(ji, Some(old), status);
+    }
+
+    /// Moves job `ji` between the status and fingerprint indexes.
+    fn index_status(&mut self, ji: usize, old: Option<JobStatus>, new: JobStatus) {
+        if let Some(old) = old {
+            self.by_status[old.index()].remove(&ji);
+        }
+        self.by_status[new.index()].insert(ji);
+        let Some(fp) = self.jobs[ji].fingerprint.clone() else {
+            return;
+        };
+        if new.is_finished() {
+            if let Some(set) = self.unfinished_by_fingerprint.get_mut(&fp) {
+                set.remove(&ji);
+                if set.is_empty() {
+                    self.unfinished_by_fingerprint.remove(&fp);
+                }
+            }
+        } else {
+            self.unfinished_by_fingerprint
+                .entry(fp)
+                .or_default()
+                .insert(ji);
+        }
+    }
+
+    /// Rebuilds every index from the views, checking that ids are unique.
+    fn from_views(snapshot: SnapshotOwned) -> Result<Self, String> {
+        let mut state = Projections {
+            jobs: Vec::with_capacity(snapshot.jobs.len()),
+            events_applied: snapshot.events_applied,
+            last_lsn: snapshot.last_lsn,
+            ..Projections::default()
+        };
+        for (ji, mut job) in snapshot.jobs.into_iter().enumerate() {
+            if state.by_id.insert(job.id.clone(), ji).is_some() {
+                return Err(format!("job {} appears twice", job.id));
+            }
+            job.run_index = HashMap::with_capacity(job.runs.len());
+            for (ri, run) in job.runs.iter().enumerate() {
+                if job.run_index.insert(run.id.clone(), ri).is_some() {
+                    return Err(format!("run {} appears twice in job {}", run.id, job.id));
+                }
+                if run.status.is_in_flight() && job.status != JobStatus::Cancelled {
+                    state.in_flight.insert((ji, ri));
+                }
+                if run.status == RunStatus::Interrupted && job.status != JobStatus::Cancelled {
+                    state.interrupted.insert((ji, ri));
+                }
+            }
+            job.checkpoint_index = HashMap::with_capacity(job.checkpoints.len());
+            for (ci, cp) in job.checkpoints.iter().enumerate() {
+                if job.checkpoint_index.insert(cp.id.clone(), ci).is_some() {
+                    return Err(format!(
+                        "checkpoint {} appears twice in job {}",
+                        cp.id, job.id
+                    ));
+                }
+            }
+            let status = job.status;
+            state.jobs.push(job);
+            state.index_status(ji, None, status);
+        }
+        Ok(state)
+    }
+}
+
+/// Why a resume of `run` would be refused, or `None` if it would be
+/// accepted. Shared by the `RunResumed` transition and
+/// [`Projections::resumability`], so the two can never disagree.
+fn resume_block(
+    job: &JobView,
+    run: &RunView,
+    code_version: Option<&str>,
+    attempts_max: u32,
+    allow_code_change: bool,
+) -> Option<BlockedReason> {
+    if job.status == JobStatus::Cancelled {
+        return Some(BlockedReason::JobCancelled);
+    }
+    match run.status {
+        RunStatus::Interrupted => {}
+        RunStatus::Running | RunStatus::AwaitingInput | RunStatus::Delegating => {
+            return Some(BlockedReason::InFlight);
+        }
+        RunStatus::Completed => return Some(BlockedReason::Finished),
+        RunStatus::Failed => {
+            let exhausted = run
+                .error
+                .as_ref()
+                .is_some_and(|e| e.cause == FailCause::RecoveryAttemptsExhausted);
+            return Some(if exhausted {
+                BlockedReason::AttemptsExhausted {
+                    attempts: run.recovery_attempts,
+                    max: attempts_max,
+                }
+            } else {
+                BlockedReason::Finished
+            });
+        }
+    }
+    if job.status.is_finished() {
+        return Some(BlockedReason::JobFinished);
+    }
+    if run.awaiting_input.is_some() {
+        return Some(BlockedReason::AwaitingInput);
+    }
+    if let Some(child) = &run.waiting_on_child {
+        return Some(BlockedReason::WaitingForChild {
+            child: child.clone(),
+        });
+    }
+    if let Some(parent) = &run.parent
+        && job.run(parent).is_none_or(|p| p.status.is_terminal())
+    {
+        return Some(BlockedReason::ParentFinished);
+    }
+    if run.recovery_attempts >= attempts_max {
+        return Some(BlockedReason::AttemptsExhausted {
+            attempts: run.recovery_attempts,
+            max: attempts_max,
+        });
+    }
+    if !allow_code_change && run.code_version.as_deref() != code_version {
+        return Some(BlockedReason::CodeVersionDiffers {
+            recorded: run.code_version.clone(),
+            current: code_version.map(str::to_owned),
+        });
+    }
+    None
+}
+
+fn new_run(
+    id: RunId,
+    job: JobId,
+    parent: Option<RunId>,
+    at: crate::Timestamp,
+    code_version: Option<String>,
+    resumed_from: Option<CheckpointId>,
+) -> RunView {
+    RunView {
+        id,
+        job,
+        parent,
+        children: Vec::new(),
+        status: RunStatus::Running,
+        started_at: at,
+        finished_at: None,
+        code_version,
+        resumed_from,
+        phases: Vec::new(),
+        recovery_attempts: 0,
+        awaiting_input: None,
+        waiting_on_child: None,
+        steps: 0,
+        usage: Usage::default(),
+        interrupted_by: None,
+        error: None,
+        output: None,
+    }
+}
+
+/// Version of the snapshot form of the views. Bumped when a view changes shape.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    version: u8,
+    events_applied: u64,
+    last_lsn: Option<Lsn>,
+    jobs: &'a [JobView],
+}
+
+#[derive(Deserialize)]
+struct SnapshotOwned {
+    version: u8,
+    events_applied: u64,
+    last_lsn: Option<Lsn>,
+    jobs: Vec<JobView>,
+}
+
+impl Serialize for Projections {
+    /// The snapshot form: the views alone, behind a version. Indexes are
+    /// rebuilt on restore.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SnapshotRef {
+            version: SNAPSHOT_FORMAT_VERSION,
+            events_applied: self.events_applied,
+            last_lsn: self.last_lsn,
+            jobs: &self.jobs,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Projections {
+    /// Restores a snapshot, refusing a newer version or views whose ids
+    /// collide.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let snapshot = SnapshotOwned::deserialize(deserializer)?;
+        if snapshot.version != SNAPSHOT_FORMAT_VERSION {
+            return Err(serde::de::Error::custom(format_args!(
+                "snapshot format version {} is not supported (this build reads {})",
+                snapshot.version, SNAPSHOT_FORMAT_VERSION
+            )));
+        }
+        Projections::from_views(snapshot).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,371 @@
+//! The views a host asks about: jobs, runs, checkpoints, resumability.
+//!
+//! Views hold no payload bytes, only [`PayloadRef`]s into the log.
+
+use crate::event::{ExternalStatus, FailCause, InterruptReason};
+use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Where a job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum JobStatus {
+    /// Created and not finished: runs may start, step, wait or be interrupted.
+    Running,
+    /// Finished successfully; may be continued with a new run.
+    Completed,
+    /// Finished with a failure; may be continued with a new run.
+    Failed,
+    /// Cancelled: final, no event is accepted afterwards.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Every status, in a fixed order.
+    pub const ALL: [JobStatus; 4] = [
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    /// Whether the job has finished (completed, failed or cancelled).
+    pub fn is_finished(self) -> bool {
+        self != JobStatus::Running
+    }
+
+    /// A stable lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RunStatus {
+    /// Executing: it may record steps and phases, delegate, wait or finish.
+    Running,
+    /// Waiting for outside input.
+    AwaitingInput,
+    /// Waiting for a child run it delegated to.
+    Delegating,
+    /// Stopped without finishing (shutdown, crash, panic); may be resumed.
+    Interrupted,
+    /// Finished successfully. Terminal.
+    Completed,
+    /// Finished with a failure. Terminal.
+    Failed,
+}
+
+impl RunStatus {
+    /// Whether the run has finished (completed or failed).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Failed)
+    }
+
+    /// Whether the run was in flight: executing or waiting, as a crash would
+    /// find it.
+    pub fn is_in_flight(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Running | RunStatus::AwaitingInput | RunStatus::Delegating
+        )
+    }
+
+    /// A stable snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::AwaitingInput => "awaiting_input",
+            RunStatus::Delegating => "delegating",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether a run can be resumed now, and if not, why.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Resumability {
+    /// A resume of this run would be accepted.
+    Resumable,
+    /// A resume would be refused, for this reason.
+    Blocked {
+        /// Why.
+        reason: BlockedReason,
+    },
+}
+
+impl Resumability {
+    /// Whether the run is resumable.
+    pub fn is_resumable(&self) -> bool {
+        matches!(self, Resumability::Resumable)
+    }
+}
+
+/// Why a run cannot be resumed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BlockedReason {
+    /// The run is still in flight; nothing to resume.
+    InFlight,
+    /// The run finished (completed or failed).
+    Finished,
+    /// The run waits for outside input; provide it first.
+    AwaitingInput,
+    /// The run waits for a child run to return.
+    WaitingForChild {
+        /// The child.
+        child: RunId,
+    },
+    /// The run was failed because its recovery attempts ran out, or a resume
+    /// now would exceed the bound.
+    AttemptsExhausted {
+        /// Resumes already made.
+        attempts: u32,
+        /// The bound.
+        max: u32,
+    },
+    /// The run's parent finished; nobody waits for this run's result.
+    ParentFinished,
+    /// The job finished; continue it with a new run instead.
+    JobFinished,
+    /// The job was cancelled.
+    JobCancelled,
+    /// The run was started by other code than the resuming host's.
+    CodeVersionDiffers {
+        /// What the run was started with.
+        recorded: Option<String>,
+        /// What the resuming host runs.
+        current: Option<String>,
+    },
+}
+
+impl fmt::Display for BlockedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockedReason::InFlight => f.write_str("still in flight"),
+            BlockedReason::Finished => f.write_str("finished"),
+            BlockedReason::AwaitingInput => f.write_str("awaiting input"),
+            BlockedReason::WaitingForChild { child } => {
+                write!(f, "waiting for child run {child}")
+            }
+            BlockedReason::AttemptsExhausted { attempts, max } => {
+                write!(f, "recovery attempts exhausted ({attempts} of {max})")
+            }
+            BlockedReason::ParentFinished => f.write_str("parent run finished"),
+            BlockedReason::JobFinished => f.write_str("job finished"),
+            BlockedReason::JobCancelled => f.write_str("job cancelled"),
+            BlockedReason::CodeVersionDiffers { recorded, current } => write!(
+                f,
+                "code version differs (run: {}, host: {})",
+                recorded.as_deref().unwrap_or("none"),
+                current.as_deref().unwrap_or("none")
+            ),
+        }
+    }
+}
+
+/// A completed phase of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseView {
+    /// Position in the run, from 0. This, not the name, identifies the phase.
+    pub position: u32,
+    /// Name (two phases may share one).
+    pub name: String,
+    /// Where its output lives.
+    pub output: PayloadRef,
+    /// When it completed.
+    pub at: Timestamp,
+}
+
+/// Why and how a run failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    /// What went wrong.
+    pub message: String,
+    /// Whether a retry could succeed.
+    pub retryable: bool,
+    /// Who decided.
+    pub cause: FailCause,
+}
+
+/// One run of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RunView {
+    /// The run's id.
+    pub id: RunId,
+    /// Its job.
+    pub job: JobId,
+    /// The run that delegated to it, if any.
+    pub parent: Option<RunId>,
+    /// Runs it delegated to, in order.
+    pub children: Vec<RunId>,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it completed or failed.
+    pub finished_at: Option<Timestamp>,
+    /// The code version it runs.
+    pub code_version: Option<String>,
+    /// The checkpoint it started or was last resumed from.
+    pub resumed_from: Option<CheckpointId>,
+    /// Completed phases, in the order they completed.
+    pub phases: Vec<PhaseView>,
+    /// Resumes made after interruptions.
+    pub recovery_attempts: u32,
+    /// What it waits for, while it waits for input (also while interrupted).
+    pub awaiting_input: Option<String>,
+    /// The child it waits for, while delegating (also while interrupted).
+    pub waiting_on_child: Option<RunId>,
+    /// Steps this run recorded.
+    pub steps: u64,
+    /// What this run's steps spent.
+    pub usage: Usage,
+    /// Why it was last interrupted.
+    pub interrupted_by: Option<InterruptReason>,
+    /// Why it failed.
+    pub error: Option<RunError>,
+    /// Where its output lives, once completed.
+    pub output: Option<PayloadRef>,
+}
+
+impl RunView {
+    /// Whether the phase at `position` completed: a resuming host skips it.
+    pub fn phase_completed(&self, position: u32) -> bool {
+        self.phases.iter().any(|p| p.position == position)
+    }
+}
+
+/// One checkpoint: a recorded step of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CheckpointView {
+    /// Its id, unique within the job.
+    pub id: CheckpointId,
+    /// Its job.
+    pub job: JobId,
+    /// The run that recorded it.
+    pub run: RunId,
+    /// Step number, cumulative within the job, from 1.
+    pub step: u64,
+    /// What the step alone spent.
+    pub delta: Usage,
+    /// What the job had spent up to and including this step.
+    pub usage: Usage,
+    /// The phase position it belongs to.
+    pub phase: Option<u32>,
+    /// Where its payload lives.
+    pub payload: PayloadRef,
+    /// When it was recorded.
+    pub at: Timestamp,
+}
+
+/// A status a remote system reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalObservation {
+    /// The status.
+    pub status: ExternalStatus,
+    /// The remote system's words.
+    pub detail: String,
+    /// When it was observed.
+    pub at: Timestamp,
+}
+
+/// How a finished job ended, with its reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FinishReason {
+    /// Completed.
+    Completed,
+    /// Failed, with the error.
+    Failed(String),
+    /// Cancelled, with the reason.
+    Cancelled(String),
+}
+
+/// A job: its identity, input, totals, runs and checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct JobView {
+    /// The job's id.
+    pub id: JobId,
+    /// Which agent or workflow it runs.
+    pub key: String,
+    /// Where its original input lives. Set at creation, never changed.
+    pub input: PayloadRef,
+    /// Its idempotency key.
+    pub fingerprint: Option<String>,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// Number of steps recorded in the job, across all its runs.
+    pub total_steps: u64,
+    /// Sum of every step's usage delta in the job.
+    pub usage: Usage,
+    /// When it was created.
+    pub started_at: Timestamp,
+    /// When it last finished; cleared when continued.
+    pub finished_at: Option<Timestamp>,
+    /// How it last finished.
+    pub finish: Option<FinishReason>,
+    /// The last status a remote system reported.
+    pub external: Option<ExternalObservation>,
+    /// Its runs, in the order they started. Delegation makes them a tree
+    /// through `parent` and `children`.
+    pub runs: Vec<RunView>,
+    /// Its checkpoints, in step order.
+    pub checkpoints: Vec<CheckpointView>,
+    /// LSN of the last event applied to the job.
+    pub last_lsn: Lsn,
+    #[serde(skip)]
+    pub(crate) run_index: HashMap<RunId, usize>,
+    #[serde(skip)]
+    pub(crate) checkpoint_index: HashMap<CheckpointId, usize>,
+}
+
+impl JobView {
+    /// One of its runs.
+    pub fn run(&self, id: &RunId) -> Option<&RunView> {
+        self.run_index.get(id).and_then(|&i| self.runs.get(i))
+    }
+
+    /// One of its checkpoints.
+    pub fn checkpoint(&self, id: &CheckpointId) -> Option<&CheckpointView> {
+        self.checkpoint_index
+            .get(id)
+            .and_then(|&i| self.checkpoints.get(i))
+    }
+
+    /// The checkpoint with the highest step number.
+    pub fn latest_checkpoint(&self) -> Option<&CheckpointView> {
+        self.checkpoints.last()
+    }
+
+    /// Top-level runs (no parent), in start order: the roots of the run tree.
+    pub fn root_runs(&self) -> impl Iterator<Item = &RunView> {
+        self.runs.iter().filter(|r| r.parent.is_none())
+    }
+}

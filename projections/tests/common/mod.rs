@@ -1,0 +1,350 @@
+//! A small script language for events and a plain-text rendering of the
+//! views, so a projection test is a script and the text it must fold to
+//! (rust-analyzer's `check(input, expect)` style): adding a case is adding
+//! data.
+//!
+//! One event per line; `#` starts a comment. The n-th event gets LSN n
+//! (from 0) and timestamp 1000 + n. A line starting with `!` must be
+//! refused; the refusal is rendered after the views.
+//!
+//! ```text
+//! create J key=K input=TEXT [fp=F]      start J R [from=C] [code=V]
+//! step J R C in=N out=N [cost=N] [phase=P] [payload=TEXT]
+//! phase J R POS NAME                    delegate J R CHILD
+//! return J R CHILD                      ask J R PROMPT
+//! answer J R TEXT                       complete J R
+//! fail J R [retryable] [cause=reported|abandoned|exhausted]
+//! interrupt J R [reason=crash|shutdown|panic]
+//! resume J R [from=C] [code=V] [allow] [max=N]
+//! finish J completed|failed|cancelled   external J pending|running|completed|failed
+//! ```
+
+#![allow(dead_code)]
+
+use runlog_projections::*;
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// The resume bound used when rendering resumability and by `resume`
+/// without `max=`.
+pub const ATTEMPTS_MAX: u32 = 3;
+
+/// Parses one script line into an event at time `at`.
+pub fn parse_event(line: &str, at: u64) -> Event {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut flags = HashMap::new();
+    let mut positional = Vec::new();
+    for w in &words[1..] {
+        match w.split_once('=') {
+            Some((k, v)) => {
+                flags.insert(k.to_string(), v.to_string());
+            }
+            None => positional.push(w.to_string()),
+        }
+    }
+    let arg = |i: usize| -> String {
+        positional
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| panic!("line `{line}`: missing argument {i}"))
+    };
+    let flag = |k: &str| flags.get(k).cloned();
+    let num = |k: &str| flag(k).map_or(0, |v| v.parse::<u64>().expect("number"));
+    let has = |w: &str| positional.iter().any(|p| p == w);
+    let run = || RunId(arg(1));
+    let change = match words[0] {
+        "create" => Change::JobCreated {
+            key: flag("key").unwrap_or_else(|| "agent".into()),
+            input: flag("input").unwrap_or_default().into_bytes(),
+            fingerprint: flag("fp"),
+        },
+        "start" => Change::RunStarted {
+            run: run(),
+            resume_from: flag("from").map(CheckpointId),
+            code_version: flag("code"),
+        },
+        "step" => Change::StepRecorded {
+            run: run(),
+            checkpoint: CheckpointId(arg(2)),
+            usage: Usage {
+                input_tokens: num("in"),
+                output_tokens: num("out"),
+                cost_micros: num("cost"),
+            },
+            phase: flag("phase").map(|p| p.parse().expect("phase position")),
+            payload: flag("payload").unwrap_or_default().into_bytes(),
+        },
+        "phase" => Change::PhaseCompleted {
+            run: run(),
+            position: arg(2).parse().expect("position"),
+            name: arg(3),
+            output: Vec::new(),
+        },
+        "delegate" => Change::Delegated {
+            run: run(),
+            child: RunId(arg(2)),
+        },
+        "return" => Change::ChildReturned {
+            run: run(),
+            child: RunId(arg(2)),
+        },
+        "ask" => Change::InputRequested {
+            run: run(),
+            prompt: arg(2),
+        },
+        "answer" => Change::InputProvided {
+            run: run(),
+            input: arg(2).into_bytes(),
+        },
+        "complete" => Change::RunCompleted {
+            run: run(),
+            output: Vec::new(),
+        },
+        "fail" => Change::RunFailed {
+            run: run(),
+            error: "boom".into(),
+            retryable: has("retryable"),
+            cause: match flag("cause").as_deref() {
+                None | Some("reported") => FailCause::Reported,
+                Some("abandoned") => FailCause::Abandoned,
+                Some("exhausted") => FailCause::RecoveryAttemptsExhausted,
+                Some(other) => panic!("unknown cause {other}"),
+            },
+        },
+        "interrupt" => Change::RunInterrupted {
+            run: run(),
+            reason: match flag("reason").as_deref() {
+                None | Some("crash") => InterruptReason::Crash,
+                Some("shutdown") => InterruptReason::Shutdown,
+                Some("panic") => InterruptReason::Panic,
+                Some(other) => panic!("unknown reason {other}"),
+            },
+        },
+        "resume" => Change::RunResumed {
+            run: run(),
+            from: flag("from").map(CheckpointId),
+            code_version: flag("code"),
+            allow_code_change: has("allow"),
+            attempts_max: flag("max").map_or(ATTEMPTS_MAX, |m| m.parse().expect("max")),
+        },
+        "finish" => Change::JobFinished {
+            outcome: match arg(1).as_str() {
+                "completed" => JobOutcome::Completed,
+                "failed" => JobOutcome::Failed {
+                    error: "gave up".into(),
+                },
+                "cancelled" => JobOutcome::Cancelled {
+                    reason: "operator".into(),
+                },
+                other => panic!("unknown outcome {other}"),
+            },
+        },
+        "external" => Change::ExternalStatusObserved {
+            status: match arg(1).as_str() {
+                "pending" => ExternalStatus::Pending,
+                "running" => ExternalStatus::Running,
+                "completed" => ExternalStatus::Completed,
+                "failed" => ExternalStatus::Failed,
+                other => panic!("unknown status {other}"),
+            },
+            detail: String::new(),
+        },
+        other => panic!("unknown verb `{other}` in `{line}`"),
+    };
+    Event {
+        at: Timestamp(at),
+        job: JobId(words[1].to_string()),
+        change,
+    }
+}
+
+/// Runs a script: applies every line, checks that `!` lines are refused and
+/// leave the state unchanged, and that the others are accepted. Returns the
+/// state, the events applied (with their LSNs) and the refusals.
+pub fn run_script(script: &str) -> (Projections, Vec<(Lsn, Event)>, Vec<String>) {
+    let mut state = Projections::new();
+    let mut applied = Vec::new();
+    let mut refusals = Vec::new();
+    let lines = script
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    for (n, line) in lines.enumerate() {
+        let (expect_refusal, text) = match line.strip_prefix('!') {
+            Some(rest) => (true, rest.trim()),
+            None => (false, line),
+        };
+        let event = parse_event(text, 1000 + n as u64);
+        let before = state.clone();
+        match state.apply(n as Lsn, &event) {
+            Ok(()) => {
+                assert!(
+                    !expect_refusal,
+                    "`{text}` was accepted but should be refused"
+                );
+                applied.push((n as Lsn, event));
+            }
+            Err(e) => {
+                assert!(expect_refusal, "`{text}` was refused: {e}");
+                assert_eq!(state, before, "a refused event changed the views");
+                refusals.push(format!("refused `{text}`: {e}"));
+            }
+        }
+    }
+    (state, applied, refusals)
+}
+
+fn usage(u: &Usage) -> String {
+    let mut s = format!("{}/{}", u.input_tokens, u.output_tokens);
+    if u.cost_micros != 0 {
+        write!(s, "/${}", u.cost_micros).expect("writing to a String cannot fail");
+    }
+    s
+}
+
+fn resumability(state: &Projections, job: &JobId, run: &RunView) -> String {
+    match state
+        .resumability(job, &run.id, run.code_version.as_deref(), ATTEMPTS_MAX)
+        .expect("run exists")
+    {
+        Resumability::Resumable => "resumable".into(),
+        Resumability::Blocked { reason } => format!("blocked: {reason}"),
+    }
+}
+
+fn render_run(out: &mut String, state: &Projections, job: &JobView, run: &RunView, depth: usize) {
+    let indent = "  ".repeat(depth);
+    write!(
+        out,
+        "{indent}run {} {} steps={} usage={}",
+        run.id,
+        run.status,
+        run.steps,
+        usage(&run.usage)
+    )
+    .expect("writing to a String cannot fail");
+    if run.recovery_attempts > 0 {
+        write!(out, " attempts={}", run.recovery_attempts).expect("infallible");
+    }
+    if !run.phases.is_empty() {
+        let phases: Vec<String> = run
+            .phases
+            .iter()
+            .map(|p| format!("{}:{}", p.position, p.name))
+            .collect();
+        write!(out, " phases=[{}]", phases.join(",")).expect("infallible");
+    }
+    if let Some(cp) = &run.resumed_from {
+        write!(out, " from={cp}").expect("infallible");
+    }
+    if let Some(p) = &run.awaiting_input {
+        write!(out, " awaiting={p:?}").expect("infallible");
+    }
+    writeln!(out, " ({})", resumability(state, &job.id, run)).expect("infallible");
+    for child in &run.children {
+        let child = job.run(child).expect("children exist in their job");
+        render_run(out, state, job, child, depth + 1);
+    }
+}
+
+/// Renders the views as text: jobs (oldest first) with their run trees and
+/// checkpoints, then the interrupted runs and in-flight runs.
+pub fn render(state: &Projections) -> String {
+    let mut out = String::new();
+    for job in state.jobs() {
+        write!(
+            out,
+            "job {} {} key={} steps={} usage={} input=@{}+{}",
+            job.id,
+            job.status,
+            job.key,
+            job.total_steps,
+            usage(&job.usage),
+            job.input.lsn,
+            job.input.len
+        )
+        .expect("infallible");
+        if let Some(fp) = &job.fingerprint {
+            write!(out, " fp={fp}").expect("infallible");
+        }
+        if let Some(ext) = &job.external {
+            write!(out, " external={:?}", ext.status).expect("infallible");
+        }
+        writeln!(out).expect("infallible");
+        for run in job.root_runs() {
+            render_run(&mut out, state, job, run, 1);
+        }
+        for cp in &job.checkpoints {
+            let phase = cp.phase.map_or(String::new(), |p| format!(" phase={p}"));
+            writeln!(
+                out,
+                "  checkpoint {} step={} run={} delta={} total={}{} @{}",
+                cp.id,
+                cp.step,
+                cp.run,
+                usage(&cp.delta),
+                usage(&cp.usage),
+                phase,
+                cp.payload.lsn
+            )
+            .expect("infallible");
+        }
+    }
+    let fingerprints: std::collections::BTreeSet<&str> = state
+        .jobs()
+        .filter_map(|j| j.fingerprint.as_deref())
+        .collect();
+    for fp in fingerprints {
+        let newest = state
+            .newest_unfinished_with_fingerprint(fp)
+            .map_or("none".to_string(), |j| j.id.to_string());
+        writeln!(out, "fingerprint {fp} -> {newest}").expect("infallible");
+    }
+    let interrupted: Vec<String> = state
+        .interrupted_runs()
+        .map(|r| format!("{}/{}", r.job, r.id))
+        .collect();
+    if !interrupted.is_empty() {
+        writeln!(out, "interrupted: {}", interrupted.join(" ")).expect("infallible");
+    }
+    let in_flight: Vec<String> = state
+        .in_flight_runs()
+        .map(|r| format!("{}/{}", r.job, r.id))
+        .collect();
+    if !in_flight.is_empty() {
+        writeln!(out, "in flight: {}", in_flight.join(" ")).expect("infallible");
+    }
+    out
+}
+
+/// Folds `script` and compares the rendering (plus refusals) with `expect`,
+/// ignoring leading indentation common to `expect`'s lines.
+pub fn check(script: &str, expect: &str) {
+    let (state, _, refusals) = run_script(script);
+    let mut actual = render(&state);
+    for r in refusals {
+        actual.push_str(&r);
+        actual.push('\n');
+    }
+    let expect = dedent(expect);
+    assert_eq!(
+        actual.trim_end(),
+        expect.trim_end(),
+        "\n--- actual ---\n{actual}\n--- expected ---\n{expect}"
+    );
+}
+
+fn dedent(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().skip_while(|l| l.trim().is_empty()).collect();
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
