@@ -1,0 +1,313 @@
+//! Property tests of the fold. Random event sequences over small id spaces
+//! (so that delegation, continuation, resume and refusals all happen often)
+//! are applied in order; each test checks one invariant, stated above it.
+
+mod common;
+
+use proptest::prelude::*;
+use runlog_projections::*;
+use std::collections::HashMap;
+
+/// One random operation: (op, job, run, other, number).
+type Op = (u8, u8, u8, u8, u16);
+
+/// Operation kinds, weighted so that runs get created, interrupted, resumed
+/// and returned to often enough for the invariants to bite.
+const KINDS: &[u8] = &[
+    0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 4, 4, 4, 5, 5, 5, 6, 7, 7, 8, 8, 8, 9, 10, 10, 11, 11, 11, 12, 13,
+];
+
+/// Every sequence starts with two jobs, each with a running run, so that
+/// most random events find something to act on.
+const PROLOGUE: &[Op] = &[
+    (0, 0, 0, 0, 0),
+    (0, 1, 1, 0, 0),
+    (1, 0, 0, 0, 1),
+    (1, 1, 0, 0, 1),
+];
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let op = (
+        prop::sample::select(KINDS),
+        0u8..2,
+        0u8..4,
+        0u8..4,
+        0u16..40,
+    );
+    prop::collection::vec(op, 0..150).prop_map(|ops| [PROLOGUE, &ops].concat())
+}
+
+fn event(op: Op, at: u64) -> Event {
+    let (kind, j, r, o, n) = op;
+    let run = RunId(format!("r{r}"));
+    let other = RunId(format!("r{o}"));
+    let cp = |k: u16| CheckpointId(format!("c{k}"));
+    // Mostly one code version, sometimes another, so resumes are usually
+    // allowed and sometimes flagged.
+    let code = |k: u16| Some(if k.is_multiple_of(7) { "v-new" } else { "v" }.to_string());
+    let change = match kind {
+        0 => Change::JobCreated {
+            key: "agent".into(),
+            input: format!("input of j{j}").into_bytes(),
+            fingerprint: Some(format!("f{}", r % 2)),
+        },
+        1 => Change::RunStarted {
+            run,
+            resume_from: (n.is_multiple_of(2)).then(|| cp(n / 2)),
+            code_version: code(n),
+        },
+        2 => Change::StepRecorded {
+            run,
+            checkpoint: cp(n),
+            usage: Usage {
+                input_tokens: u64::from(n) * 7,
+                output_tokens: u64::from(o),
+                cost_micros: u64::from(n % 3),
+            },
+            phase: Some(u32::from(o)),
+            payload: vec![o; usize::from(n % 5)],
+        },
+        3 => Change::PhaseCompleted {
+            run,
+            position: u32::from(o),
+            name: "same-name".into(),
+            output: Vec::new(),
+        },
+        4 => Change::Delegated { run, child: other },
+        5 => Change::ChildReturned { run, child: other },
+        6 => Change::InputRequested {
+            run,
+            prompt: "ok?".into(),
+        },
+        7 => Change::InputProvided {
+            run,
+            input: b"yes".to_vec(),
+        },
+        8 => Change::RunCompleted {
+            run,
+            output: Vec::new(),
+        },
+        9 => Change::RunFailed {
+            run,
+            error: "boom".into(),
+            retryable: n.is_multiple_of(2),
+            cause: FailCause::Reported,
+        },
+        10 => Change::RunInterrupted {
+            run,
+            reason: InterruptReason::Crash,
+        },
+        11 => Change::RunResumed {
+            run,
+            from: (n.is_multiple_of(3)).then(|| cp(n)),
+            code_version: code(n),
+            allow_code_change: n.is_multiple_of(5),
+            attempts_max: 3,
+        },
+        12 => Change::JobFinished {
+            outcome: match n % 10 {
+                0 => JobOutcome::Cancelled {
+                    reason: "stop".into(),
+                },
+                1 => JobOutcome::Failed {
+                    error: "gave up".into(),
+                },
+                _ => JobOutcome::Completed,
+            },
+        },
+        _ => Change::ExternalStatusObserved {
+            status: ExternalStatus::Running,
+            detail: String::new(),
+        },
+    };
+    Event {
+        at: Timestamp(at),
+        job: JobId(format!("j{j}")),
+        change,
+    }
+}
+
+/// The fold of a sequence, with the accepted events and their LSNs.
+struct Trace {
+    state: Projections,
+    accepted: Vec<(Lsn, Event)>,
+    refused_changed_state: bool,
+}
+
+fn fold(ops: &[Op]) -> Trace {
+    let mut state = Projections::new();
+    let mut accepted = Vec::new();
+    let mut refused_changed_state = false;
+    for (i, op) in ops.iter().enumerate() {
+        let e = event(*op, 1_000 + i as u64);
+        let before = state.clone();
+        match state.apply(i as Lsn, &e) {
+            Ok(()) => accepted.push((i as Lsn, e)),
+            Err(_) => refused_changed_state |= state != before,
+        }
+    }
+    Trace {
+        state,
+        accepted,
+        refused_changed_state,
+    }
+}
+
+proptest! {
+    /// A job's total steps equal its step events and its usage equals the
+    /// sum of their deltas, whatever delegation, continuation or resume did.
+    #[test]
+    fn totals_equal_the_sum_of_deltas(ops in ops()) {
+        let t = fold(&ops);
+        let mut expected: HashMap<JobId, (u64, Usage)> = HashMap::new();
+        for (_, e) in &t.accepted {
+            if let Change::StepRecorded { usage, .. } = &e.change {
+                let entry = expected.entry(e.job.clone()).or_default();
+                entry.0 += 1;
+                entry.1 = entry.1.plus(*usage);
+            }
+        }
+        for job in t.state.jobs() {
+            let (steps, usage) = expected.get(&job.id).copied().unwrap_or_default();
+            prop_assert_eq!(job.total_steps, steps);
+            prop_assert_eq!(job.usage, usage);
+            prop_assert_eq!(job.runs.iter().map(|r| r.steps).sum::<u64>(), steps);
+        }
+    }
+
+    /// A job's input is the one its creation event carried, after any events.
+    #[test]
+    fn a_jobs_input_never_changes(ops in ops()) {
+        let t = fold(&ops);
+        for (lsn, e) in &t.accepted {
+            if let Change::JobCreated { input, .. } = &e.change {
+                let job = t.state.job(&e.job).expect("created job exists");
+                prop_assert_eq!(job.input, PayloadRef { lsn: *lsn, len: input.len() as u64 });
+            }
+        }
+    }
+
+    /// No run has more than one terminal (completed or failed) event.
+    #[test]
+    fn each_run_has_at_most_one_terminal_event(ops in ops()) {
+        let t = fold(&ops);
+        let mut terminal: HashMap<(JobId, RunId), u32> = HashMap::new();
+        for (_, e) in &t.accepted {
+            if let Change::RunCompleted { run, .. } | Change::RunFailed { run, .. } = &e.change {
+                *terminal.entry((e.job.clone(), run.clone())).or_default() += 1;
+            }
+        }
+        prop_assert!(terminal.values().all(|&n| n <= 1), "{terminal:?}");
+    }
+
+    /// A job's checkpoints come out numbered 1, 2, 3… with cumulative usage
+    /// equal to the running sum of their deltas.
+    #[test]
+    fn checkpoints_come_out_in_step_order(ops in ops()) {
+        let t = fold(&ops);
+        for job in t.state.jobs() {
+            let mut sum = Usage::default();
+            for (i, cp) in job.checkpoints.iter().enumerate() {
+                sum = sum.plus(cp.delta);
+                prop_assert_eq!(cp.step, i as u64 + 1);
+                prop_assert_eq!(cp.usage, sum);
+                prop_assert_eq!(job.checkpoint(&cp.id), Some(cp));
+            }
+            prop_assert_eq!(job.latest_checkpoint(), job.checkpoints.last());
+        }
+    }
+
+    /// Replaying the accepted events into fresh views gives equal views.
+    #[test]
+    fn replaying_the_same_events_gives_equal_views(ops in ops()) {
+        let t = fold(&ops);
+        let mut again = Projections::new();
+        for (lsn, e) in &t.accepted {
+            prop_assert!(again.apply(*lsn, e).is_ok(), "an accepted event was refused on replay");
+        }
+        prop_assert_eq!(common::render(&again), common::render(&t.state));
+        prop_assert_eq!(again, t.state);
+    }
+
+    /// An event the table refuses leaves the views equal to before.
+    #[test]
+    fn a_refused_event_changes_nothing(ops in ops()) {
+        prop_assert!(!fold(&ops).refused_changed_state);
+    }
+
+    /// Snapshot then restore gives equal views and equal answers from the
+    /// rebuilt indexes.
+    #[test]
+    fn snapshot_then_restore_gives_an_equal_state(ops in ops()) {
+        let t = fold(&ops);
+        let bytes = postcard::to_stdvec(&t.state).expect("serialize");
+        let restored: Projections = postcard::from_bytes(&bytes).expect("restore");
+        prop_assert_eq!(common::render(&restored), common::render(&t.state));
+        for status in JobStatus::ALL {
+            prop_assert_eq!(restored.count_with_status(status), t.state.count_with_status(status));
+        }
+        prop_assert_eq!(&restored, &t.state);
+        // The restored state keeps folding exactly like the original.
+        let (mut a, mut b) = (restored, t.state);
+        for (i, op) in ops.iter().enumerate() {
+            let e = event(*op, 5_000 + i as u64);
+            prop_assert_eq!(a.apply(10_000 + i as Lsn, &e).is_ok(), b.apply(10_000 + i as Lsn, &e).is_ok());
+        }
+        prop_assert_eq!(a, b);
+    }
+
+    /// A run is reported resumable exactly when a resume of it is accepted.
+    #[test]
+    fn resumable_exactly_when_a_resume_is_accepted(ops in ops()) {
+        let t = fold(&ops);
+        for job in t.state.jobs() {
+            for run in &job.runs {
+                for code in [None, Some("v"), Some("v-new")] {
+                    let reported = t.state.resumability(&job.id, &run.id, code, 3).expect("exists");
+                    let mut probe = t.state.clone();
+                    let resume = Event {
+                        at: Timestamp(9_999),
+                        job: job.id.clone(),
+                        change: Change::RunResumed {
+                            run: run.id.clone(),
+                            from: None,
+                            code_version: code.map(str::to_owned),
+                            allow_code_change: false,
+                            attempts_max: 3,
+                        },
+                    };
+                    let accepted = probe.apply(9_999, &resume).is_ok();
+                    prop_assert_eq!(reported.is_resumable(), accepted, "{:?}", reported);
+                }
+            }
+        }
+    }
+}
+
+/// The restore refuses a snapshot whose views repeat an id rather than
+/// building indexes that disagree with the views.
+#[test]
+fn a_snapshot_that_repeats_a_job_is_refused() {
+    let (state, _, _) = common::run_script("create j\ncreate k");
+    let json = serde_json::to_string(&state).expect("serialize");
+    assert!(serde_json::from_str::<Projections>(&json).is_ok());
+    let lying = json.replace(r#""id":"k""#, r#""id":"j""#);
+    assert_ne!(lying, json, "the second job's id is in the snapshot");
+    let err = serde_json::from_str::<Projections>(&lying).expect_err("duplicate job id");
+    assert!(err.to_string().starts_with("job j appears twice"), "{err}");
+}
+
+/// A snapshot from a newer build is refused by version, not misread.
+#[test]
+fn a_snapshot_of_a_newer_version_is_refused() {
+    let (state, _, _) = common::run_script("create j");
+    let json = serde_json::to_string(&state).expect("serialize");
+    let newer = json.replacen(r#"{"version":1"#, r#"{"version":2"#, 1);
+    assert_ne!(newer, json);
+    let err = serde_json::from_str::<Projections>(&newer).expect_err("newer version");
+    assert!(
+        err.to_string()
+            .starts_with("snapshot format version 2 is not supported (this build reads 1)"),
+        "{err}"
+    );
+}
