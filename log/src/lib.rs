@@ -6,3 +6,50 @@
 //!
 //! What it is not for: it knows nothing of jobs, runs or events; it does not
 //! interpret payloads. That is `runlog-projections` and `runlog-engine`.
+//!
+//! The on-disk format, its checksums and the recovery rules are specified
+//! byte by byte in `FORMAT.md` at the repository root.
+//!
+//! ```no_run
+//! use runlog_log::{Log, LogOptions};
+//! # fn main() -> Result<(), runlog_log::LogError> {
+//! let (log, report) = Log::open("/tmp/my-log", LogOptions::default())?;
+//! assert!(report.torn_tail.is_none());
+//! let appended = log.append(&[b"hello", b"world"])?;
+//! assert_eq!(log.read(appended.first)?, b"hello");
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod format;
+mod fs;
+#[allow(unsafe_code)]
+mod mmap;
+mod reader;
+mod scan;
+// Without the `sim` feature the simulated file system is compiled only for
+// this crate's unit tests, which use part of it.
+#[cfg(any(test, feature = "sim"))]
+#[cfg_attr(not(feature = "sim"), allow(dead_code))]
+mod sim;
+mod types;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{CorruptionKind, LogError};
+pub use reader::{LogReader, Records};
+pub use types::{
+    Appended, LogOptions, Lsn, Record, RecoveryMode, RecoveryReport, Salvaged, SyncPolicy,
+    TornTail, VerifyOutcome, VerifyReport,
+};
+pub use writer::Log;
+
+/// The newest on-disk format version this build reads and the one it writes.
+pub const FORMAT_VERSION: u32 = format::FORMAT_VERSION;
+
+#[cfg(feature = "sim")]
+pub use fs::{Fs, FsFile, LockGuard, RealFs, SegmentBytes};
+#[cfg(feature = "sim")]
+pub use sim::{Fault, SimFs, Tear};

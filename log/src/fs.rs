@@ -1,0 +1,192 @@
+//! The seam between the log and the file system (STYLE item 9). The real
+//! implementation is `RealFs`; tests use `SimFs`, which can crash and fail.
+
+use std::any::Any;
+use std::fmt;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io;
+use std::ops::Deref;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The file-system operations the log uses. Implemented by [`RealFs`] and,
+/// for tests, by `SimFs`.
+pub trait Fs: Send + Sync + fmt::Debug {
+    /// Creates a directory and its parents, owner-only (0700).
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries of a directory (not sorted).
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// True if the path exists (file or directory).
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Creates a new, empty file, owner-only (0600), truncating any old one.
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn FsFile>>;
+    /// Opens an existing file for writing.
+    fn open_write(&self, path: &Path) -> io::Result<Arc<dyn FsFile>>;
+    /// Renames a file, replacing the target.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries durable (fsync of the directory).
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// The file's length in bytes.
+    fn file_len(&self, path: &Path) -> io::Result<u64>;
+    /// The file's first `len` bytes, mapped when possible. The file must be
+    /// at least `len` bytes long and never truncated below it while mapped.
+    fn map(&self, path: &Path, len: u64) -> io::Result<SegmentBytes>;
+    /// The file's whole contents, copied into memory.
+    fn read_all(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Takes an exclusive advisory lock on `path` (creating it 0600), or
+    /// `None` if someone else holds it.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>>;
+}
+
+/// An open file the log writes to.
+pub trait FsFile: Send + Sync + fmt::Debug {
+    /// Writes all of `buf` at `offset`, or fails.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// fdatasync.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Truncates or extends the file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// A held lock; dropping it releases the lock.
+pub struct LockGuard {
+    _held: Box<dyn Any + Send + Sync>,
+}
+
+impl LockGuard {
+    /// Wraps whatever value releases the lock when dropped.
+    pub fn new(held: impl Any + Send + Sync) -> LockGuard {
+        LockGuard {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+/// Bytes of a segment: a read-only map or an owned copy. Cheap to clone.
+#[derive(Clone)]
+pub struct SegmentBytes(Arc<BytesInner>);
+
+enum BytesInner {
+    Map(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl SegmentBytes {
+    /// Bytes held in memory.
+    pub fn from_vec(bytes: Vec<u8>) -> SegmentBytes {
+        SegmentBytes(Arc::new(BytesInner::Owned(bytes)))
+    }
+}
+
+impl Deref for SegmentBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &*self.0 {
+            BytesInner::Map(m) => m,
+            BytesInner::Owned(v) => v,
+        }
+    }
+}
+
+impl fmt::Debug for SegmentBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SegmentBytes({} bytes)", self.len())
+    }
+}
+
+/// The real file system: `std::fs`, reads through memmap2.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+#[derive(Debug)]
+struct RealFile(File);
+
+impl FsFile for RealFile {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl Fs for RealFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        DirBuilder::new().recursive(true).mode(0o700).create(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Arc::new(RealFile(f)))
+    }
+    fn open_write(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+        let f = OpenOptions::new().write(true).open(path)?;
+        Ok(Arc::new(RealFile(f)))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
+    fn map(&self, path: &Path, len: u64) -> io::Result<SegmentBytes> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("segment too large to map"))?;
+        if len == 0 {
+            return Ok(SegmentBytes::from_vec(Vec::new()));
+        }
+        let file = File::open(path)?;
+        let map = crate::mmap::map_prefix(&file, len)?;
+        Ok(SegmentBytes(Arc::new(BytesInner::Map(map))))
+    }
+    fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(LockGuard::new(f))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

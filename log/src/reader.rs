@@ -1,0 +1,318 @@
+//! Read-only access: `LogReader` (no lock, never writes, works beside a live
+//! writer), the owned-record iterator, and verify.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::format::SEGMENT_HEADER_LEN;
+use crate::fs::{Fs, RealFs, SegmentBytes};
+use crate::scan::{self, Ending, SEGMENTS_DIR, SegIndex, SegRef, Walker, check_header};
+use crate::{LogError, LogOptions, Lsn, Record, TornTail, VerifyOutcome, VerifyReport};
+
+/// Owned records in LSN order. After an error it yields nothing more.
+pub struct Records {
+    walker: Walker,
+    done: bool,
+}
+
+impl Records {
+    pub(crate) fn new(walker: Walker) -> Records {
+        Records {
+            walker,
+            done: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records").finish_non_exhaustive()
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.walker.next() {
+            Ok(Some((lsn, range))) => Some(Ok(Record {
+                lsn,
+                payload: self.walker.bytes()[range].to_vec(),
+            })),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// A read-only view of a log: takes no lock and never writes a byte, so it
+/// works on a copy, on a log a live writer is appending to, or on read-only
+/// media. It sees the log as it was when opened, up to the last whole batch.
+pub struct LogReader {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    options: LogOptions,
+    segs: Vec<SegRef>,
+    /// The last segment's whole file as read at open (torn bytes included,
+    /// for verify). Held as a copy rather than a map so that a writer that
+    /// later cuts a torn tail cannot pull bytes from under a map.
+    last_len: u64,
+    first: Lsn,
+    end: Lsn,
+    index: Mutex<Option<SegIndex>>,
+}
+
+impl std::fmt::Debug for LogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReader")
+            .field("dir", &self.dir)
+            .field("first_lsn", &self.first)
+            .field("next_lsn", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogReader {
+    /// Opens the log in `dir` read-only. Only `record_size_max` of `options`
+    /// matters; a torn tail is simply where the reader's log ends.
+    pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<LogReader, LogError> {
+        LogReader::open_inner(Arc::new(RealFs), dir.as_ref(), options)
+    }
+
+    /// [`LogReader::open`] on a given file system (test support: pass a `SimFs`).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn open_with(
+        fs: Arc<dyn Fs>,
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+    ) -> Result<LogReader, LogError> {
+        LogReader::open_inner(fs, dir.as_ref(), options)
+    }
+
+    fn open_inner(fs: Arc<dyn Fs>, dir: &Path, options: LogOptions) -> Result<LogReader, LogError> {
+        let seg_dir = dir.join(SEGMENTS_DIR);
+        let present = fs
+            .exists(&seg_dir)
+            .map_err(|e| LogError::io(&seg_dir, "stat", e))?;
+        if !present {
+            return Err(LogError::NotALog {
+                path: dir.to_owned(),
+                reason: "it has no segments directory".to_owned(),
+            });
+        }
+        let mut segs = scan::list_segments(fs.as_ref(), &seg_dir)?;
+        let Some(last) = segs.last_mut() else {
+            return Err(LogError::NotALog {
+                path: dir.to_owned(),
+                reason: "its segments directory holds no segment".to_owned(),
+            });
+        };
+        let data = fs
+            .read_all(&last.path)
+            .map_err(|e| LogError::io(&last.path, "read", e))?;
+        let h = check_header(&last.path, last.base, &data)?;
+        let s = scan::scan_segment(&data, &h, options.record_size_max, true);
+        if let Ending::Corrupt(bad) = s.ending {
+            return Err(bad.into_error(&last.path));
+        }
+        let end = s.cursor.lsn;
+        let last_len = data.len() as u64;
+        last.bytes = Some(SegmentBytes::from_vec(data));
+        let n = segs.len();
+        for seg in &mut segs[..n - 1] {
+            let len = fs
+                .file_len(&seg.path)
+                .map_err(|e| LogError::io(&seg.path, "stat", e))?;
+            let head = fs
+                .map(&seg.path, len.min(SEGMENT_HEADER_LEN as u64))
+                .map_err(|e| LogError::io(&seg.path, "map", e))?;
+            check_header(&seg.path, seg.base, &head)?;
+            seg.len = Some(len);
+        }
+        let first = segs.first().map_or(0, |s| s.base);
+        Ok(LogReader {
+            fs,
+            dir: dir.to_owned(),
+            options,
+            segs,
+            last_len,
+            first,
+            end,
+            index: Mutex::new(None),
+        })
+    }
+
+    /// The lowest LSN in the log.
+    pub fn first_lsn(&self) -> Lsn {
+        self.first
+    }
+
+    /// One past the last record of the last whole batch seen at open.
+    pub fn next_lsn(&self) -> Lsn {
+        self.end
+    }
+
+    fn check_range(&self, from: Lsn, allow_end: bool) -> Result<(), LogError> {
+        if from < self.first || from > self.end || (from == self.end && !allow_end) {
+            return Err(LogError::LsnOutOfRange {
+                lsn: from,
+                first: self.first,
+                next: self.end,
+            });
+        }
+        Ok(())
+    }
+
+    fn walker(&self, from: Lsn) -> Walker {
+        Walker::new(
+            Arc::clone(&self.fs),
+            self.segs.clone(),
+            from,
+            self.end,
+            self.options.record_size_max,
+        )
+    }
+
+    /// Owned records from `from` to the end seen at open.
+    pub fn iter_from(&self, from: Lsn) -> Result<Records, LogError> {
+        self.check_range(from, true)?;
+        Ok(Records::new(self.walker(from)))
+    }
+
+    /// Calls `f` with each record from `from` on, without copying payloads;
+    /// stops early when `f` breaks.
+    pub fn scan(
+        &self,
+        from: Lsn,
+        mut f: impl FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        self.check_range(from, true)?;
+        let mut w = self.walker(from);
+        while let Some((lsn, range)) = w.next()? {
+            if f(lsn, &w.bytes()[range]).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One record's payload; repeated reads in one segment use its index.
+    pub fn read(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
+        self.check_range(lsn, false)?;
+        let Some(seg) = self.segs.iter().rev().find(|s| s.base <= lsn) else {
+            return Err(LogError::LsnOutOfRange {
+                lsn,
+                first: self.first,
+                next: self.end,
+            });
+        };
+        let max = self.options.record_size_max;
+        let mut slot = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let reuse = matches!(&*slot, Some(idx) if idx.path == seg.path);
+        if !reuse {
+            let bytes = scan::load(self.fs.as_ref(), seg)?;
+            *slot = Some(SegIndex::new(seg.path.clone(), seg.base, bytes)?);
+        }
+        let Some(idx) = slot.as_mut() else {
+            return Err(LogError::LsnOutOfRange {
+                lsn,
+                first: self.first,
+                next: self.end,
+            });
+        };
+        match idx.payload(lsn, max)? {
+            Some(p) => Ok(p.to_vec()),
+            None => Err(LogError::LsnOutOfRange {
+                lsn,
+                first: self.first,
+                next: self.end,
+            }),
+        }
+    }
+
+    /// Checks every byte: header and record checksums, LSN continuity, the
+    /// chain within and across segments, batch framing. Never writes.
+    /// `progress(bytes_checked, bytes_total)` is called after each segment.
+    pub fn verify(&self, mut progress: impl FnMut(u64, u64)) -> Result<VerifyReport, LogError> {
+        let max = self.options.record_size_max;
+        let mut total = 0u64;
+        for s in &self.segs {
+            total += s.len.unwrap_or(self.last_len);
+        }
+        let mut report = VerifyReport {
+            segments: 0,
+            records: 0,
+            bytes: 0,
+            next_lsn: self.first,
+            outcome: VerifyOutcome::Intact,
+        };
+        progress(0, total);
+        let mut prev: Option<scan::Cursor> = None;
+        let n = self.segs.len();
+        for (i, seg) in self.segs.iter().enumerate() {
+            let is_last = i + 1 == n;
+            let bytes = scan::load(self.fs.as_ref(), seg)?;
+            report.segments += 1;
+            let h = match check_header(&seg.path, seg.base, &bytes) {
+                Ok(h) => h,
+                Err(e) => {
+                    report.outcome = VerifyOutcome::Corrupt(e);
+                    return Ok(report);
+                }
+            };
+            if let Some(p) = prev {
+                let detail = if h.base_lsn != p.lsn {
+                    Some(crate::CorruptionKind::LsnGap {
+                        expected: p.lsn,
+                        found: h.base_lsn,
+                    })
+                } else if h.chain != p.prev {
+                    Some(crate::CorruptionKind::ChainBroken {
+                        expected: p.prev,
+                        found: h.chain,
+                    })
+                } else {
+                    None
+                };
+                if let Some(detail) = detail {
+                    report.outcome =
+                        VerifyOutcome::Corrupt(scan::corruption(&seg.path, 0, p.lsn, detail));
+                    return Ok(report);
+                }
+            }
+            let s = scan::scan_segment(&bytes, &h, max, is_last);
+            report.records += s.cursor.lsn - h.base_lsn;
+            report.next_lsn = s.cursor.lsn;
+            report.bytes += bytes.len() as u64;
+            progress(report.bytes, total);
+            match s.ending {
+                Ending::Clean => {}
+                Ending::Torn => {
+                    report.outcome = VerifyOutcome::TornTail(TornTail {
+                        segment: seg.path.clone(),
+                        offset: s.cursor.off as u64,
+                        bytes: bytes.len() as u64 - s.cursor.off as u64,
+                        records_dropped: s.records_dropped,
+                        side_file: None,
+                    });
+                }
+                Ending::Corrupt(bad) => {
+                    report.outcome = VerifyOutcome::Corrupt(bad.into_error(&seg.path));
+                    return Ok(report);
+                }
+            }
+            prev = Some(s.cursor);
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,518 @@
+//! Walking the bytes of segments: the cursor that validates each record in
+//! its context, the classification of a segment's end (clean, torn,
+//! corrupt), and the helpers readers and recovery share.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::format::{
+    self, FLAG_END_OF_BATCH, FLAGS_KNOWN, HeaderError, RECORD_HEADER_LEN, RawRecord,
+    SEGMENT_HEADER_LEN, SegmentHeader,
+};
+use crate::fs::{Fs, SegmentBytes};
+use crate::{CorruptionKind, LogError, Lsn};
+
+/// The name of the directory holding segments.
+pub(crate) const SEGMENTS_DIR: &str = "segments";
+const SEGMENT_EXT: &str = ".seg";
+pub(crate) const TEMP_EXT: &str = ".tmp";
+
+pub(crate) fn segment_file_name(base: Lsn) -> String {
+    format!("{base:020}{SEGMENT_EXT}")
+}
+
+/// Parses `<20 digits>.seg`; anything else is not a segment.
+pub(crate) fn parse_segment_name(name: &str) -> Option<Lsn> {
+    let digits = name.strip_suffix(SEGMENT_EXT)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A segment file known by its base LSN (from its name).
+#[derive(Clone, Debug)]
+pub(crate) struct SegRef {
+    pub base: Lsn,
+    pub path: PathBuf,
+    /// Bytes already loaded (a reader's copy of the last segment), if any.
+    pub bytes: Option<SegmentBytes>,
+    /// How many bytes to map; `None` means the file's length when loaded.
+    pub len: Option<u64>,
+}
+
+/// Lists the segments of `seg_dir`, sorted by base LSN.
+pub(crate) fn list_segments(fs: &dyn Fs, seg_dir: &Path) -> Result<Vec<SegRef>, LogError> {
+    let names = fs
+        .list_dir(seg_dir)
+        .map_err(|e| LogError::io(seg_dir, "list directory", e))?;
+    let mut segs: Vec<SegRef> = names
+        .iter()
+        .filter_map(|n| {
+            parse_segment_name(n).map(|base| SegRef {
+                base,
+                path: seg_dir.join(n),
+                bytes: None,
+                len: None,
+            })
+        })
+        .collect();
+    segs.sort_by_key(|s| s.base);
+    Ok(segs)
+}
+
+pub(crate) fn load(fs: &dyn Fs, seg: &SegRef) -> Result<SegmentBytes, LogError> {
+    if let Some(b) = &seg.bytes {
+        return Ok(b.clone());
+    }
+    let len = match seg.len {
+        Some(l) => l,
+        None => fs
+            .file_len(&seg.path)
+            .map_err(|e| LogError::io(&seg.path, "stat", e))?,
+    };
+    fs.map(&seg.path, len)
+        .map_err(|e| LogError::io(&seg.path, "map", e))
+}
+
+/// Decodes a segment's header and checks it against its file name.
+pub(crate) fn check_header(
+    path: &Path,
+    name_base: Lsn,
+    data: &[u8],
+) -> Result<SegmentHeader, LogError> {
+    let h = format::decode_segment_header(data).map_err(|e| match e {
+        HeaderError::Newer(version) => LogError::NewerFormat {
+            path: path.to_owned(),
+            version,
+            supported: format::FORMAT_VERSION,
+        },
+        HeaderError::Corrupt(detail) => corruption(path, 0, name_base, detail),
+    })?;
+    if h.base_lsn != name_base {
+        return Err(corruption(
+            path,
+            0,
+            name_base,
+            CorruptionKind::BadHeader {
+                reason: format!(
+                    "the file name says base LSN {name_base}, the header says {}",
+                    h.base_lsn
+                ),
+            },
+        ));
+    }
+    Ok(h)
+}
+
+pub(crate) fn corruption(path: &Path, offset: u64, lsn: Lsn, detail: CorruptionKind) -> LogError {
+    LogError::Corruption {
+        segment: path.to_owned(),
+        offset,
+        lsn,
+        detail,
+    }
+}
+
+/// Where a walk through one segment stands.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cursor {
+    /// Offset of the next record.
+    pub off: usize,
+    /// LSN the next record must have.
+    pub lsn: Lsn,
+    /// Checksum the next record must chain to.
+    pub prev: u32,
+    /// Offset just past the last record that ended a batch (or the header).
+    pub batch_end_off: usize,
+    /// LSN after that record: the first LSN of the open batch.
+    pub batch_end_lsn: Lsn,
+    /// Checksum of that record (or the header's chain value).
+    pub batch_end_crc: u32,
+}
+
+/// A bad record found by the cursor.
+#[derive(Clone, Debug)]
+pub(crate) struct Bad {
+    pub offset: u64,
+    pub lsn: Lsn,
+    pub kind: CorruptionKind,
+}
+
+impl Bad {
+    pub(crate) fn into_error(self, path: &Path) -> LogError {
+        corruption(path, self.offset, self.lsn, self.kind)
+    }
+}
+
+impl Cursor {
+    pub(crate) fn at_start(h: &SegmentHeader) -> Cursor {
+        Cursor {
+            off: SEGMENT_HEADER_LEN,
+            lsn: h.base_lsn,
+            prev: h.chain,
+            batch_end_off: SEGMENT_HEADER_LEN,
+            batch_end_lsn: h.base_lsn,
+            batch_end_crc: h.chain,
+        }
+    }
+
+    /// True when the cursor sits between batches.
+    pub(crate) fn at_batch_boundary(&self) -> bool {
+        self.lsn == self.batch_end_lsn
+    }
+
+    /// Validates and steps over the next record. `Ok(None)` at the exact end
+    /// of `data`.
+    pub(crate) fn step<'a>(
+        &mut self,
+        data: &'a [u8],
+        max: u32,
+    ) -> Result<Option<RawRecord<'a>>, Bad> {
+        if self.off >= data.len() {
+            return Ok(None);
+        }
+        let bad = |kind| Bad {
+            offset: self.off as u64,
+            lsn: self.lsn,
+            kind,
+        };
+        let r = format::parse_record(data, self.off, max).map_err(bad)?;
+        if r.lsn != self.lsn {
+            return Err(bad(CorruptionKind::LsnGap {
+                expected: self.lsn,
+                found: r.lsn,
+            }));
+        }
+        if r.prev != self.prev {
+            return Err(bad(CorruptionKind::ChainBroken {
+                expected: self.prev,
+                found: r.prev,
+            }));
+        }
+        if r.flags & !FLAGS_KNOWN != 0 {
+            return Err(bad(CorruptionKind::BadFlags { flags: r.flags }));
+        }
+        let position = self.lsn - self.batch_end_lsn;
+        if u64::from(r.batch_index) != position {
+            return Err(bad(CorruptionKind::BatchMismatch {
+                expected: position,
+                found: r.batch_index,
+            }));
+        }
+        self.off = r.end;
+        self.lsn += 1;
+        self.prev = r.crc;
+        if r.flags & FLAG_END_OF_BATCH != 0 {
+            self.batch_end_off = r.end;
+            self.batch_end_lsn = self.lsn;
+            self.batch_end_crc = r.crc;
+        }
+        Ok(Some(r))
+    }
+}
+
+/// How a segment's bytes end.
+#[derive(Clone, Debug)]
+pub(crate) enum Ending {
+    /// The last byte ends a batch.
+    Clean,
+    /// An incomplete last batch with nothing valid after it.
+    Torn,
+    /// A bad record with a later batch after it, or any damage in a sealed
+    /// segment.
+    Corrupt(Bad),
+}
+
+/// The result of walking a whole segment. `cursor` stands at the end of the
+/// last complete batch.
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentScan {
+    pub cursor: Cursor,
+    pub ending: Ending,
+    /// Valid records after the last complete batch.
+    pub records_dropped: u64,
+}
+
+/// Walks every record of a segment. `last` says whether it is the log's last
+/// segment, the only place a torn tail can be.
+pub(crate) fn scan_segment(data: &[u8], h: &SegmentHeader, max: u32, last: bool) -> SegmentScan {
+    let mut c = Cursor::at_start(h);
+    let failure = loop {
+        match c.step(data, max) {
+            Ok(Some(_)) => {}
+            Ok(None) => break None,
+            Err(bad) => break Some(bad),
+        }
+    };
+    let records_dropped = c.lsn - c.batch_end_lsn;
+    let ending = match failure {
+        None if c.at_batch_boundary() => Ending::Clean,
+        None if last => Ending::Torn,
+        None => Ending::Corrupt(Bad {
+            offset: c.off as u64,
+            lsn: c.lsn,
+            kind: CorruptionKind::IncompleteBatch,
+        }),
+        Some(bad) if !last => Ending::Corrupt(bad),
+        Some(bad) => {
+            // usize offsets: bad.offset came from a usize.
+            let from = usize::try_from(bad.offset).unwrap_or(usize::MAX);
+            if later_batch_exists(data, from, bad.lsn, c.batch_end_lsn, max) {
+                Ending::Corrupt(bad)
+            } else {
+                Ending::Torn
+            }
+        }
+    };
+    c.off = c.batch_end_off;
+    c.lsn = c.batch_end_lsn;
+    c.prev = c.batch_end_crc;
+    SegmentScan {
+        cursor: c,
+        ending,
+        records_dropped,
+    }
+}
+
+/// Is there, somewhere after a bad record at `from` (which should have had
+/// LSN `expected`), a valid record of a batch *later* than the open one
+/// (whose first LSN is `open_batch`)? If so the bad bytes are damage in the
+/// middle of the log, not a torn tail. Valid records of the open batch itself
+/// do not count: a flip in the last batch is still a torn last batch.
+///
+/// A record is valid here if its own checksum holds (seeded with the `prev`
+/// it stores). Candidates are filtered cheaply first: an LSN in the range
+/// the remaining bytes could hold, a length within limits, no zero header.
+fn later_batch_exists(data: &[u8], from: usize, expected: Lsn, open_batch: Lsn, max: u32) -> bool {
+    let room = (data.len().saturating_sub(from) / RECORD_HEADER_LEN) as u64 + 1;
+    let last_start = data.len().saturating_sub(RECORD_HEADER_LEN);
+    let mut q = from + 1;
+    while q <= last_start {
+        if let Some((lsn, index, len)) = format::peek_lsn_index(data, q) {
+            let plausible = lsn >= expected
+                && lsn - expected <= room
+                && u64::from(index) <= lsn
+                && len <= max
+                && (len as usize) <= data.len() - q - RECORD_HEADER_LEN;
+            if plausible
+                && let Ok(r) = format::parse_record(data, q, max)
+                && r.lsn - u64::from(r.batch_index) != open_batch
+            {
+                return true;
+            }
+        }
+        q += 1;
+    }
+    false
+}
+
+/// A pull-style walk over records `from..end` across segments, checking
+/// every record, the chain between segments and LSN continuity.
+pub(crate) struct Walker {
+    fs: Arc<dyn Fs>,
+    segs: Vec<SegRef>,
+    next_seg: usize,
+    cur: Option<(SegmentBytes, PathBuf)>,
+    cursor: Cursor,
+    from: Lsn,
+    end: Lsn,
+    max: u32,
+}
+
+impl Walker {
+    /// `segs` must be sorted and non-empty when `from < end`; the walk starts
+    /// in the last segment whose base is at most `from`.
+    pub(crate) fn new(fs: Arc<dyn Fs>, segs: Vec<SegRef>, from: Lsn, end: Lsn, max: u32) -> Walker {
+        let start = segs.iter().rposition(|s| s.base <= from).unwrap_or(0);
+        let cursor = Cursor {
+            off: 0,
+            lsn: from,
+            prev: 0,
+            batch_end_off: 0,
+            batch_end_lsn: from,
+            batch_end_crc: 0,
+        };
+        Walker {
+            fs,
+            segs,
+            next_seg: start,
+            cur: None,
+            cursor,
+            from,
+            end,
+            max,
+        }
+    }
+
+    /// The bytes of the current segment; ranges from `next` index into it.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.cur.as_ref().map_or(&[], |(b, _)| b)
+    }
+
+    fn open_next(&mut self) -> Result<(), LogError> {
+        let first = self.cur.is_none();
+        let Some(seg) = self.segs.get(self.next_seg).cloned() else {
+            let path = self
+                .cur
+                .as_ref()
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            return Err(corruption(
+                &path,
+                self.cursor.off as u64,
+                self.cursor.lsn,
+                CorruptionKind::MissingRecords {
+                    expected: self.end,
+                    found: self.cursor.lsn,
+                },
+            ));
+        };
+        self.next_seg += 1;
+        let bytes = load(self.fs.as_ref(), &seg)?;
+        let h = check_header(&seg.path, seg.base, &bytes)?;
+        if !first {
+            if h.base_lsn != self.cursor.lsn {
+                return Err(corruption(
+                    &seg.path,
+                    0,
+                    self.cursor.lsn,
+                    CorruptionKind::LsnGap {
+                        expected: self.cursor.lsn,
+                        found: h.base_lsn,
+                    },
+                ));
+            }
+            if h.chain != self.cursor.prev {
+                return Err(corruption(
+                    &seg.path,
+                    0,
+                    self.cursor.lsn,
+                    CorruptionKind::ChainBroken {
+                        expected: self.cursor.prev,
+                        found: h.chain,
+                    },
+                ));
+            }
+        }
+        self.cursor = Cursor::at_start(&h);
+        self.cur = Some((bytes, seg.path));
+        Ok(())
+    }
+
+    /// The next record at or after `from`, as its LSN and payload range.
+    pub(crate) fn next(&mut self) -> Result<Option<(Lsn, Range<usize>)>, LogError> {
+        loop {
+            if self.cur.is_some() && self.cursor.lsn >= self.end {
+                return Ok(None);
+            }
+            if self.cur.is_none() && self.from >= self.end {
+                return Ok(None);
+            }
+            let exhausted = match &self.cur {
+                None => true,
+                Some((b, _)) => self.cursor.off >= b.len(),
+            };
+            if exhausted {
+                if let Some((_, path)) = &self.cur
+                    && !self.cursor.at_batch_boundary()
+                {
+                    return Err(corruption(
+                        path,
+                        self.cursor.off as u64,
+                        self.cursor.lsn,
+                        CorruptionKind::IncompleteBatch,
+                    ));
+                }
+                self.open_next()?;
+                continue;
+            }
+            let Some((bytes, path)) = &self.cur else {
+                continue;
+            };
+            let rec = match self.cursor.step(bytes, self.max) {
+                Ok(Some(r)) => (r.lsn, r.payload_start..r.end),
+                Ok(None) => continue,
+                Err(bad) => return Err(bad.into_error(path)),
+            };
+            if rec.0 >= self.from {
+                return Ok(Some(rec));
+            }
+        }
+    }
+}
+
+/// One segment's records located by LSN, for repeated single-record reads.
+pub(crate) struct SegIndex {
+    pub path: PathBuf,
+    bytes: SegmentBytes,
+    /// `offsets[i]` is where record `base + i` starts.
+    offsets: Vec<usize>,
+    cursor: Cursor,
+    base: Lsn,
+}
+
+impl SegIndex {
+    pub(crate) fn new(path: PathBuf, base: Lsn, bytes: SegmentBytes) -> Result<SegIndex, LogError> {
+        let h = check_header(&path, base, &bytes)?;
+        Ok(SegIndex {
+            path,
+            bytes,
+            offsets: Vec::new(),
+            cursor: Cursor::at_start(&h),
+            base,
+        })
+    }
+
+    /// Number of bytes this index has seen.
+    pub(crate) fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Swaps in a longer view of the same file (the writer's active segment
+    /// grows) and keeps the work already done.
+    pub(crate) fn grow(&mut self, bytes: SegmentBytes) {
+        if bytes.len() > self.bytes.len() {
+            self.bytes = bytes;
+        }
+    }
+
+    /// Indexes records up to (not including) `upto`, or to the end of the bytes.
+    fn index_to(&mut self, upto: Lsn, max: u32) -> Result<(), LogError> {
+        while self.cursor.lsn <= upto {
+            let off = self.cursor.off;
+            match self.cursor.step(&self.bytes, max) {
+                Ok(Some(_)) => self.offsets.push(off),
+                Ok(None) => break,
+                Err(bad) => return Err(bad.into_error(&self.path)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The payload of `lsn`, re-checked on every read.
+    pub(crate) fn payload(&mut self, lsn: Lsn, max: u32) -> Result<Option<&[u8]>, LogError> {
+        self.index_to(lsn, max)?;
+        let Some(i) = lsn.checked_sub(self.base) else {
+            return Ok(None);
+        };
+        let Some(&off) = usize::try_from(i).ok().and_then(|i| self.offsets.get(i)) else {
+            return Ok(None);
+        };
+        let r = format::parse_record(&self.bytes, off, max)
+            .map_err(|kind| corruption(&self.path, off as u64, lsn, kind))?;
+        if r.lsn != lsn {
+            return Err(corruption(
+                &self.path,
+                off as u64,
+                lsn,
+                CorruptionKind::LsnGap {
+                    expected: lsn,
+                    found: r.lsn,
+                },
+            ));
+        }
+        Ok(Some(r.payload))
+    }
+}

@@ -1,0 +1,132 @@
+//! Unit tests of the writer and reader on the simulated file system: the
+//! basic promises (round trip, reopen, rollover, torn tail cut, lock) that
+//! every other test builds on. The crash, fault and corruption suites live
+//! under the root `tests/log_*.rs`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::fs::Fs;
+use crate::sim::{SimFs, Tear};
+use crate::{Log, LogError, LogOptions, LogReader, RecoveryMode, SyncPolicy};
+
+fn small() -> LogOptions {
+    LogOptions {
+        segment_size_max: 256,
+        ..LogOptions::default()
+    }
+}
+
+fn all(log: &Log) -> Vec<Vec<u8>> {
+    log.iter_from(log.first_lsn())
+        .expect("iter")
+        .map(|r| r.expect("record").payload)
+        .collect()
+}
+
+fn open(fs: &Arc<dyn Fs>, o: LogOptions) -> Log {
+    Log::open_with(Arc::clone(fs), Path::new("/d"), o)
+        .expect("open")
+        .0
+}
+
+#[test]
+fn round_trip_across_rollovers_and_reopen() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let log = open(&fs, small());
+    let mut want = Vec::new();
+    for i in 0..50u32 {
+        let a = format!("rec-{i}-a").into_bytes();
+        let b = format!("rec-{i}-b").into_bytes();
+        let got = log.append(&[&a, &b]).expect("append");
+        assert_eq!(got.first, u64::from(i) * 2);
+        want.push(a);
+        want.push(b);
+    }
+    assert_eq!(all(&log), want);
+    assert_eq!(log.read(17).expect("read"), want[17]);
+    assert_eq!(log.durable_lsn(), 100);
+    drop(log);
+    let (log, rep) = Log::open_with(Arc::clone(&fs), "/d", small()).expect("reopen");
+    assert!(rep.segments > 5, "{rep:?}");
+    assert_eq!(rep.torn_tail, None);
+    assert_eq!(rep.next_lsn, 100);
+    assert_eq!(all(&log), want);
+    let r = LogReader::open_with(Arc::clone(&fs), "/d", small()).expect("reader");
+    let v = r.verify(|_, _| {}).expect("verify");
+    assert!(matches!(v.outcome, crate::VerifyOutcome::Intact), "{v:?}");
+    assert_eq!(v.records, 100);
+}
+
+#[test]
+fn second_writer_is_locked_out() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let _log = open(&fs, small());
+    let err = Log::open_with(Arc::clone(&fs), "/d", small()).expect_err("locked");
+    assert!(err.is_locked(), "{err}");
+}
+
+#[test]
+fn unsynced_batch_is_cut_as_torn_tail() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let opts = LogOptions {
+        sync: SyncPolicy::Never,
+        ..LogOptions::default()
+    };
+    let log = open(&fs, opts.clone());
+    log.append(&[b"one"]).expect("append");
+    log.sync().expect("sync");
+    log.append(&[b"two", b"three"]).expect("append");
+    log.iter_from(0)
+        .expect("flush through a read")
+        .for_each(drop);
+    // Keep the unsynced batch's first 40 bytes: a torn batch.
+    sim.restart(Tear::KeepUnsynced(40));
+    drop(log);
+    let strict = LogOptions {
+        recovery: RecoveryMode::Strict,
+        ..opts.clone()
+    };
+    let err = Log::open_with(Arc::clone(&fs), "/d", strict).expect_err("strict");
+    assert!(err.is_torn_tail(), "{err}");
+    let (log, rep) = Log::open_with(Arc::clone(&fs), "/d", opts.clone()).expect("open");
+    let torn = rep.torn_tail.expect("torn tail reported");
+    assert_eq!(torn.bytes, 40);
+    assert_eq!(torn.records_dropped, 1);
+    assert!(sim.read_file(&torn.side_file.expect("side file")).is_some());
+    assert_eq!(all(&log), vec![b"one".to_vec()]);
+    log.append(&[b"four"]).expect("append after recovery");
+    drop(log);
+    let (log, rep) = Log::open_with(Arc::clone(&fs), "/d", opts).expect("reopen");
+    assert_eq!(rep.torn_tail, None);
+    assert_eq!(all(&log), vec![b"one".to_vec(), b"four".to_vec()]);
+}
+
+#[test]
+fn typed_errors_for_bad_appends() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let log = open(
+        &fs,
+        LogOptions {
+            record_size_max: 8,
+            ..LogOptions::default()
+        },
+    );
+    assert!(matches!(log.append(&[]), Err(LogError::EmptyBatch)));
+    assert!(matches!(
+        log.append(&[b"123456789"]),
+        Err(LogError::RecordTooLarge { size: 9, max: 8 })
+    ));
+    assert!(matches!(
+        log.read(0),
+        Err(LogError::LsnOutOfRange {
+            lsn: 0,
+            first: 0,
+            next: 0
+        })
+    ));
+}

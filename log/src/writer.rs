@@ -1,0 +1,1010 @@
+//! The writer: recovery on open, framing and buffering appends, rollover,
+//! group commit, reads of what it wrote, and retention.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::format::{self, RECORD_HEADER_LEN, RecordFields, SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::fs::{Fs, FsFile, LockGuard, RealFs};
+use crate::reader::Records;
+use crate::scan::{
+    self, Cursor, Ending, SEGMENTS_DIR, SegIndex, SegRef, TEMP_EXT, Walker, check_header,
+    segment_file_name,
+};
+use crate::{
+    Appended, LogError, LogOptions, Lsn, RecoveryMode, RecoveryReport, Salvaged, SyncPolicy,
+    TornTail,
+};
+
+/// The user-space buffer is written to the file once it holds this much.
+/// Large enough that a write syscall carries hundreds of small records.
+const FLUSH_THRESHOLD: usize = 256 * 1024;
+/// A batch frames each record's position in a u32.
+const BATCH_RECORDS_MAX: u64 = u32::MAX as u64;
+
+/// The log's writer. `Send + Sync`: any number of threads may append at once.
+pub struct Log {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    seg_dir: PathBuf,
+    options: LogOptions,
+    inner: Mutex<Inner>,
+    sync: Mutex<SyncState>,
+    sync_done: Condvar,
+    poisoned: AtomicBool,
+    next_lsn: AtomicU64,
+    first_lsn: AtomicU64,
+    durable_lsn: AtomicU64,
+    read_cache: Mutex<BTreeMap<Lsn, SegIndex>>,
+    _lock: LockGuard,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.dir)
+            .field("next_lsn", &self.next_lsn())
+            .field("durable_lsn", &self.durable_lsn())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Active {
+    base: Lsn,
+    path: PathBuf,
+    file: Arc<dyn FsFile>,
+    /// Bytes in the file.
+    file_len: u64,
+}
+
+struct Inner {
+    /// Sealed segments, oldest first.
+    sealed: Vec<(Lsn, PathBuf)>,
+    active: Active,
+    /// Framed records not yet written to the file; always whole batches.
+    buf: Vec<u8>,
+    /// Checksum of the last record framed.
+    prev: u32,
+    next_lsn: Lsn,
+    /// Every record below this is in the file (not just the buffer).
+    flushed_lsn: Lsn,
+    last_sync: Instant,
+    unsynced_bytes: u64,
+}
+
+impl Inner {
+    fn size(&self) -> u64 {
+        self.active.file_len + self.buf.len() as u64
+    }
+}
+
+struct SyncState {
+    durable: Lsn,
+    syncing: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Our critical sections leave the state consistent at every await-free
+    // step, and the poison flag below covers failed I/O; a panic elsewhere
+    // while holding a lock must not make every later call panic too.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Log {
+    /// Opens (creating if missing, 0700) the log in `dir`: takes the `LOCK`,
+    /// then recovers per `options.recovery`.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+    ) -> Result<(Log, RecoveryReport), LogError> {
+        Log::open_inner(Arc::new(RealFs), dir.as_ref(), options)
+    }
+
+    /// [`Log::open`] on a given file system (test support: pass a `SimFs`).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn open_with(
+        fs: Arc<dyn Fs>,
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+    ) -> Result<(Log, RecoveryReport), LogError> {
+        Log::open_inner(fs, dir.as_ref(), options)
+    }
+
+    fn open_inner(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        options: LogOptions,
+    ) -> Result<(Log, RecoveryReport), LogError> {
+        options.validate()?;
+        let seg_dir = dir.join(SEGMENTS_DIR);
+        fs.create_dir_all(dir)
+            .map_err(|e| LogError::io(dir, "create directory", e))?;
+        let lock_path = dir.join("LOCK");
+        let guard = fs
+            .try_lock(&lock_path)
+            .map_err(|e| LogError::io(&lock_path, "lock", e))?
+            .ok_or(LogError::Locked { path: lock_path })?;
+        fs.create_dir_all(&seg_dir)
+            .map_err(|e| LogError::io(&seg_dir, "create directory", e))?;
+        let rec = recover(fs.as_ref(), dir, &seg_dir, &options)?;
+        let now = Instant::now();
+        let inner = Inner {
+            sealed: rec.sealed,
+            active: rec.active,
+            buf: Vec::with_capacity(FLUSH_THRESHOLD + 4096),
+            prev: rec.prev,
+            next_lsn: rec.report.next_lsn,
+            flushed_lsn: rec.report.next_lsn,
+            last_sync: now,
+            unsynced_bytes: 0,
+        };
+        let log = Log {
+            fs,
+            dir: dir.to_owned(),
+            seg_dir,
+            options,
+            inner: Mutex::new(inner),
+            sync: Mutex::new(SyncState {
+                durable: rec.report.next_lsn,
+                syncing: false,
+            }),
+            sync_done: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            next_lsn: AtomicU64::new(rec.report.next_lsn),
+            first_lsn: AtomicU64::new(rec.report.first_lsn),
+            durable_lsn: AtomicU64::new(rec.report.next_lsn),
+            read_cache: Mutex::new(BTreeMap::new()),
+            _lock: guard,
+        };
+        Ok((log, rec.report))
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The LSN the next record will get.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn.load(Ordering::Acquire)
+    }
+
+    /// The lowest LSN still retained.
+    pub fn first_lsn(&self) -> Lsn {
+        self.first_lsn.load(Ordering::Acquire)
+    }
+
+    /// Every LSN below this is synced to stable storage.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn.load(Ordering::Acquire)
+    }
+
+    fn check_poison(&self) -> Result<(), LogError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            Err(LogError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Marks the writer failed. Nothing is written or acknowledged after this.
+    fn poison(&self, e: LogError) -> LogError {
+        self.poisoned.store(true, Ordering::Release);
+        e
+    }
+
+    /// Writes `batch` and waits until it is durable as the sync policy
+    /// promises. The records get LSNs `first..next`, atomically: after a
+    /// crash either all of them are in the log or none.
+    pub fn append(&self, batch: &[&[u8]]) -> Result<Appended, LogError> {
+        let a = self.write(batch)?;
+        self.commit(a.next)?;
+        Ok(a)
+    }
+
+    /// Frames `batch`, gives it LSNs and buffers it for the file, without
+    /// waiting for durability; [`Log::commit`] does that.
+    pub fn write(&self, batch: &[&[u8]]) -> Result<Appended, LogError> {
+        self.check_poison()?;
+        if batch.is_empty() {
+            return Err(LogError::EmptyBatch);
+        }
+        if batch.len() as u64 > BATCH_RECORDS_MAX {
+            return Err(LogError::BatchTooLarge {
+                records: batch.len() as u64,
+                max: BATCH_RECORDS_MAX,
+            });
+        }
+        let max = self.options.record_size_max;
+        let mut bytes = 0u64;
+        for p in batch {
+            if p.len() as u64 > u64::from(max) {
+                return Err(LogError::RecordTooLarge {
+                    size: p.len() as u64,
+                    max,
+                });
+            }
+            bytes += (RECORD_HEADER_LEN + p.len()) as u64;
+        }
+        let mut inner = lock(&self.inner);
+        // Checked again under the lock: a rollover or flush by another
+        // thread may have failed since.
+        self.check_poison()?;
+        if inner.size() > SEGMENT_HEADER_LEN as u64
+            && inner.size() + bytes > self.options.segment_size_max
+        {
+            self.roll_over(&mut inner)?;
+        }
+        let first = inner.next_lsn;
+        let last_index = batch.len() - 1;
+        for (i, p) in batch.iter().enumerate() {
+            let fields = RecordFields {
+                prev: inner.prev,
+                lsn: first + i as u64,
+                // i < batch.len() <= u32::MAX, checked above.
+                batch_index: u32::try_from(i).unwrap_or(u32::MAX),
+                end_of_batch: i == last_index,
+            };
+            inner.prev = format::encode_record(&mut inner.buf, &fields, p);
+        }
+        let next = first + batch.len() as u64;
+        inner.next_lsn = next;
+        inner.unsynced_bytes += bytes;
+        self.next_lsn.store(next, Ordering::Release);
+        if inner.buf.len() >= FLUSH_THRESHOLD {
+            self.flush(&mut inner)?;
+        }
+        Ok(Appended { first, next })
+    }
+
+    /// Writes the buffer to the active segment. A failure poisons: the file
+    /// may hold part of the buffer, and retrying could write it twice.
+    fn flush(&self, inner: &mut Inner) -> Result<(), LogError> {
+        if inner.buf.is_empty() {
+            return Ok(());
+        }
+        self.check_poison()?;
+        let Inner { active, buf, .. } = &mut *inner;
+        active
+            .file
+            .write_all_at(buf, active.file_len)
+            .map_err(|e| self.poison(LogError::io(&active.path, "write", e)))?;
+        active.file_len += buf.len() as u64;
+        buf.clear();
+        inner.flushed_lsn = inner.next_lsn;
+        Ok(())
+    }
+
+    /// Seals the active segment (flush, fdatasync) and starts the next one;
+    /// the new segment is durable in the directory before anything in it is
+    /// acknowledged.
+    fn roll_over(&self, inner: &mut Inner) -> Result<(), LogError> {
+        self.flush(inner)?;
+        inner
+            .active
+            .file
+            .sync_data()
+            .map_err(|e| self.poison(LogError::io(&inner.active.path, "fdatasync", e)))?;
+        let base = inner.next_lsn;
+        let (file, path) = create_segment(self.fs.as_ref(), &self.seg_dir, base, inner.prev)
+            .map_err(|e| self.poison(e))?;
+        let old = std::mem::replace(
+            &mut inner.active,
+            Active {
+                base,
+                path,
+                file,
+                file_len: SEGMENT_HEADER_LEN as u64,
+            },
+        );
+        inner.sealed.push((old.base, old.path));
+        inner.last_sync = Instant::now();
+        inner.unsynced_bytes = 0;
+        // Everything before the new segment is synced now.
+        let mut s = lock(&self.sync);
+        if s.durable < base {
+            s.durable = base;
+            self.durable_lsn.store(base, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Returns once every record below `upto` is as durable as the sync
+    /// policy promises. Under `Always` concurrent callers share fsyncs.
+    pub fn commit(&self, upto: Lsn) -> Result<(), LogError> {
+        self.check_poison()?;
+        match self.options.sync {
+            SyncPolicy::Always => self.group_sync(upto),
+            SyncPolicy::Never => Ok(()),
+            SyncPolicy::Interval(d) => {
+                let due = lock(&self.inner).last_sync.elapsed() >= d;
+                if due { self.group_sync(upto) } else { Ok(()) }
+            }
+            SyncPolicy::Bytes(n) => {
+                let due = lock(&self.inner).unsynced_bytes >= n;
+                if due { self.group_sync(upto) } else { Ok(()) }
+            }
+        }
+    }
+
+    /// Forces an fdatasync of everything written so far, whatever the policy.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.check_poison()?;
+        let next = lock(&self.inner).next_lsn;
+        self.group_sync(next)
+    }
+
+    /// Group commit: a caller whose records are not yet durable either waits
+    /// for the fsync in flight (and checks again) or leads the next one,
+    /// which covers everything written until it starts.
+    fn group_sync(&self, upto: Lsn) -> Result<(), LogError> {
+        let mut s = lock(&self.sync);
+        loop {
+            self.check_poison()?;
+            if s.durable >= upto {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self.sync_done.wait(s).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            s.syncing = true;
+            drop(s);
+            let result = self.flush_and_sync();
+            s = lock(&self.sync);
+            s.syncing = false;
+            if let Ok(durable) = result
+                && durable > s.durable
+            {
+                s.durable = durable;
+                self.durable_lsn.store(durable, Ordering::Release);
+            }
+            self.sync_done.notify_all();
+            result?;
+        }
+    }
+
+    /// Flushes the buffer, then fdatasyncs the active segment outside the
+    /// writer lock so appends continue meanwhile. Returns the LSN below
+    /// which everything is now durable.
+    fn flush_and_sync(&self) -> Result<Lsn, LogError> {
+        let (file, path, target) = {
+            let mut inner = lock(&self.inner);
+            self.flush(&mut inner)?;
+            inner.last_sync = Instant::now();
+            inner.unsynced_bytes = 0;
+            (
+                Arc::clone(&inner.active.file),
+                inner.active.path.clone(),
+                inner.flushed_lsn,
+            )
+        };
+        // Records below `target` are in this file or in sealed segments,
+        // which were synced when sealed; a rollover meanwhile does not
+        // invalidate this handle.
+        file.sync_data()
+            .map_err(|e| self.poison(LogError::io(&path, "fdatasync", e)))?;
+        Ok(target)
+    }
+
+    /// Flushes the buffer (if not poisoned) and returns the segments and the
+    /// LSN end a read may see.
+    fn read_view(&self) -> Result<(Vec<SegRef>, Lsn), LogError> {
+        let mut inner = lock(&self.inner);
+        if !self.poisoned.load(Ordering::Acquire) {
+            self.flush(&mut inner)?;
+        }
+        let mut segs: Vec<SegRef> = inner
+            .sealed
+            .iter()
+            .map(|(base, path)| SegRef {
+                base: *base,
+                path: path.clone(),
+                bytes: None,
+                len: None,
+            })
+            .collect();
+        segs.push(SegRef {
+            base: inner.active.base,
+            path: inner.active.path.clone(),
+            bytes: None,
+            len: Some(inner.active.file_len),
+        });
+        Ok((segs, inner.flushed_lsn))
+    }
+
+    fn check_range(&self, from: Lsn, end: Lsn, allow_end: bool) -> Result<(), LogError> {
+        let first = self.first_lsn();
+        if from < first || from > end || (from == end && !allow_end) {
+            return Err(LogError::LsnOutOfRange {
+                lsn: from,
+                first,
+                next: end,
+            });
+        }
+        Ok(())
+    }
+
+    /// Owned records from `from` to the last record written at the time of
+    /// the call, across segments.
+    pub fn iter_from(&self, from: Lsn) -> Result<Records, LogError> {
+        let (segs, end) = self.read_view()?;
+        self.check_range(from, end, true)?;
+        Ok(Records::new(Walker::new(
+            Arc::clone(&self.fs),
+            segs,
+            from,
+            end,
+            self.options.record_size_max,
+        )))
+    }
+
+    /// Calls `f` with each record from `from` on, without copying payloads;
+    /// stops early when `f` breaks.
+    pub fn scan(
+        &self,
+        from: Lsn,
+        mut f: impl FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        let (segs, end) = self.read_view()?;
+        self.check_range(from, end, true)?;
+        let mut w = Walker::new(
+            Arc::clone(&self.fs),
+            segs,
+            from,
+            end,
+            self.options.record_size_max,
+        );
+        while let Some((lsn, range)) = w.next()? {
+            if f(lsn, &w.bytes()[range]).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One record's payload. Repeated reads are served from a per-segment
+    /// index built on first use.
+    pub fn read(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
+        let (segs, end) = {
+            let flushed = lock(&self.inner).flushed_lsn;
+            if lsn < flushed {
+                // Fast path: no flush needed, only the segment list.
+                let inner = lock(&self.inner);
+                let mut segs: Vec<SegRef> = Vec::new();
+                let seg = inner
+                    .sealed
+                    .iter()
+                    .rev()
+                    .find(|(base, _)| *base <= lsn)
+                    .map(|(base, path)| (*base, path.clone(), None));
+                let seg = if lsn >= inner.active.base {
+                    Some((
+                        inner.active.base,
+                        inner.active.path.clone(),
+                        Some(inner.active.file_len),
+                    ))
+                } else {
+                    seg
+                };
+                if let Some((base, path, len)) = seg {
+                    segs.push(SegRef {
+                        base,
+                        path,
+                        bytes: None,
+                        len,
+                    });
+                }
+                (segs, inner.flushed_lsn)
+            } else {
+                self.read_view()?
+            }
+        };
+        self.check_range(lsn, end, false)?;
+        let Some(seg) = segs.into_iter().rev().find(|s| s.base <= lsn) else {
+            return Err(self.out_of_range(lsn, end));
+        };
+        let max = self.options.record_size_max;
+        let mut cache = lock(&self.read_cache);
+        if let Some(idx) = cache.get_mut(&seg.base) {
+            if let Some(len) = seg.len
+                && len > idx.len()
+            {
+                let bytes = scan::load(self.fs.as_ref(), &seg)?;
+                idx.grow(bytes);
+            }
+            if let Some(p) = idx.payload(lsn, max)? {
+                return Ok(p.to_vec());
+            }
+            return Err(self.out_of_range(lsn, end));
+        }
+        let bytes = scan::load(self.fs.as_ref(), &seg)?;
+        let mut idx = SegIndex::new(seg.path.clone(), seg.base, bytes)?;
+        let result = idx.payload(lsn, max)?.map(<[u8]>::to_vec);
+        cache.insert(seg.base, idx);
+        result.ok_or_else(|| self.out_of_range(lsn, end))
+    }
+
+    fn out_of_range(&self, lsn: Lsn, next: Lsn) -> LogError {
+        LogError::LsnOutOfRange {
+            lsn,
+            first: self.first_lsn(),
+            next,
+        }
+    }
+
+    /// Deletes whole sealed segments whose records all lie below `lsn` and
+    /// fsyncs the directory. Returns how many were deleted.
+    pub fn drop_segments_below(&self, lsn: Lsn) -> Result<u64, LogError> {
+        let mut inner = lock(&self.inner);
+        let mut dropped = 0u64;
+        // A sealed segment's records all lie below the next segment's base.
+        let bases: Vec<Lsn> = inner
+            .sealed
+            .iter()
+            .map(|(b, _)| *b)
+            .skip(1)
+            .chain(std::iter::once(inner.active.base))
+            .collect();
+        let count = bases
+            .iter()
+            .take_while(|next_base| **next_base <= lsn)
+            .count();
+        for (base, path) in inner.sealed.drain(..count) {
+            self.fs
+                .remove_file(&path)
+                .map_err(|e| LogError::io(&path, "remove segment", e))?;
+            lock(&self.read_cache).remove(&base);
+            dropped += 1;
+        }
+        if dropped > 0 {
+            let first = inner.sealed.first().map_or(inner.active.base, |(b, _)| *b);
+            self.first_lsn.store(first, Ordering::Release);
+            self.fs
+                .sync_dir(&self.seg_dir)
+                .map_err(|e| LogError::io(&self.seg_dir, "fsync directory", e))?;
+        }
+        Ok(dropped)
+    }
+}
+
+impl Drop for Log {
+    /// Writes out what is still buffered (and, unless the policy is `Never`,
+    /// syncs it). Best effort: errors have nowhere to go, and a poisoned
+    /// writer writes nothing.
+    fn drop(&mut self) {
+        if self.poisoned.load(Ordering::Acquire) {
+            return;
+        }
+        let mut inner = lock(&self.inner);
+        let had_unsynced = !inner.buf.is_empty() || inner.unsynced_bytes > 0;
+        if self.flush(&mut inner).is_ok() && had_unsynced && self.options.sync != SyncPolicy::Never
+        {
+            let _ = inner.active.file.sync_data();
+        }
+    }
+}
+
+/// Creates segment `base` durably: a temporary file gets the header and is
+/// synced, then renamed into place, then the directory is synced.
+fn create_segment(
+    fs: &dyn Fs,
+    seg_dir: &Path,
+    base: Lsn,
+    chain: u32,
+) -> Result<(Arc<dyn FsFile>, PathBuf), LogError> {
+    let name = segment_file_name(base);
+    let path = seg_dir.join(&name);
+    let tmp = seg_dir.join(format!("{name}{TEMP_EXT}"));
+    let header = format::encode_segment_header(SegmentHeader {
+        base_lsn: base,
+        chain,
+    });
+    let file = fs
+        .create(&tmp)
+        .map_err(|e| LogError::io(&tmp, "create segment", e))?;
+    file.write_all_at(&header, 0)
+        .map_err(|e| LogError::io(&tmp, "write", e))?;
+    file.sync_data()
+        .map_err(|e| LogError::io(&tmp, "fdatasync", e))?;
+    fs.rename(&tmp, &path)
+        .map_err(|e| LogError::io(&path, "rename", e))?;
+    fs.sync_dir(seg_dir)
+        .map_err(|e| LogError::io(seg_dir, "fsync directory", e))?;
+    Ok((file, path))
+}
+
+/// Writes `bytes` durably to `dir/name` (temporary file, sync, rename,
+/// directory sync). Used for side files, so a crash leaves either the old
+/// state or the whole file; recovery may write the same file again.
+fn write_side_file(fs: &dyn Fs, dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, LogError> {
+    fs.create_dir_all(dir)
+        .map_err(|e| LogError::io(dir, "create directory", e))?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}{TEMP_EXT}"));
+    let f = fs
+        .create(&tmp)
+        .map_err(|e| LogError::io(&tmp, "create", e))?;
+    f.write_all_at(bytes, 0)
+        .map_err(|e| LogError::io(&tmp, "write", e))?;
+    f.sync_data()
+        .map_err(|e| LogError::io(&tmp, "fdatasync", e))?;
+    fs.rename(&tmp, &path)
+        .map_err(|e| LogError::io(&path, "rename", e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| LogError::io(dir, "fsync directory", e))?;
+    Ok(path)
+}
+
+/// Truncates a segment to `len` and syncs the truncation.
+fn truncate_segment(fs: &dyn Fs, path: &Path, len: u64) -> Result<(), LogError> {
+    let f = fs
+        .open_write(path)
+        .map_err(|e| LogError::io(path, "open", e))?;
+    f.set_len(len)
+        .map_err(|e| LogError::io(path, "truncate", e))?;
+    f.sync_data()
+        .map_err(|e| LogError::io(path, "fdatasync", e))
+}
+
+struct Recovered {
+    sealed: Vec<(Lsn, PathBuf)>,
+    active: Active,
+    prev: u32,
+    report: RecoveryReport,
+}
+
+/// The first damage found, and the valid prefix before it.
+struct Damage {
+    /// Index of the segment.
+    seg: usize,
+    /// Where its valid prefix (whole batches) ends.
+    cut: u64,
+    /// First LSN after the valid prefix.
+    lsn: Lsn,
+    /// Cursor at the cut (for the chain), when the header was readable.
+    cursor: Option<Cursor>,
+    error: LogError,
+}
+
+/// Opens the on-disk state: removes leftover temporary segments, checks
+/// headers, walks the last segment (every segment under `Strict` and
+/// `Salvage`), then cuts a torn tail or salvages per the mode.
+fn recover(
+    fs: &dyn Fs,
+    dir: &Path,
+    seg_dir: &Path,
+    options: &LogOptions,
+) -> Result<Recovered, LogError> {
+    let max = options.record_size_max;
+    let mut temp_files_removed = 0;
+    let names = fs
+        .list_dir(seg_dir)
+        .map_err(|e| LogError::io(seg_dir, "list directory", e))?;
+    for n in names.iter().filter(|n| n.ends_with(TEMP_EXT)) {
+        // A temporary segment never held an acknowledged record: rollover
+        // renames it into place before anything is written to it.
+        let p = seg_dir.join(n);
+        fs.remove_file(&p)
+            .map_err(|e| LogError::io(&p, "remove temporary file", e))?;
+        temp_files_removed += 1;
+    }
+    if temp_files_removed > 0 {
+        fs.sync_dir(seg_dir)
+            .map_err(|e| LogError::io(seg_dir, "fsync directory", e))?;
+    }
+    let mut segs = scan::list_segments(fs, seg_dir)?;
+    if segs.is_empty() {
+        let (file, path) = create_segment(fs, seg_dir, 0, 0)?;
+        return Ok(Recovered {
+            sealed: Vec::new(),
+            active: Active {
+                base: 0,
+                path,
+                file,
+                file_len: SEGMENT_HEADER_LEN as u64,
+            },
+            prev: 0,
+            report: RecoveryReport {
+                next_lsn: 0,
+                first_lsn: 0,
+                segments: 1,
+                torn_tail: None,
+                salvaged: None,
+                temp_files_removed,
+            },
+        });
+    }
+    let full = options.recovery != RecoveryMode::TolerateTornTail;
+    let n = segs.len();
+    let mut damage: Option<Damage> = None;
+    let mut torn: Option<(usize, u64, u64, u64)> = None; // seg, cut, bytes, dropped
+    let mut last_cursor: Option<Cursor> = None;
+    let mut prev_end: Option<Cursor> = None;
+    let mut last_len = 0u64;
+    for (i, seg) in segs.iter().enumerate() {
+        let is_last = i + 1 == n;
+        let len = fs
+            .file_len(&seg.path)
+            .map_err(|e| LogError::io(&seg.path, "stat", e))?;
+        let walk = full || is_last;
+        let map_len = if walk {
+            len
+        } else {
+            len.min(SEGMENT_HEADER_LEN as u64)
+        };
+        let bytes = fs
+            .map(&seg.path, map_len)
+            .map_err(|e| LogError::io(&seg.path, "map", e))?;
+        let h = match check_header(&seg.path, seg.base, &bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                if options.recovery == RecoveryMode::Salvage && e.is_corruption() {
+                    damage = Some(Damage {
+                        seg: i,
+                        cut: 0,
+                        lsn: seg.base,
+                        cursor: None,
+                        error: e,
+                    });
+                    break;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(p) = prev_end {
+            let detail = if h.base_lsn != p.lsn {
+                Some(crate::CorruptionKind::LsnGap {
+                    expected: p.lsn,
+                    found: h.base_lsn,
+                })
+            } else if h.chain != p.prev {
+                Some(crate::CorruptionKind::ChainBroken {
+                    expected: p.prev,
+                    found: h.chain,
+                })
+            } else {
+                None
+            };
+            if let Some(detail) = detail {
+                let e = scan::corruption(&seg.path, 0, p.lsn, detail);
+                if options.recovery == RecoveryMode::Salvage {
+                    damage = Some(Damage {
+                        seg: i,
+                        cut: 0,
+                        lsn: p.lsn,
+                        cursor: None,
+                        error: e,
+                    });
+                    break;
+                }
+                return Err(e);
+            }
+        }
+        if !walk {
+            prev_end = None;
+            continue;
+        }
+        let s = scan::scan_segment(&bytes, &h, max, is_last);
+        prev_end = Some(s.cursor);
+        last_cursor = Some(s.cursor);
+        last_len = len;
+        match s.ending {
+            Ending::Clean => {}
+            Ending::Torn => {
+                let cut = s.cursor.off as u64;
+                torn = Some((i, cut, len - cut, s.records_dropped));
+            }
+            Ending::Corrupt(bad) => {
+                let e = bad.into_error(&seg.path);
+                if options.recovery == RecoveryMode::Salvage {
+                    damage = Some(Damage {
+                        seg: i,
+                        cut: s.cursor.off as u64,
+                        lsn: s.cursor.lsn,
+                        cursor: Some(s.cursor),
+                        error: e,
+                    });
+                    break;
+                }
+                return Err(e);
+            }
+        }
+    }
+
+    let mut report = RecoveryReport {
+        next_lsn: 0,
+        first_lsn: segs[0].base,
+        segments: 0,
+        torn_tail: None,
+        salvaged: None,
+        temp_files_removed,
+    };
+
+    if let Some((i, cut, bytes, dropped)) = torn {
+        let seg = &segs[i];
+        let tail = TornTail {
+            segment: seg.path.clone(),
+            offset: cut,
+            bytes,
+            records_dropped: dropped,
+            side_file: None,
+        };
+        match options.recovery {
+            RecoveryMode::Strict => return Err(LogError::TornTail(tail)),
+            RecoveryMode::TolerateTornTail => {
+                let data = fs
+                    .read_all(&seg.path)
+                    .map_err(|e| LogError::io(&seg.path, "read", e))?;
+                let cut_bytes = data
+                    .get(usize::try_from(cut).unwrap_or(usize::MAX)..)
+                    .unwrap_or(&[]);
+                let name = format!("{}.{cut:020}.torn", segment_file_name(seg.base));
+                let side = write_side_file(fs, &dir.join("torn"), &name, cut_bytes)?;
+                truncate_segment(fs, &seg.path, cut)?;
+                last_len = cut;
+                report.torn_tail = Some(TornTail {
+                    side_file: Some(side),
+                    ..tail
+                });
+            }
+            RecoveryMode::Salvage => {
+                let c = last_cursor.unwrap_or(Cursor::at_start(&SegmentHeader {
+                    base_lsn: seg.base,
+                    chain: 0,
+                }));
+                damage = Some(Damage {
+                    seg: i,
+                    cut,
+                    lsn: c.lsn,
+                    cursor: Some(c),
+                    error: LogError::TornTail(tail),
+                });
+            }
+        }
+    }
+
+    if let Some(d) = damage {
+        let (salvaged, kept_len, cursor) = salvage(fs, dir, &segs, d)?;
+        report.salvaged = Some(salvaged);
+        segs.truncate(segs.len().min(kept_len.0));
+        last_cursor = cursor;
+        last_len = kept_len.1;
+        if segs.is_empty() {
+            // Even the first segment's header was bad: start afresh at its base.
+            let base = report.first_lsn;
+            let (file, path) = create_segment(fs, seg_dir, base, 0)?;
+            report.next_lsn = base;
+            report.segments = 1;
+            return Ok(Recovered {
+                sealed: Vec::new(),
+                active: Active {
+                    base,
+                    path,
+                    file,
+                    file_len: SEGMENT_HEADER_LEN as u64,
+                },
+                prev: 0,
+                report,
+            });
+        }
+    }
+
+    // The last remaining segment becomes the active one.
+    let Some(last) = segs.last() else {
+        return Err(LogError::NotALog {
+            path: dir.to_owned(),
+            reason: "no segments left after recovery".to_owned(),
+        });
+    };
+    let cursor = match last_cursor {
+        Some(c) => c,
+        None => {
+            // Salvage cut a later segment away whole; walk this one now.
+            let bytes = fs
+                .read_all(&last.path)
+                .map_err(|e| LogError::io(&last.path, "read", e))?;
+            let h = check_header(&last.path, last.base, &bytes)?;
+            let s = scan::scan_segment(&bytes, &h, max, true);
+            if !matches!(s.ending, Ending::Clean) {
+                return Err(LogError::NotALog {
+                    path: last.path.clone(),
+                    reason: "salvage left a segment that does not end cleanly".to_owned(),
+                });
+            }
+            last_len = bytes.len() as u64;
+            s.cursor
+        }
+    };
+    let file = fs
+        .open_write(&last.path)
+        .map_err(|e| LogError::io(&last.path, "open", e))?;
+    // What the last writer left may never have been synced (SyncPolicy::Never);
+    // sync it so that durable_lsn starts out true.
+    file.sync_data()
+        .map_err(|e| LogError::io(&last.path, "fdatasync", e))?;
+    report.next_lsn = cursor.lsn;
+    report.segments = segs.len() as u64;
+    let active = Active {
+        base: last.base,
+        path: last.path.clone(),
+        file,
+        file_len: last_len,
+    };
+    let sealed = segs[..segs.len() - 1]
+        .iter()
+        .map(|s| (s.base, s.path.clone()))
+        .collect();
+    Ok(Recovered {
+        sealed,
+        active,
+        prev: cursor.prev,
+        report,
+    })
+}
+
+/// What salvage kept: its report, (segments kept, length of the last kept
+/// one), and the cursor at the end of what is kept.
+type SalvageResult = (Salvaged, (usize, u64), Option<Cursor>);
+
+/// Sets aside everything from the damage on: the damaged segment's bytes
+/// after its valid prefix go to a quarantine file, later segments move into
+/// the quarantine directory whole. Returns the report, (segments kept,
+/// length of the last kept one), and the cursor at the end of what is kept.
+fn salvage(fs: &dyn Fs, dir: &Path, segs: &[SegRef], d: Damage) -> Result<SalvageResult, LogError> {
+    let qdir = dir.join("quarantine");
+    let seg = &segs[d.seg];
+    let data = fs
+        .read_all(&seg.path)
+        .map_err(|e| LogError::io(&seg.path, "read", e))?;
+    let cut = usize::try_from(d.cut).unwrap_or(usize::MAX).min(data.len());
+    let name = format!("{}.{:020}.bad", segment_file_name(seg.base), d.cut);
+    let quarantine_file = write_side_file(fs, &qdir, &name, &data[cut..])?;
+    let mut bytes = (data.len() - cut) as u64;
+    let mut segments_moved = Vec::new();
+    for later in &segs[d.seg + 1..] {
+        bytes += fs.file_len(&later.path).unwrap_or(0);
+        let to = qdir.join(
+            later
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        fs.rename(&later.path, &to)
+            .map_err(|e| LogError::io(&later.path, "move to quarantine", e))?;
+        segments_moved.push(to);
+    }
+    let kept = if cut == 0 {
+        // The header itself is bad: the whole file goes.
+        fs.remove_file(&seg.path)
+            .map_err(|e| LogError::io(&seg.path, "remove", e))?;
+        (d.seg, 0)
+    } else {
+        truncate_segment(fs, &seg.path, cut as u64)?;
+        (d.seg + 1, cut as u64)
+    };
+    let seg_dir = seg.path.parent().unwrap_or(dir);
+    fs.sync_dir(seg_dir)
+        .map_err(|e| LogError::io(seg_dir, "fsync directory", e))?;
+    fs.sync_dir(&qdir)
+        .map_err(|e| LogError::io(&qdir, "fsync directory", e))?;
+    let cursor = if cut == 0 { None } else { d.cursor };
+    Ok((
+        Salvaged {
+            segment: seg.path.clone(),
+            offset: d.cut,
+            lsn: d.lsn,
+            bytes,
+            quarantine_file,
+            reason: d.error.to_string(),
+            segments_moved,
+        },
+        kept,
+        cursor,
+    ))
+}
