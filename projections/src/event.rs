@@ -132,7 +132,8 @@ pub enum Change {
         /// Why it stopped.
         reason: InterruptReason,
     },
-    /// An interrupted run is resumed: one recovery attempt is counted.
+    /// An interrupted run is resumed. One recovery attempt is counted unless
+    /// the run was interrupted by a clean shutdown.
     RunResumed {
         /// The run.
         run: RunId,

@@ -31,7 +31,7 @@
 //! | `RunCompleted` | job `Running`; run `Running` | run `Completed` (terminal) |
 //! | `RunFailed` | job `Running`; run not `Completed`/`Failed` | run `Failed` (terminal) |
 //! | `RunInterrupted` | job `Running`; run `Running`, `AwaitingInput` or `Delegating` | run `Interrupted`, keeping what it waited for |
-//! | `RunResumed` | job `Running`; run `Interrupted`, not waiting for input or a child, parent not finished, fewer than `attempts_max` resumes so far, same code version (or `allow_code_change`); `from` is a checkpoint of this job | run `Running`; one recovery attempt counted |
+//! | `RunResumed` | job `Running`; run `Interrupted`, not waiting for input or a child, parent not finished, fewer than `attempts_max` counted resumes so far (unless a clean shutdown interrupted it), same code version (or `allow_code_change`); `from` is a checkpoint of this job | run `Running`; one recovery attempt counted unless the interruption was a shutdown |
 //! | `JobFinished` (completed, failed) | job `Running`; no run `Running`, `AwaitingInput` or `Delegating` | job `Completed` / `Failed` |
 //! | `JobFinished` (cancelled) | job not cancelled | job `Cancelled`: final |
 //! | `ExternalStatusObserved` | job not cancelled | remote status recorded |

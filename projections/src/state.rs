@@ -2,7 +2,7 @@
 //! and keeps the views and their indexes.
 
 use crate::error::{Refusal, StateFound, TransitionError};
-use crate::event::{Change, Event, FailCause, JobOutcome};
+use crate::event::{Change, Event, FailCause, InterruptReason, JobOutcome};
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Usage};
 use crate::view::{
     BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobStatus, JobView,
@@ -585,7 +585,11 @@ impl Projections {
                 let run = &mut job.runs[ri];
                 // Resumable implies no pending input or child: it runs again.
                 run.status = RunStatus::Running;
-                run.recovery_attempts = run.recovery_attempts.saturating_add(1);
+                // A clean shutdown is not a failed attempt: only resumes
+                // after a crash or panic count toward `attempts_max`.
+                if run.interrupted_by != Some(InterruptReason::Shutdown) {
+                    run.recovery_attempts = run.recovery_attempts.saturating_add(1);
+                }
                 if from.is_some() {
                     run.resumed_from = from.clone();
                 }
@@ -721,7 +725,9 @@ fn resume_block(
     {
         return Some(BlockedReason::ParentFinished);
     }
-    if run.recovery_attempts >= attempts_max {
+    if run.interrupted_by != Some(InterruptReason::Shutdown)
+        && run.recovery_attempts >= attempts_max
+    {
         return Some(BlockedReason::AttemptsExhausted {
             attempts: run.recovery_attempts,
             max: attempts_max,

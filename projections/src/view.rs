@@ -236,7 +236,8 @@ pub struct RunView {
     pub resumed_from: Option<CheckpointId>,
     /// Completed phases, in the order they completed.
     pub phases: Vec<PhaseView>,
-    /// Resumes made after interruptions.
+    /// Resumes made after a crash or panic interrupted the run (resumes
+    /// after a clean shutdown do not count).
     pub recovery_attempts: u32,
     /// What it waits for, while it waits for input (also while interrupted).
     pub awaiting_input: Option<String>,

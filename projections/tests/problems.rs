@@ -102,12 +102,24 @@ fn p3_finalized_on_every_exit_and_resume_attempts_bounded() {
         ! resume j1 flaky
         fail j1 flaky cause=exhausted
         ! resume j1 flaky
+        # clean shutdowns are not failed attempts: resumed four times, never exhausted
+        start j1 nightly
+        interrupt j1 nightly reason=shutdown
+        resume j1 nightly
+        interrupt j1 nightly reason=shutdown
+        resume j1 nightly
+        interrupt j1 nightly reason=shutdown
+        resume j1 nightly
+        interrupt j1 nightly reason=shutdown
+        resume j1 nightly
+        complete j1 nightly
         "#,
         r#"
         job j1 running key=agent steps=0 usage=0/0 input=@0+0
           run early failed steps=0 usage=0/0 (blocked: finished)
           run panicky interrupted steps=0 usage=0/0 (resumable)
           run flaky failed steps=0 usage=0/0 attempts=3 (blocked: recovery attempts exhausted (3 of 3))
+          run nightly completed steps=0 usage=0/0 (blocked: finished)
         interrupted: j1/panicky
         refused `resume j1 flaky`: refused run_resumed for job j1, run flaky (job running, run interrupted): the run is not resumable: recovery attempts exhausted (3 of 3)
         refused `resume j1 flaky`: refused run_resumed for job j1, run flaky (job running, run failed): the run is not resumable: recovery attempts exhausted (3 of 3)
