@@ -35,8 +35,9 @@ pub(crate) const FLAGS_KNOWN: u32 = FLAG_END_OF_BATCH;
 
 const _: () = assert!(SEGMENT_HEADER_LEN == 32);
 const _: () = assert!(RECORD_HEADER_LEN == 28);
-// The checksum covers everything after itself, so it must come first.
-const _: () = assert!(REC_CRC == 0 && HDR_CRC + 4 == SEGMENT_HEADER_LEN);
+// The record checksum comes first and the chain value right after it; the
+// checksum covers everything after the chain value.
+const _: () = assert!(REC_CRC == 0 && REC_PREV == 4 && HDR_CRC + 4 == SEGMENT_HEADER_LEN);
 
 /// A decoded segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,27 +82,23 @@ pub(crate) fn encode_segment_header(h: SegmentHeader) -> [u8; SEGMENT_HEADER_LEN
     out
 }
 
-/// Decodes a header from the start of a segment file. The version is read
-/// before the checksum so that a newer format, whose header may be laid out
-/// differently past the version field, gets a clear "newer" error.
+/// Decodes a header from the start of a segment file.
+///
+/// Every format version keeps these 32 bytes laid out as version 1 has them
+/// (FORMAT.md, "Future versions"), so the checksum is checked first: a bit
+/// flip in the version field is corruption, and only a header whose checksum
+/// holds can claim to come from a newer version.
 pub(crate) fn decode_segment_header(data: &[u8]) -> Result<SegmentHeader, HeaderError> {
     let bad = |reason: &str| {
         HeaderError::Corrupt(CorruptionKind::BadHeader {
             reason: reason.to_owned(),
         })
     };
-    if data.len() < HDR_FLAGS {
+    if data.len() < SEGMENT_HEADER_LEN {
         return Err(bad("file is shorter than a segment header"));
     }
     if data[HDR_MAGIC..HDR_VERSION] != SEGMENT_MAGIC {
         return Err(bad("wrong magic bytes"));
-    }
-    let version = u32_at(data, HDR_VERSION);
-    if version > FORMAT_VERSION {
-        return Err(HeaderError::Newer(version));
-    }
-    if data.len() < SEGMENT_HEADER_LEN {
-        return Err(bad("file is shorter than a segment header"));
     }
     let stored = u32_at(data, HDR_CRC);
     let computed = crc32fast::hash(&data[..HDR_CRC]);
@@ -109,6 +106,10 @@ pub(crate) fn decode_segment_header(data: &[u8]) -> Result<SegmentHeader, Header
         return Err(bad(&format!(
             "header checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
         )));
+    }
+    let version = u32_at(data, HDR_VERSION);
+    if version > FORMAT_VERSION {
+        return Err(HeaderError::Newer(version));
     }
     if version != FORMAT_VERSION {
         return Err(bad(&format!("unknown format version {version}")));
@@ -124,7 +125,10 @@ pub(crate) fn decode_segment_header(data: &[u8]) -> Result<SegmentHeader, Header
 }
 
 /// The chained record checksum: CRC-32 (IEEE) seeded with the previous
-/// record's checksum, over every byte of the frame after the checksum field.
+/// record's checksum (the `prev` field), over every byte of the frame after
+/// `prev`. `prev` itself is covered through the seed only: CRC-32 folds its
+/// initial state into the first four bytes it reads, so seeding with `prev`
+/// and then hashing `prev` again would cancel out and leave it unprotected.
 fn record_crc(prev: u32, covered: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new_with_initial(prev);
     h.update(covered);
@@ -158,7 +162,7 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, f: &RecordFields, payload: &[u8])
     let start = out.len();
     out.extend_from_slice(&h);
     out.extend_from_slice(payload);
-    let crc = record_crc(f.prev, &out[start + REC_PREV..]);
+    let crc = record_crc(f.prev, &out[start + REC_LEN..]);
     out[start..start + REC_PREV].copy_from_slice(&crc.to_le_bytes());
     crc
 }
@@ -218,7 +222,7 @@ pub(crate) fn parse_record(
     let total = usize::try_from(total).unwrap_or(usize::MAX);
     let stored = u32_at(h, REC_CRC);
     let prev = u32_at(h, REC_PREV);
-    let computed = record_crc(prev, &rest[REC_PREV..total]);
+    let computed = record_crc(prev, &rest[REC_LEN..total]);
     if stored != computed {
         return Err(CorruptionKind::ChecksumMismatch {
             expected: stored,
@@ -274,17 +278,25 @@ mod tests {
         let crc = encode_record(&mut out, &f, b"abc");
         let r = parse_record(&out, 0, 16).expect("just encoded");
         assert_eq!((r.crc, r.prev, r.lsn, r.payload), (crc, 7, 3, &b"abc"[..]));
-        out[REC_LSN] ^= 1;
-        assert!(matches!(
-            parse_record(&out, 0, 16),
-            Err(CorruptionKind::ChecksumMismatch { .. })
-        ));
+        for byte in REC_PREV..out.len() {
+            let mut bad = out.clone();
+            bad[byte] ^= 1;
+            assert!(
+                matches!(
+                    parse_record(&bad, 0, 16),
+                    Err(CorruptionKind::ChecksumMismatch { .. }
+                        | CorruptionKind::Truncated { .. }
+                        | CorruptionKind::LengthTooLarge { .. })
+                ),
+                "flip in byte {byte} not caught"
+            );
+        }
     }
 
     #[test]
     fn an_all_zero_header_can_never_checksum() {
         // The "valid record later" search skips zero headers; that is sound
         // only because a zeroed frame never carries a matching checksum.
-        assert_ne!(record_crc(0, &[0u8; RECORD_HEADER_LEN - 4]), 0);
+        assert_ne!(record_crc(0, &[0u8; RECORD_HEADER_LEN - REC_LEN]), 0);
     }
 }

@@ -255,7 +255,7 @@ pub(crate) fn scan_segment(data: &[u8], h: &SegmentHeader, max: u32, last: bool)
             lsn: c.lsn,
             kind: CorruptionKind::IncompleteBatch,
         }),
-        Some(bad) if !last => Ending::Corrupt(bad),
+        Some(bad) if !last || !could_be_torn(&bad.kind) => Ending::Corrupt(bad),
         Some(bad) => {
             // usize offsets: bad.offset came from a usize.
             let from = usize::try_from(bad.offset).unwrap_or(usize::MAX);
@@ -274,6 +274,20 @@ pub(crate) fn scan_segment(data: &[u8], h: &SegmentHeader, max: u32, last: bool)
         ending,
         records_dropped,
     }
+}
+
+/// Could a crash during a write have produced this? Only a frame that does
+/// not parse or checksum can be a torn write. A frame whose checksum holds
+/// but whose LSN, chain link, flags or batch position is wrong was written
+/// whole and is wrong: that is corruption (or tampering), wherever it is.
+fn could_be_torn(kind: &CorruptionKind) -> bool {
+    matches!(
+        kind,
+        CorruptionKind::Truncated { .. }
+            | CorruptionKind::Zeroed
+            | CorruptionKind::ChecksumMismatch { .. }
+            | CorruptionKind::LengthTooLarge { .. }
+    )
 }
 
 /// Is there, somewhere after a bad record at `from` (which should have had
