@@ -150,6 +150,10 @@ impl SimFs {
     /// pending faults. Also usable without an earlier crash.
     pub fn restart(&self, tear: Tear) {
         let mut s = self.lock();
+        if tear == Tear::KeepAll {
+            // The process died, the machine did not: nothing is lost.
+            s.durable_names = s.names.clone();
+        }
         let live: BTreeSet<u64> = s.durable_names.values().copied().collect();
         s.inodes.retain(|id, _| live.contains(id));
         for inode in s.inodes.values_mut() {
@@ -166,10 +170,12 @@ impl SimFs {
                 Tear::DropUnsynced => {}
                 Tear::KeepAll => kept = inode.data.clone(),
                 Tear::KeepUnsynced(n) => kept.extend_from_slice(&unsynced[..take(n)]),
-                Tear::KeepThenZeros { keep, zeros } => {
+                // Zeros appear only where the file was being extended.
+                Tear::KeepThenZeros { keep, zeros } if !unsynced.is_empty() => {
                     kept.extend_from_slice(&unsynced[..take(keep)]);
                     kept.resize(kept.len() + usize::try_from(zeros).unwrap_or(0), 0);
                 }
+                Tear::KeepThenZeros { .. } => {}
             }
             inode.data = kept.clone();
             inode.durable = kept;
