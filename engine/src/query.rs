@@ -1,0 +1,353 @@
+//! Queries, shared by the writer ([`crate::Engine`]) and the read-only open
+//! ([`crate::ReadOnly`]): one implementation over the views and the log.
+
+use crate::codec;
+use crate::error::EngineError;
+use runlog_log::LogError;
+use runlog_projections::{
+    Change, CheckpointId, CheckpointView, Event, JobId, JobStatus, JobView, Lsn, Projections,
+    Resumability, RunId, RunView, Timestamp, Usage,
+};
+use std::ops::ControlFlow;
+
+/// Where records are read from: the writer's log or a read-only reader.
+pub trait Source {
+    /// Calls `f` for each record from `from` on, until it breaks.
+    fn scan_from(
+        &self,
+        from: Lsn,
+        f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), LogError>;
+    /// One record's bytes.
+    fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError>;
+}
+
+pub(crate) mod sealed {
+    use super::Source;
+    use crate::options::Options;
+    use runlog_projections::Projections;
+
+    /// What a queryable type gives the shared queries. Sealed: only this
+    /// crate's types implement [`super::Query`].
+    pub trait Access {
+        fn views<R>(&self, f: impl FnOnce(&Projections) -> R) -> R;
+        fn source(&self) -> &dyn Source;
+        fn options(&self) -> &Options;
+    }
+}
+
+/// Which jobs to list, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobFilter {
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs with this key.
+    pub key: Option<String>,
+    /// Skip this many matching jobs (newest first).
+    pub offset: usize,
+    /// At most this many jobs. Default 100.
+    pub limit: usize,
+}
+
+impl Default for JobFilter {
+    fn default() -> Self {
+        Self {
+            status: None,
+            key: None,
+            offset: 0,
+            limit: 100,
+        }
+    }
+}
+
+impl JobFilter {
+    /// Every job, newest first, without a limit.
+    pub fn all() -> Self {
+        Self {
+            limit: usize::MAX,
+            ..Self::default()
+        }
+    }
+
+    /// Only jobs with this status.
+    pub fn status(mut self, status: JobStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only jobs with this key.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// A page: skip `offset`, return at most `limit`.
+    pub fn page(mut self, offset: usize, limit: usize) -> Self {
+        self.offset = offset;
+        self.limit = limit;
+        self
+    }
+}
+
+/// One line of a job listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobSummary {
+    /// The job's id.
+    pub id: JobId,
+    /// Which agent or workflow it runs.
+    pub key: String,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// Steps recorded across all its runs.
+    pub total_steps: u64,
+    /// Sum of its steps' usage.
+    pub usage: Usage,
+    /// When it was created.
+    pub started_at: Timestamp,
+    /// When it last finished.
+    pub finished_at: Option<Timestamp>,
+    /// Its idempotency key.
+    pub fingerprint: Option<String>,
+    /// Number of runs.
+    pub runs: usize,
+}
+
+impl From<&JobView> for JobSummary {
+    fn from(job: &JobView) -> Self {
+        Self {
+            id: job.id.clone(),
+            key: job.key.clone(),
+            status: job.status,
+            total_steps: job.total_steps,
+            usage: job.usage,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            fingerprint: job.fingerprint.clone(),
+            runs: job.runs.len(),
+        }
+    }
+}
+
+/// A checkpoint with its payload, read from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The checkpoint's view.
+    pub view: CheckpointView,
+    /// Its payload bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A run and the runs it delegated to, recursively.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunNode {
+    /// The run.
+    pub run: RunView,
+    /// Its children, in delegation order.
+    pub children: Vec<RunNode>,
+}
+
+/// An interrupted run with its resumability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumableRun {
+    /// The run.
+    pub run: RunView,
+    /// Whether this host (its code version, its attempts bound) can resume
+    /// it, and if not, why.
+    pub resumability: Resumability,
+}
+
+/// Questions a host asks of a data directory. Implemented by
+/// [`crate::Engine`] and [`crate::ReadOnly`]; sealed.
+pub trait Query: sealed::Access {
+    /// Runs `f` on the views, under the read lock: for questions the other
+    /// methods do not answer, without copying.
+    fn with_views<R>(&self, f: impl FnOnce(&Projections) -> R) -> R {
+        self.views(f)
+    }
+
+    /// Jobs matching `filter`, newest first.
+    fn jobs(&self, filter: &JobFilter) -> Vec<JobSummary> {
+        self.views(|v| {
+            let keep = |j: &&JobView| filter.key.as_ref().is_none_or(|k| &j.key == k);
+            let page = |it: &mut dyn Iterator<Item = &JobView>| {
+                it.filter(keep)
+                    .skip(filter.offset)
+                    .take(filter.limit)
+                    .map(JobSummary::from)
+                    .collect()
+            };
+            match filter.status {
+                Some(status) => page(&mut v.jobs_with_status(status).rev()),
+                None => page(&mut v.jobs().rev()),
+            }
+        })
+    }
+
+    /// One job, with its runs and checkpoints.
+    fn job(&self, job: &JobId) -> Result<JobView, EngineError> {
+        self.views(|v| v.job(job).cloned())
+            .ok_or_else(|| EngineError::UnknownJob { job: job.clone() })
+    }
+
+    /// One run.
+    fn run(&self, job: &JobId, run: &RunId) -> Result<RunView, EngineError> {
+        self.views(|v| match v.job(job) {
+            None => Err(EngineError::UnknownJob { job: job.clone() }),
+            Some(j) => j.run(run).cloned().ok_or_else(|| EngineError::UnknownRun {
+                job: job.clone(),
+                run: run.clone(),
+            }),
+        })
+    }
+
+    /// A job's runs as a tree: top-level runs in start order, each with the
+    /// runs it delegated to.
+    fn run_tree(&self, job: &JobId) -> Result<Vec<RunNode>, EngineError> {
+        let job = self.job(job)?;
+        fn node(job: &JobView, run: &RunView, depth: usize) -> RunNode {
+            // Depth is bounded by the number of runs, so even views that
+            // claimed a cycle could not recurse without end.
+            let children = if depth > job.runs.len() {
+                Vec::new()
+            } else {
+                run.children
+                    .iter()
+                    .filter_map(|c| job.run(c))
+                    .map(|c| node(job, c, depth + 1))
+                    .collect()
+            };
+            RunNode {
+                run: run.clone(),
+                children,
+            }
+        }
+        Ok(job.root_runs().map(|r| node(&job, r, 0)).collect())
+    }
+
+    /// A job's checkpoints in step order.
+    fn checkpoints(&self, job: &JobId) -> Result<Vec<CheckpointView>, EngineError> {
+        self.views(|v| v.job(job).map(|j| j.checkpoints.clone()))
+            .ok_or_else(|| EngineError::UnknownJob { job: job.clone() })
+    }
+
+    /// A job's latest checkpoint (highest step), if it has any.
+    fn latest_checkpoint(&self, job: &JobId) -> Result<Option<CheckpointView>, EngineError> {
+        self.views(|v| v.job(job).map(|j| j.latest_checkpoint().cloned()))
+            .ok_or_else(|| EngineError::UnknownJob { job: job.clone() })
+    }
+
+    /// One checkpoint, addressed as (job id, checkpoint id), with its
+    /// payload read from the log.
+    fn checkpoint(
+        &self,
+        job: &JobId,
+        checkpoint: &CheckpointId,
+    ) -> Result<Checkpoint, EngineError> {
+        let view =
+            self.views(|v| match v.job(job) {
+                None => Err(EngineError::UnknownJob { job: job.clone() }),
+                Some(j) => j.checkpoint(checkpoint).cloned().ok_or_else(|| {
+                    EngineError::UnknownCheckpoint {
+                        job: job.clone(),
+                        checkpoint: checkpoint.clone(),
+                    }
+                }),
+            })?;
+        let lsn = view.payload.lsn;
+        let payload = match read_event(self.source(), lsn)?.change {
+            Change::StepRecorded { payload, .. } => payload,
+            other => return Err(misplaced(lsn, "step_recorded", other.kind())),
+        };
+        Ok(Checkpoint { view, payload })
+    }
+
+    /// A job's original input, read from the log.
+    fn job_input(&self, job: &JobId) -> Result<Vec<u8>, EngineError> {
+        let lsn = self.job(job)?.input.lsn;
+        match read_event(self.source(), lsn)?.change {
+            Change::JobCreated { input, .. } => Ok(input),
+            other => Err(misplaced(lsn, "job_created", other.kind())),
+        }
+    }
+
+    /// Calls `f` with each event from `from` on, in log order, until it
+    /// breaks. Streams: memory does not grow with the log.
+    fn for_each_event(
+        &self,
+        from: Lsn,
+        mut f: impl FnMut(Lsn, Event) -> ControlFlow<()>,
+    ) -> Result<(), EngineError> {
+        let mut failure = None;
+        self.source()
+            .scan_from(from, &mut |lsn, bytes| match codec::decode(lsn, bytes) {
+                Ok(event) => f(lsn, event),
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
+                }
+            })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// The events of one job, in log order.
+    fn job_events(&self, job: &JobId) -> Result<Vec<(Lsn, Event)>, EngineError> {
+        let first = self.job(job)?.input.lsn;
+        let mut events = Vec::new();
+        self.for_each_event(first, |lsn, event| {
+            if &event.job == job {
+                events.push((lsn, event));
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(events)
+    }
+
+    /// Interrupted runs (in jobs not cancelled), with whether this host can
+    /// resume each.
+    fn interrupted(&self) -> Vec<ResumableRun> {
+        let code = self.options().code_version.as_deref();
+        let max = self.options().recovery_attempts_max;
+        self.views(|v| {
+            v.interrupted_runs()
+                .filter_map(|run| {
+                    let resumability = v.resumability(&run.job, &run.id, code, max)?;
+                    Some(ResumableRun {
+                        run: run.clone(),
+                        resumability,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Whether this host can resume the run now, and if not, why.
+    fn resumability(&self, job: &JobId, run: &RunId) -> Result<Resumability, EngineError> {
+        let code = self.options().code_version.as_deref();
+        let max = self.options().recovery_attempts_max;
+        self.views(|v| v.resumability(job, run, code, max))
+            .ok_or_else(|| EngineError::UnknownRun {
+                job: job.clone(),
+                run: run.clone(),
+            })
+    }
+
+    /// The newest unfinished job submitted with this fingerprint (whatever
+    /// its age; compare `started_at` for a staleness window).
+    fn job_for_fingerprint(&self, fingerprint: &str) -> Option<JobView> {
+        self.views(|v| v.newest_unfinished_with_fingerprint(fingerprint).cloned())
+    }
+}
+
+fn read_event(source: &dyn Source, lsn: Lsn) -> Result<Event, EngineError> {
+    let bytes = source.read_record(lsn)?;
+    codec::decode(lsn, &bytes)
+}
+
+fn misplaced(lsn: Lsn, expected: &str, found: &str) -> EngineError {
+    EngineError::BadEvent {
+        lsn,
+        detail: format!("expected a {expected} event there, found {found}"),
+    }
+}

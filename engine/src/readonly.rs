@@ -1,0 +1,144 @@
+//! The read-only open: for tools and audits.
+
+use crate::engine::SnapshotUsed;
+use crate::engine::{Stop, replay};
+use crate::error::EngineError;
+use crate::options::{AsOf, Options};
+use crate::query::{Query, Source, sealed};
+use crate::snapshot::{self, SkippedSnapshot};
+use runlog_log::{LogError, LogReader};
+use runlog_projections::{Lsn, Projections, Timestamp};
+use std::ops::ControlFlow;
+use std::path::Path;
+
+/// A data directory opened read-only, its views replayed up to a point.
+///
+/// Takes no lock and writes nothing — no truncation, no snapshot, no
+/// interrupted runs recorded — so it works on a copy, on a directory a live
+/// writer is appending to (it sees whole batches only), and on read-only
+/// media. Runs in flight are shown as they were found, in flight.
+#[derive(Debug)]
+pub struct ReadOnly {
+    reader: LogReader,
+    views: Projections,
+    options: Options,
+    report: ReadReport,
+}
+
+/// What a read-only open found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadReport {
+    /// The snapshot the views were loaded from, if any.
+    pub snapshot: Option<SnapshotUsed>,
+    /// Snapshots passed over, and why.
+    pub snapshots_skipped: Vec<SkippedSnapshot>,
+    /// Events replayed from the log after the snapshot.
+    pub events_replayed: u64,
+    /// The views hold every event below this LSN (up to the point asked).
+    pub next_lsn: Lsn,
+    /// The log's end when it was opened.
+    pub log_next_lsn: Lsn,
+    /// Timestamp of the last event in the views.
+    pub last_at: Timestamp,
+}
+
+impl ReadOnly {
+    /// Opens `dir` read-only and replays it up to `as_of`. Only the
+    /// record limits, code version and attempts bound of `options` are
+    /// used.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        options: Options,
+        as_of: AsOf,
+    ) -> Result<ReadOnly, EngineError> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(EngineError::NoSuchDirectory {
+                path: dir.to_path_buf(),
+            });
+        }
+        let reader = LogReader::open(dir, options.log_options())?;
+        let log_next_lsn = reader.next_lsn();
+        let (end, not_after, stop) = match as_of {
+            AsOf::Latest => (log_next_lsn, None, Stop::Never),
+            AsOf::Lsn(lsn) => (lsn.min(log_next_lsn), None, Stop::BeforeLsn(lsn)),
+            AsOf::Time(t) => (log_next_lsn, Some(t), Stop::AfterTime(t)),
+        };
+        let (loaded, snapshots_skipped) =
+            snapshot::load_newest(dir, reader.first_lsn(), end, not_after);
+        let (mut views, from, mut last_at, snapshot_used) = match loaded {
+            Some(l) => (
+                l.state,
+                l.lsn,
+                l.last_at,
+                Some(SnapshotUsed {
+                    path: l.path,
+                    lsn: l.lsn,
+                }),
+            ),
+            None if reader.first_lsn() > 0 => {
+                return Err(EngineError::HistoryMissing {
+                    dir: dir.to_path_buf(),
+                    first_lsn: reader.first_lsn(),
+                });
+            }
+            None => (Projections::new(), reader.first_lsn(), Timestamp(0), None),
+        };
+        let events_replayed = replay(&reader, &mut views, from, stop, &mut last_at)?;
+        let next_lsn = views.last_lsn().map_or(from, |l| l + 1);
+        Ok(ReadOnly {
+            reader,
+            views,
+            options,
+            report: ReadReport {
+                snapshot: snapshot_used,
+                snapshots_skipped,
+                events_replayed,
+                next_lsn,
+                log_next_lsn,
+                last_at,
+            },
+        })
+    }
+
+    /// What the open found.
+    pub fn report(&self) -> &ReadReport {
+        &self.report
+    }
+
+    /// The log reader, for integrity checks.
+    pub fn log(&self) -> &LogReader {
+        &self.reader
+    }
+}
+
+impl sealed::Access for ReadOnly {
+    fn views<R>(&self, f: impl FnOnce(&Projections) -> R) -> R {
+        f(&self.views)
+    }
+
+    fn source(&self) -> &dyn Source {
+        &self.reader
+    }
+
+    fn options(&self) -> &Options {
+        &self.options
+    }
+}
+
+impl Query for ReadOnly {}
+
+impl Source for LogReader {
+    fn scan_from(
+        &self,
+        from: Lsn,
+        f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        self.scan(from, f)
+    }
+
+    fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
+        self.read(lsn)
+    }
+}

@@ -1,0 +1,259 @@
+//! Snapshot files: the projections as of an LSN, so an open need not replay
+//! the whole log.
+//!
+//! ```text
+//! snapshots/<lsn, 20 digits>.snap
+//!
+//! offset  size  field
+//!      0     8  magic "RUNLOGSN"
+//!      8     4  format version, u32 LE (1)
+//!     12     4  reserved, zero
+//!     16     8  lsn, u64 LE: the views hold every event with a lower LSN
+//!     24     8  last_at, u64 LE: timestamp of the last event included
+//!     32     8  body_len, u64 LE
+//!     40     4  body_crc, u32 LE: CRC-32 (IEEE) of the body
+//!     44     4  header_crc, u32 LE: CRC-32 of bytes 0..44
+//!     48     …  body: postcard(Projections)
+//! ```
+//!
+//! A snapshot is written to `<name>.tmp`, fsync'ed, renamed, and the
+//! directory fsync'ed: it is either wholly there or not at all. A snapshot
+//! that fails any check is skipped, never believed: the log is the truth.
+
+use crate::error::EngineError;
+use crate::fsutil;
+use runlog_projections::{Lsn, Projections, Timestamp};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"RUNLOGSN";
+const VERSION: u32 = 1;
+const OFFSET_LSN: usize = 16;
+const OFFSET_LAST_AT: usize = OFFSET_LSN + 8;
+const OFFSET_BODY_LEN: usize = OFFSET_LAST_AT + 8;
+const OFFSET_BODY_CRC: usize = OFFSET_BODY_LEN + 8;
+const OFFSET_HEADER_CRC: usize = OFFSET_BODY_CRC + 4;
+const HEADER_LEN: usize = OFFSET_HEADER_CRC + 4;
+const _: () = assert!(HEADER_LEN == 48);
+
+/// The directory snapshots live in, inside a data directory.
+pub(crate) fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots")
+}
+
+fn file_name(lsn: Lsn) -> String {
+    format!("{lsn:020}.snap")
+}
+
+/// A snapshot loaded from disk.
+pub(crate) struct Loaded {
+    pub path: PathBuf,
+    pub lsn: Lsn,
+    pub last_at: Timestamp,
+    pub state: Projections,
+}
+
+/// A snapshot passed over at open, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedSnapshot {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was not used.
+    pub reason: String,
+}
+
+/// Encodes the views as a snapshot body. Done under the engine's ordering
+/// lock, so the body matches the LSN it is written under.
+pub(crate) fn encode(state: &Projections) -> Result<Vec<u8>, EngineError> {
+    postcard::to_stdvec(state).map_err(|e| EngineError::Encode {
+        detail: e.to_string(),
+    })
+}
+
+/// Writes a snapshot body (views holding every event below `lsn`)
+/// atomically. The caller has made the log durable up to `lsn` first, so a
+/// snapshot never covers events a crash could lose.
+pub(crate) fn write(
+    data_dir: &Path,
+    lsn: Lsn,
+    last_at: Timestamp,
+    body: &[u8],
+) -> Result<PathBuf, EngineError> {
+    let dir = dir(data_dir);
+    fsutil::create_dir(&dir).map_err(|source| EngineError::SnapshotIo {
+        path: dir.clone(),
+        op: "create directory",
+        source,
+    })?;
+    let mut header = [0u8; HEADER_LEN];
+    header[0..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[OFFSET_LSN..OFFSET_LSN + 8].copy_from_slice(&lsn.to_le_bytes());
+    header[OFFSET_LAST_AT..OFFSET_LAST_AT + 8].copy_from_slice(&last_at.0.to_le_bytes());
+    header[OFFSET_BODY_LEN..OFFSET_BODY_LEN + 8]
+        .copy_from_slice(&(body.len() as u64).to_le_bytes());
+    header[OFFSET_BODY_CRC..OFFSET_BODY_CRC + 4]
+        .copy_from_slice(&crc32fast::hash(body).to_le_bytes());
+    let header_crc = crc32fast::hash(&header[..OFFSET_HEADER_CRC]);
+    header[OFFSET_HEADER_CRC..].copy_from_slice(&header_crc.to_le_bytes());
+
+    let path = dir.join(file_name(lsn));
+    let tmp = dir.join(format!("{}.tmp", file_name(lsn)));
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| EngineError::SnapshotIo {
+            path: p,
+            op,
+            source,
+        }
+    };
+    let mut file = fsutil::create_file(&tmp).map_err(io("create", &tmp))?;
+    file.write_all(&header).map_err(io("write", &tmp))?;
+    file.write_all(body).map_err(io("write", &tmp))?;
+    file.sync_all().map_err(io("fsync", &tmp))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
+    fsutil::sync_dir(&dir).map_err(io("fsync directory", &dir))?;
+    Ok(path)
+}
+
+/// Snapshot files in the directory, newest (highest LSN) first.
+pub(crate) fn list(data_dir: &Path) -> Vec<(Lsn, PathBuf)> {
+    let Ok(entries) = fs::read_dir(dir(data_dir)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Lsn, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name();
+            let name = name.to_str()?;
+            let digits = name.strip_suffix(".snap")?;
+            if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some((digits.parse().ok()?, e.path()))
+        })
+        .collect();
+    found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    found
+}
+
+/// Loads the newest snapshot that passes every check and fits the log:
+/// its LSN lies within `[first_lsn, next_lsn]` and, with `not_after`, its
+/// last event is no later than that time. Returns what was skipped too.
+pub(crate) fn load_newest(
+    data_dir: &Path,
+    first_lsn: Lsn,
+    next_lsn: Lsn,
+    not_after: Option<Timestamp>,
+) -> (Option<Loaded>, Vec<SkippedSnapshot>) {
+    let mut skipped = Vec::new();
+    for (lsn, path) in list(data_dir) {
+        if lsn > next_lsn {
+            skipped.push(SkippedSnapshot {
+                path,
+                reason: format!("covers up to LSN {lsn}, past the end of the log ({next_lsn})"),
+            });
+            continue;
+        }
+        if lsn < first_lsn {
+            // Older than the retained log; an older snapshot is no better.
+            skipped.push(SkippedSnapshot {
+                path,
+                reason: format!("covers up to LSN {lsn}, before the log's first LSN {first_lsn}"),
+            });
+            continue;
+        }
+        match read(&path, lsn) {
+            Ok(loaded) if not_after.is_some_and(|t| loaded.last_at > t) => {
+                skipped.push(SkippedSnapshot {
+                    path,
+                    reason: "newer than the time asked for".into(),
+                })
+            }
+            Ok(loaded) => return (Some(loaded), skipped),
+            Err(reason) => skipped.push(SkippedSnapshot { path, reason }),
+        }
+    }
+    (None, skipped)
+}
+
+/// Reads and checks one snapshot file.
+fn read(path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
+    let bytes = fsutil::read_regular_file(path).map_err(|e| format!("cannot read: {e}"))?;
+    let header = bytes
+        .get(..HEADER_LEN)
+        .ok_or_else(|| format!("{} bytes, shorter than the header", bytes.len()))?;
+    let u32_at =
+        |o: usize| u32::from_le_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[o..o + 8]);
+        u64::from_le_bytes(b)
+    };
+    if &header[0..8] != MAGIC {
+        return Err("not a runlog snapshot (bad magic)".into());
+    }
+    let header_crc = crc32fast::hash(&header[..OFFSET_HEADER_CRC]);
+    if header_crc != u32_at(OFFSET_HEADER_CRC) {
+        return Err("header checksum mismatch".into());
+    }
+    let version = u32_at(8);
+    if version != VERSION {
+        return Err(format!(
+            "snapshot format version {version} is not supported"
+        ));
+    }
+    let lsn = u64_at(OFFSET_LSN);
+    if lsn != name_lsn {
+        return Err(format!(
+            "its header says LSN {lsn}, its name says {name_lsn}"
+        ));
+    }
+    let body = &bytes[HEADER_LEN..];
+    if body.len() as u64 != u64_at(OFFSET_BODY_LEN) {
+        return Err(format!(
+            "body is {} bytes, header says {}",
+            body.len(),
+            u64_at(OFFSET_BODY_LEN)
+        ));
+    }
+    if crc32fast::hash(body) != u32_at(OFFSET_BODY_CRC) {
+        return Err("body checksum mismatch".into());
+    }
+    let state: Projections =
+        postcard::from_bytes(body).map_err(|e| format!("body does not decode: {e}"))?;
+    // A snapshot's views hold exactly the events below its LSN.
+    if state.last_lsn().is_some_and(|last| last >= lsn) {
+        return Err(format!(
+            "its views include LSN {}, not below its LSN {lsn}",
+            state.last_lsn().unwrap_or_default()
+        ));
+    }
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        lsn,
+        last_at: Timestamp(u64_at(OFFSET_LAST_AT)),
+        state,
+    })
+}
+
+/// Deletes all but the newest `keep` snapshots, and leftover temporary
+/// files. Failures are ignored: an extra snapshot costs disk, not
+/// correctness.
+pub(crate) fn prune(data_dir: &Path, keep: usize) {
+    for (_, path) in list(data_dir).into_iter().skip(keep.max(1)) {
+        let _ = fs::remove_file(path);
+    }
+    if let Ok(entries) = fs::read_dir(dir(data_dir)) {
+        for e in entries.filter_map(Result::ok) {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".snap.tmp"))
+            {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
