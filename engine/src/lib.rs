@@ -52,7 +52,7 @@ pub use readonly::{ReadOnly, ReadReport};
 pub use runlog_log::{RecoveryMode, SyncPolicy};
 pub use runlog_projections::{
     BlockedReason, Change, CheckpointId, CheckpointView, Event, ExternalStatus, FailCause,
-    InterruptReason, JobId, JobOutcome, JobStatus, JobView, Lsn, PayloadRef, Projections,
-    Resumability, RunId, RunStatus, RunView, Timestamp, TransitionError, Usage,
+    InterruptReason, JobId, JobOutcome, JobStatus, JobView, Lsn, PayloadRef, Projections, Refusal,
+    Resumability, RunId, RunStatus, RunView, StateFound, Timestamp, TransitionError, Usage,
 };
 pub use snapshot::SkippedSnapshot;
