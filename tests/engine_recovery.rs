@@ -316,3 +316,53 @@ fn clock_now(clock: &runlog::ManualClock) -> u64 {
     use runlog::Clock;
     clock.now().0
 }
+
+#[test]
+fn dropping_history_keeps_what_unfinished_jobs_need_and_reopens_from_the_snapshot() {
+    let dir = TempDir::new("retention");
+    let (mut opts, _) = options();
+    opts.keep_full_history = false;
+    opts.segment_size_max = 4096;
+    opts.snapshot_every_events = 0;
+    opts.snapshot_every_bytes = 0;
+    let (engine, _) = Engine::open(dir.path(), opts.clone()).expect("open");
+    let finished = workload(&engine, 20);
+    let open_job = engine
+        .submit(Submit::new("agent", "still needed"))
+        .expect("submit")
+        .job;
+    workload(&engine, 5);
+    let segments_before = std::fs::read_dir(dir.join("segments"))
+        .expect("dir")
+        .count();
+    let info = engine.snapshot().expect("snapshot");
+    assert!(info.segments_dropped > 0, "{info:?}");
+    let segments_after = std::fs::read_dir(dir.join("segments"))
+        .expect("dir")
+        .count();
+    assert_eq!(
+        segments_before - segments_after,
+        info.segments_dropped as usize
+    );
+    // The unfinished job's input is still readable; an old finished job's
+    // checkpoint payload is gone, with a typed error rather than a panic.
+    assert_eq!(engine.job_input(&open_job).expect("input"), b"still needed");
+    let old_cp = engine.checkpoints(&finished[0]).expect("cps")[0].id.clone();
+    let err = engine
+        .checkpoint(&finished[0], &old_cp)
+        .expect_err("dropped");
+    assert!(matches!(err, EngineError::Log(_)), "{err}");
+    let expected = fingerprint_views(&engine);
+    drop(engine);
+
+    let (engine, report) = Engine::open(dir.path(), opts.clone()).expect("reopen");
+    assert_eq!(report.snapshot.as_ref().map(|s| s.lsn), Some(info.lsn));
+    assert_same(&fingerprint_views(&engine), &expected, "after retention");
+    drop(engine);
+
+    // Without the snapshot the dropped history cannot be rebuilt: a clear
+    // error, not views missing jobs.
+    std::fs::remove_file(&info.path).expect("remove snapshot");
+    let err = Engine::open(dir.path(), opts).expect_err("history missing");
+    assert!(matches!(err, EngineError::HistoryMissing { .. }), "{err}");
+}
