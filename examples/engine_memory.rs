@@ -1,0 +1,88 @@
+//! Measures the memory the engine's views hold per job and per checkpoint.
+//!
+//! ```sh
+//! cargo run --release --example engine_memory -- build DIR JOBS STEPS
+//! cargo run --release --example engine_memory -- open DIR
+//! ```
+//!
+//! `build` writes JOBS finished jobs of STEPS steps each (200-byte
+//! checkpoints); `open` opens the directory (replaying it, no snapshot) and
+//! prints the process's peak resident memory (VmHWM) and the job and
+//! checkpoint counts. Comparing three directories (0 jobs; N jobs with 0
+//! steps; N jobs with S steps) gives the bytes per job and per checkpoint.
+
+use runlog::{Engine, JobFilter, JobOutcome, Options, Query, Step, Submit, SyncPolicy, Usage};
+use std::process::ExitCode;
+
+fn options() -> Options {
+    let mut o = Options::default();
+    o.sync = SyncPolicy::Never;
+    o.snapshot_every_events = 0;
+    o.snapshot_every_bytes = 0;
+    o.snapshot_on_close = false;
+    o
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["build", dir, jobs, steps] => build(dir, jobs, steps),
+        ["open", dir] => open(dir),
+        _ => Err("usage: engine_memory build DIR JOBS STEPS | open DIR".to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build(dir: &str, jobs: &str, steps: &str) -> Result<(), String> {
+    let jobs: u64 = jobs.parse().map_err(|_| format!("not a number: {jobs}"))?;
+    let steps: u64 = steps.parse().map_err(|_| format!("not a number: {steps}"))?;
+    let (engine, _) = Engine::open(dir, options()).map_err(|e| e.to_string())?;
+    let payload = vec![0x5a; 200];
+    for i in 0..jobs {
+        let job = engine
+            .submit(Submit::new("agent", format!("input {i}")))
+            .map_err(|e| e.to_string())?
+            .job;
+        let run = engine.start_run(&job, None).map_err(|e| e.to_string())?;
+        for _ in 0..steps {
+            let usage = Usage {
+                input_tokens: 100,
+                output_tokens: 20,
+                cost_micros: 0,
+            };
+            engine
+                .record_step(&job, &run, Step::new(payload.clone(), usage))
+                .map_err(|e| e.to_string())?;
+        }
+        engine.complete_run(&job, &run, "done").map_err(|e| e.to_string())?;
+        engine
+            .finish_job(&job, JobOutcome::Completed)
+            .map_err(|e| e.to_string())?;
+    }
+    engine.close().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn open(dir: &str) -> Result<(), String> {
+    let (engine, report) = Engine::open(dir, options()).map_err(|e| e.to_string())?;
+    let jobs = engine.jobs(&JobFilter::all()).len();
+    let checkpoints: usize = engine.with_views(|v| v.jobs().map(|j| j.checkpoints.len()).sum());
+    println!(
+        "jobs={jobs} checkpoints={checkpoints} events_replayed={} peak_rss_kib={}",
+        report.events_replayed,
+        peak_rss_kib().map_or("unknown".into(), |k| k.to_string())
+    );
+    Ok(())
+}
