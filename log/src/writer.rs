@@ -1,12 +1,13 @@
 //! The writer: recovery on open, framing and buffering appends, rollover,
 //! group commit, reads of what it wrote, and retention.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
 
 use crate::format::{self, RECORD_HEADER_LEN, RecordFields, SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::fs::{Fs, FsFile, LockGuard, RealFs};
@@ -25,6 +26,10 @@ use crate::{
 const FLUSH_THRESHOLD: usize = 256 * 1024;
 /// A batch frames each record's position in a u32.
 const BATCH_RECORDS_MAX: u64 = u32::MAX as u64;
+/// Consecutive fsyncs one caller leads for others before handing the lead on.
+const LEAD_ROUNDS_MAX: u32 = 4;
+/// How long a leader waits for just-woken committers to queue again.
+const GATHER_WAIT: Duration = Duration::from_micros(100);
 
 /// The log's writer. `Send + Sync`: any number of threads may append at once.
 pub struct Log {
@@ -34,7 +39,7 @@ pub struct Log {
     options: LogOptions,
     inner: Mutex<Inner>,
     sync: Mutex<SyncState>,
-    sync_done: Condvar,
+    gathered: Condvar,
     poisoned: AtomicBool,
     next_lsn: AtomicU64,
     first_lsn: AtomicU64,
@@ -85,6 +90,25 @@ impl Inner {
 struct SyncState {
     durable: Lsn,
     syncing: bool,
+    /// Callers asleep until an fsync covers them or they are to lead one.
+    waiters: VecDeque<Waiter>,
+    /// The leader is waiting on `gathered` for callers to come back.
+    gathering: bool,
+    /// Callers the last fsync woke that have not called in again since.
+    expected_back: usize,
+}
+
+struct Waiter {
+    upto: Lsn,
+    thread: Thread,
+    signal: Arc<AtomicBool>,
+}
+
+impl Waiter {
+    fn wake(&self) {
+        self.signal.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,8 +175,11 @@ impl Log {
             sync: Mutex::new(SyncState {
                 durable: rec.report.next_lsn,
                 syncing: false,
+                waiters: VecDeque::new(),
+                gathering: false,
+                expected_back: 0,
             }),
-            sync_done: Condvar::new(),
+            gathered: Condvar::new(),
             poisoned: AtomicBool::new(false),
             next_lsn: AtomicU64::new(rec.report.next_lsn),
             first_lsn: AtomicU64::new(rec.report.first_lsn),
@@ -338,32 +365,99 @@ impl Log {
         self.group_sync(next)
     }
 
-    /// Group commit: a caller whose records are not yet durable either waits
-    /// for the fsync in flight (and checks again) or leads the next one,
-    /// which covers everything written until it starts.
+    /// Group commit: a caller whose records are not yet durable either leads
+    /// the next fsync (which covers everything written until it starts) or,
+    /// while one is in flight, queues and sleeps. When an fsync ends, its
+    /// leader wakes exactly the queued callers it covered, so each caller
+    /// wakes once, and hands the lead to the oldest caller it did not cover.
+    ///
+    /// Callers just woken usually append again at once. A leader therefore
+    /// waits (at most `GATHER_WAIT`) until as many callers have come back as
+    /// the last fsync woke, so the next fsync covers them too. Without this
+    /// the first caller back would sync alone while the rest queue behind it,
+    /// and the committers would split into cohorts that alternate, each fsync
+    /// covering a fraction of them. A lone writer never waits: its fsyncs
+    /// wake nobody.
     fn group_sync(&self, upto: Lsn) -> Result<(), LogError> {
         let mut s = lock(&self.sync);
+        if s.expected_back > 0 {
+            s.expected_back -= 1;
+            if s.gathering {
+                self.gathered.notify_one();
+            }
+        }
         loop {
             self.check_poison()?;
             if s.durable >= upto {
                 return Ok(());
             }
             if s.syncing {
-                s = self.sync_done.wait(s).unwrap_or_else(|e| e.into_inner());
+                let signal = Arc::new(AtomicBool::new(false));
+                s.waiters.push_back(Waiter {
+                    upto,
+                    thread: thread::current(),
+                    signal: Arc::clone(&signal),
+                });
+                drop(s);
+                // park() may return spuriously; the flag says we were woken.
+                while !signal.load(Ordering::Acquire) {
+                    thread::park();
+                }
+                s = lock(&self.sync);
                 continue;
             }
             s.syncing = true;
-            drop(s);
-            let result = self.flush_and_sync();
-            s = lock(&self.sync);
+            let mut rounds = 0;
+            let result = loop {
+                if s.expected_back > 0 {
+                    let deadline = Instant::now() + GATHER_WAIT;
+                    s.gathering = true;
+                    while s.expected_back > 0 {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        s = self
+                            .gathered
+                            .wait_timeout(s, deadline - now)
+                            .map_or_else(|e| e.into_inner().0, |r| r.0);
+                    }
+                    s.gathering = false;
+                    s.expected_back = 0;
+                }
+                drop(s);
+                let result = self.flush_and_sync();
+                rounds += 1;
+                s = lock(&self.sync);
+                if let Ok(durable) = result
+                    && durable > s.durable
+                {
+                    s.durable = durable;
+                    self.durable_lsn.store(durable, Ordering::Release);
+                }
+                let durable = s.durable;
+                let failed = result.is_err() || self.poisoned.load(Ordering::Acquire);
+                let queued = s.waiters.len();
+                s.waiters.retain(|w| {
+                    let wake = failed || w.upto <= durable;
+                    if wake {
+                        w.wake();
+                    }
+                    !wake
+                });
+                s.expected_back = if failed { 0 } else { queued - s.waiters.len() };
+                // Callers still queued wrote during that fsync. Leading their
+                // fsync at once, rather than waking one of them to do it,
+                // saves a thread wake-up; after a few rounds the lead is
+                // handed on so that this caller is not held for long.
+                if failed || s.waiters.is_empty() || rounds >= LEAD_ROUNDS_MAX {
+                    break result;
+                }
+            };
             s.syncing = false;
-            if let Ok(durable) = result
-                && durable > s.durable
-            {
-                s.durable = durable;
-                self.durable_lsn.store(durable, Ordering::Release);
+            if let Some(w) = s.waiters.pop_front() {
+                w.wake();
             }
-            self.sync_done.notify_all();
             result?;
         }
     }

@@ -1,0 +1,206 @@
+//! Benchmarks of the record log against the targets, with the
+//! baselines they are judged against measured in the same run:
+//!
+//! - `append_buffered`: `SyncPolicy::Never`, one 128-byte record per append
+//!   (target: at least 3 million records/s);
+//! - `durable_1_thread` vs `bare_write_fdatasync`: `SyncPolicy::Always`, one
+//!   thread, against a plain `write` + `fdatasync` loop on the same disk
+//!   (target: at least 0.9x);
+//! - `durable_16_threads`: sixteen threads appending under `Always`; group
+//!   commit should give at least 8x the one-thread commit rate;
+//! - `verify_1gib` / `scan_1gib`: a full `LogReader::verify` and a zero-copy
+//!   scan of a 1 GiB log (target: at least 4 GB/s).
+//!
+//! Run: `cargo bench --bench log` (set `RUNLOG_BENCH_DIR` to choose the disk).
+
+use std::fs::OpenOptions;
+use std::hint::black_box;
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use runlog_log::{Log, LogOptions, LogReader, SyncPolicy, VerifyOutcome};
+
+const RECORD: [u8; 128] = [0x5a; 128];
+
+fn bench_dir(name: &str) -> PathBuf {
+    let root = std::env::var_os("RUNLOG_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let p = root.join(format!("runlog-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn fresh_log(name: &str, sync: SyncPolicy) -> (Log, PathBuf) {
+    let dir = bench_dir(name);
+    let opts = LogOptions {
+        sync,
+        ..LogOptions::default()
+    };
+    let (log, _) = Log::open(&dir, opts).expect("open bench log");
+    (log, dir)
+}
+
+fn append_buffered(c: &mut Criterion) {
+    let mut g = c.benchmark_group("log");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("append_buffered_128B", |b| {
+        b.iter_custom(|iters| {
+            let (log, dir) = fresh_log("buffered", SyncPolicy::Never);
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(log.append(&[&RECORD]).expect("append"));
+            }
+            let t = start.elapsed();
+            drop(log);
+            let _ = std::fs::remove_dir_all(dir);
+            t
+        });
+    });
+    g.finish();
+}
+
+fn durable(c: &mut Criterion) {
+    let mut g = c.benchmark_group("log");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("bare_write_fdatasync_128B", |b| {
+        b.iter_custom(|iters| {
+            let dir = bench_dir("bare");
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("bare"))
+                .expect("open");
+            // Same bytes per commit as a framed 128-byte record.
+            let rec = [0x5au8; 128 + 28];
+            let start = Instant::now();
+            for _ in 0..iters {
+                f.write_all(&rec).expect("write");
+                f.sync_data().expect("fdatasync");
+            }
+            let t = start.elapsed();
+            let _ = std::fs::remove_dir_all(dir);
+            t
+        });
+    });
+    g.bench_function("durable_1_thread_128B", |b| {
+        b.iter_custom(|iters| {
+            let (log, dir) = fresh_log("durable1", SyncPolicy::Always);
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(log.append(&[&RECORD]).expect("append"));
+            }
+            let t = start.elapsed();
+            drop(log);
+            let _ = std::fs::remove_dir_all(dir);
+            t
+        });
+    });
+    const THREADS: u64 = 16;
+    g.bench_function("durable_16_threads_128B", |b| {
+        // One iteration is one acknowledged append; the sixteen threads
+        // share the iterations, so elements/s is the total commit rate.
+        b.iter_custom(|iters| {
+            let (log, dir) = fresh_log("durable16", SyncPolicy::Always);
+            let per_thread = iters.div_ceil(THREADS);
+            let barrier = Barrier::new(THREADS as usize + 1);
+            let t = thread::scope(|s| {
+                for _ in 0..THREADS {
+                    let (log, barrier) = (&log, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        for _ in 0..per_thread {
+                            black_box(log.append(&[&RECORD]).expect("append"));
+                        }
+                    });
+                }
+                barrier.wait();
+                let start = Instant::now();
+                // Scope end joins the threads; time until the last is done.
+                start
+            });
+            let t = t.elapsed();
+            drop(log);
+            let _ = std::fs::remove_dir_all(dir);
+            t
+        });
+    });
+    g.finish();
+}
+
+/// Builds a log of about 1 GiB of `record_len`-byte records.
+fn build_gib(record_len: usize) -> PathBuf {
+    let dir = bench_dir(&format!("gib-{record_len}"));
+    let (log, _) = Log::open(
+        &dir,
+        LogOptions {
+            sync: SyncPolicy::Never,
+            ..LogOptions::default()
+        },
+    )
+    .expect("open");
+    let rec = vec![0xa5u8; record_len];
+    let batch: Vec<&[u8]> = vec![&rec; 16];
+    let per_batch = (16 * (record_len + 28)) as u64;
+    for _ in 0..(1u64 << 30) / per_batch {
+        log.write(&batch).expect("write");
+    }
+    log.sync().expect("sync");
+    dir
+}
+
+fn read_gib(c: &mut Criterion) {
+    let mut g = c.benchmark_group("log");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(8));
+    for record_len in [128usize, 4096] {
+        let dir = build_gib(record_len);
+        let reader = LogReader::open(&dir, LogOptions::default()).expect("reader");
+        let bytes = reader.verify(|_, _| {}).expect("verify").bytes;
+        g.throughput(Throughput::Bytes(bytes));
+        g.bench_function(format!("verify_1gib_{record_len}B"), |b| {
+            b.iter(|| {
+                let v = reader.verify(|_, _| {}).expect("verify");
+                assert!(matches!(v.outcome, VerifyOutcome::Intact));
+                black_box(v.records)
+            });
+        });
+        g.bench_function(format!("scan_1gib_{record_len}B"), |b| {
+            b.iter(|| {
+                let mut n = 0u64;
+                reader
+                    .scan(0, |_, p| {
+                        n += p.len() as u64;
+                        ControlFlow::Continue(())
+                    })
+                    .expect("scan");
+                black_box(n)
+            });
+        });
+        g.bench_function(format!("crc32_only_1gib_{record_len}B"), |b| {
+            // The ceiling: CRC-32 over the same bytes, already in memory.
+            let buf = vec![0xa5u8; 64 << 20];
+            b.iter(|| {
+                let mut h = 0u32;
+                for _ in 0..bytes / buf.len() as u64 {
+                    h ^= crc32fast::hash(&buf);
+                }
+                black_box(h)
+            });
+        });
+        drop(reader);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, append_buffered, durable, read_gib);
+criterion_main!(benches);
