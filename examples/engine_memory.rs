@@ -31,7 +31,12 @@ fn peak_rss_kib() -> Option<u64> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["build", dir, jobs, steps] => build(dir, jobs, steps),
         ["open", dir] => open(dir),
         _ => Err("usage: engine_memory build DIR JOBS STEPS | open DIR".to_string()),
@@ -47,7 +52,9 @@ fn main() -> ExitCode {
 
 fn build(dir: &str, jobs: &str, steps: &str) -> Result<(), String> {
     let jobs: u64 = jobs.parse().map_err(|_| format!("not a number: {jobs}"))?;
-    let steps: u64 = steps.parse().map_err(|_| format!("not a number: {steps}"))?;
+    let steps: u64 = steps
+        .parse()
+        .map_err(|_| format!("not a number: {steps}"))?;
     let (engine, _) = Engine::open(dir, options()).map_err(|e| e.to_string())?;
     let payload = vec![0x5a; 200];
     for i in 0..jobs {
@@ -66,7 +73,9 @@ fn build(dir: &str, jobs: &str, steps: &str) -> Result<(), String> {
                 .record_step(&job, &run, Step::new(payload.clone(), usage))
                 .map_err(|e| e.to_string())?;
         }
-        engine.complete_run(&job, &run, "done").map_err(|e| e.to_string())?;
+        engine
+            .complete_run(&job, &run, "done")
+            .map_err(|e| e.to_string())?;
         engine
             .finish_job(&job, JobOutcome::Completed)
             .map_err(|e| e.to_string())?;

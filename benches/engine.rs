@@ -1,0 +1,137 @@
+//! Engine benchmarks for issue 4: open + replay of a log of the demo's mix
+//! (200-byte checkpoints) with no snapshot and with a snapshot near the end
+//! (100k vs 1M events), and durable commands per second from 1 and from 16
+//! threads. Run with `cargo bench --bench engine`; report medians and ratios
+//! from one run.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use runlog::{Engine, JobOutcome, Options, Step, Submit, SyncPolicy, Usage};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Events per job in the mix: submit, start, 8 steps, complete, finish.
+const EVENTS_PER_JOB: u64 = 12;
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("runlog-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn quiet_options(sync: SyncPolicy) -> Options {
+    let mut o = Options::default();
+    o.sync = sync;
+    o.snapshot_every_events = 0;
+    o.snapshot_every_bytes = 0;
+    o.snapshot_on_close = false;
+    o
+}
+
+/// Writes `events` events of the mix into `dir`; with `snapshot`, takes a
+/// snapshot after 99% of them.
+fn build_log(dir: &Path, events: u64, snapshot: bool) {
+    let (engine, _) = Engine::open(dir, quiet_options(SyncPolicy::Never)).unwrap();
+    let jobs = events / EVENTS_PER_JOB;
+    let payload = vec![0x5a; 200];
+    for i in 0..jobs {
+        if snapshot && i == jobs * 99 / 100 {
+            engine.snapshot().unwrap();
+        }
+        let job = engine
+            .submit(Submit::new("agent", format!("input {i}")))
+            .unwrap()
+            .job;
+        let run = engine.start_run(&job, None).unwrap();
+        for s in 0..8 {
+            let usage = Usage {
+                input_tokens: 100 + s,
+                output_tokens: 20,
+                cost_micros: 0,
+            };
+            engine
+                .record_step(&job, &run, Step::new(payload.clone(), usage))
+                .unwrap();
+        }
+        engine.complete_run(&job, &run, "done").unwrap();
+        engine.finish_job(&job, JobOutcome::Completed).unwrap();
+    }
+    engine.close().unwrap();
+}
+
+fn open_replay(c: &mut Criterion) {
+    let mut group = c.benchmark_group("open");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    for events in [100_000u64, 1_000_000] {
+        for snapshot in [false, true] {
+            let name = if snapshot {
+                "with-snapshot"
+            } else {
+                "no-snapshot"
+            };
+            let dir = fresh_dir(&format!("open-{events}-{name}"));
+            build_log(&dir, events, snapshot);
+            group.throughput(Throughput::Elements(events));
+            group.bench_with_input(BenchmarkId::new(name, events), &dir, |b, dir| {
+                b.iter(|| {
+                    let (engine, report) =
+                        Engine::open(dir, quiet_options(SyncPolicy::Never)).unwrap();
+                    assert_eq!(report.snapshot.is_some(), snapshot);
+                    drop(engine);
+                })
+            });
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    group.finish();
+}
+
+fn durable_commands(c: &mut Criterion) {
+    let mut group = c.benchmark_group("durable-commands");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for threads in [1usize, 16] {
+        let dir = fresh_dir(&format!("durable-{threads}"));
+        let (engine, _) = Engine::open(&dir, quiet_options(SyncPolicy::Always)).unwrap();
+        let engine = Arc::new(engine);
+        let runs: Vec<_> = (0..threads)
+            .map(|_| {
+                let job = engine.submit(Submit::new("agent", "x")).unwrap().job;
+                let run = engine.start_run(&job, None).unwrap();
+                (job, run)
+            })
+            .collect();
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_function(BenchmarkId::new("record_step", threads), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for (job, run) in &runs {
+                        let engine = &engine;
+                        s.spawn(move || {
+                            for _ in 0..iters {
+                                engine
+                                    .record_step(
+                                        job,
+                                        run,
+                                        Step::new(vec![1u8; 200], Usage::default()),
+                                    )
+                                    .unwrap();
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+        drop(engine);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, open_replay, durable_commands);
+criterion_main!(benches);
