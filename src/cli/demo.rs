@@ -343,8 +343,25 @@ impl Demo {
             }
             // A run fails; a fresh run resumes from the checkpoint before
             // the failing step. A resubmit meanwhile attaches.
+            // This one shows most of it in one job: a child run, a failure,
+            // a resubmit that attaches, a fresh run resuming from a
+            // checkpoint, and a wait for approval.
             3 => {
-                let cps = self.steps(&job, &run, task, 3, 4)?;
+                let mut cps = self.steps(&job, &run, task, 1, 2)?;
+                let child = self
+                    .engine
+                    .delegate(&job, &run)
+                    .map_err(|err| self.fail(err))?;
+                self.steps(&job, &child, task, 2, 3)?;
+                let o = self.output("sources collected");
+                self.engine
+                    .complete_run(&job, &child, o)
+                    .map_err(|err| self.fail(err))?;
+                self.wait(1, 3);
+                self.engine
+                    .return_child(&job, &run, &child)
+                    .map_err(|err| self.fail(err))?;
+                cps.extend(self.steps(&job, &run, task, 2, 3)?);
                 let why = *self.rng.pick(&FAILURES);
                 self.wait(5, 30);
                 self.engine
@@ -363,7 +380,19 @@ impl Demo {
                     .engine
                     .start_run(&job, from)
                     .map_err(|err| self.fail(err))?;
-                self.steps(&job, &retry, task, 2, 3)?;
+                self.steps(&job, &retry, task, 1, 2)?;
+                self.engine
+                    .request_input(
+                        &job,
+                        &retry,
+                        format!("Approve the final answer for: {task}?"),
+                    )
+                    .map_err(|err| self.fail(err))?;
+                self.wait(240, 900);
+                self.engine
+                    .provide_input(&job, &retry, b"approved".to_vec())
+                    .map_err(|err| self.fail(err))?;
+                self.steps(&job, &retry, task, 1, 2)?;
                 let o = self.output("done on retry");
                 self.engine
                     .complete_run(&job, &retry, o)
