@@ -6,6 +6,9 @@
 //! byte, a crashed demo whose runs `interrupted` lists, the writer lock
 //! between two demos, and errors that are one sentence, never a panic.
 
+// Test helpers unwrap: a failed set-up step should stop the test loudly.
+#![allow(clippy::unwrap_used)]
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
