@@ -7,8 +7,8 @@
 //!
 //! `build` writes JOBS finished jobs of STEPS steps each (200-byte
 //! checkpoints); `open` opens the directory (replaying it, no snapshot) and
-//! prints the process's peak resident memory (VmHWM) and the job and
-//! checkpoint counts. Comparing three directories (0 jobs; N jobs with 0
+//! prints the process's peak resident memory (VmHWM), its heap (RssAnon)
+//! and the job and checkpoint counts. Comparing three directories (0 jobs; N jobs with 0
 //! steps; N jobs with S steps) gives the bytes per job and per checkpoint.
 
 use runlog::{Engine, JobFilter, JobOutcome, Options, Query, Step, Submit, SyncPolicy, Usage};
@@ -23,9 +23,12 @@ fn options() -> Options {
     o
 }
 
-fn peak_rss_kib() -> Option<u64> {
+/// A `/proc/self/status` field in KiB: `VmHWM` is the peak resident set,
+/// which includes the pages of the log's segments that replay mapped;
+/// `RssAnon` is the heap alone, which is what the views hold.
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -88,10 +91,12 @@ fn open(dir: &str) -> Result<(), String> {
     let (engine, report) = Engine::open(dir, options()).map_err(|e| e.to_string())?;
     let jobs = engine.jobs(&JobFilter::all()).len();
     let checkpoints: usize = engine.with_views(|v| v.jobs().map(|j| j.checkpoints.len()).sum());
+    let kib = |field| status_kib(field).map_or("unknown".into(), |k| k.to_string());
     println!(
-        "jobs={jobs} checkpoints={checkpoints} events_replayed={} peak_rss_kib={}",
+        "jobs={jobs} checkpoints={checkpoints} events_replayed={} peak_rss_kib={} rss_anon_kib={}",
         report.events_replayed,
-        peak_rss_kib().map_or("unknown".into(), |k| k.to_string())
+        kib("VmHWM:"),
+        kib("RssAnon:")
     );
     Ok(())
 }

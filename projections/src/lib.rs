@@ -66,6 +66,9 @@
 //! each plus the heap copies of its id strings (a checkpoint holds its own id,
 //! its job's and its run's, and its id once more in the job's index). The
 //! indexes add about 40 bytes per job and per in-flight or interrupted run.
+//! Measured end to end (`examples/engine_memory.rs`, heap after replaying
+//! 100 000 jobs of one run each, allocator slack included): about 2.2 KiB
+//! per job with its run, and about 360 bytes per checkpoint.
 
 mod error;
 mod event;
