@@ -51,9 +51,7 @@ struct Lane {
 
 impl Lane {
     fn switch(&mut self, at: u64, kind: Kind) {
-        if let Some((from, k)) = self.open.take()
-            && k != Kind::Stopped
-        {
+        if let Some((from, k)) = self.open.take() {
             self.segments.push(Segment {
                 from,
                 to: at,
@@ -120,9 +118,21 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
     let mut lanes: HashMap<RunId, Lane> = HashMap::new();
     let mut delegations: Vec<(u64, RunId, RunId)> = Vec::new();
     let mut waits_for_input: Vec<(u64, RunId, String)> = Vec::new();
+    let mut resumes: Vec<(u64, RunId, runlog::CheckpointId)> = Vec::new();
     for (_, event) in &events {
         let at = event.at.0;
         match &event.change {
+            Change::RunStarted {
+                run,
+                resume_from: Some(cp),
+                ..
+            } => {
+                lanes
+                    .entry(run.clone())
+                    .or_default()
+                    .switch(at, Kind::Working);
+                resumes.push((at, run.clone(), cp.clone()));
+            }
             Change::RunStarted { run, .. } => lanes
                 .entry(run.clone())
                 .or_default()
@@ -275,7 +285,11 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
             TOP - 12.0,
             chart_top + CHART,
             chart_top + CHART + 16.0,
-            &out::clock_time(Timestamp(t))[..5]
+            if step < 60_000 {
+                out::clock_time(Timestamp(t))
+            } else {
+                out::clock_time(Timestamp(t))[..5].to_owned()
+            }
         );
         t += step;
     }
@@ -309,6 +323,19 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
             continue;
         };
         for seg in &lane.segments {
+            if seg.kind == Kind::Stopped {
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#9ca3af" stroke-width="1.5" stroke-dasharray="2 3"><title>interrupted {} → {}</title></line>"##,
+                    x(seg.from),
+                    y - 3.0,
+                    x(seg.to),
+                    y - 3.0,
+                    out::clock_time(Timestamp(seg.from)),
+                    out::clock_time(Timestamp(seg.to))
+                );
+                continue;
+            }
             let (fill, stroke) = match seg.kind {
                 Kind::Working => ("#2563eb", "#1d4ed8"),
                 Kind::AwaitingInput => ("url(#hatch)", "#d97706"),
@@ -411,6 +438,31 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
         }
     }
 
+    // A run started from a checkpoint: an arrow from that checkpoint.
+    for (at, run, cp) in &resumes {
+        let (Some(view), Some(ty)) = (job.checkpoint(cp), row_y.get(run)) else {
+            continue;
+        };
+        let Some(fy) = row_y.get(&view.run) else {
+            continue;
+        };
+        let (fx, tx) = (x(view.at.0), x(*at));
+        let (fy, ty) = (fy + BAR / 2.0 - 3.0, ty - BAR / 2.0 - 3.0);
+        let _ = writeln!(
+            s,
+            r##"<path d="M{fx:.1} {fy:.1} C{fx:.1} {:.1}, {:.1} {ty:.1}, {:.1} {ty:.1}" fill="none" stroke="#059669" stroke-width="1.4" stroke-dasharray="4 2"/><path d="M{:.1} {:.1} l-5 -3 v6 z" fill="#059669"/><text x="{:.1}" y="{:.1}" fill="#047857" font-size="10.5">resumed from step {} ({})</text>"##,
+            (fy + ty) / 2.0,
+            tx - 20.0,
+            tx - 5.0,
+            tx,
+            ty,
+            tx + 4.0,
+            ty - 3.0,
+            view.step,
+            esc(cp.as_str())
+        );
+    }
+
     // Cumulative tokens.
     let max_tokens = job.usage.total_tokens().max(1);
     let cy = |tokens: u64| chart_top + CHART - tokens as f64 / max_tokens as f64 * CHART;
@@ -432,7 +484,6 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
         chart_top + CHART + 4.0
     );
     let mut path = format!("M{:.1} {:.1}", x(t0), cy(0));
-    let mut area = path.clone();
     let mut last = 0u64;
     for c in &job.checkpoints {
         let cx = x(c.at.0);
@@ -440,8 +491,7 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
         last = c.usage.total_tokens();
     }
     let _ = write!(path, " H{:.1}", x(t_end));
-    area.push_str(&path[path.find(' ').unwrap_or(path.len())..]);
-    let _ = write!(area, " V{:.1} Z", cy(0));
+    let area = format!("{path} V{:.1} Z", cy(0));
     let _ = writeln!(s, r##"<path d="{area}" fill="#dbeafe" opacity="0.6"/>"##);
     let _ = writeln!(
         s,
