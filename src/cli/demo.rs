@@ -240,11 +240,16 @@ impl Demo {
             .finish_job(job, outcome)
             .map_err(|e| self.fail(e))?;
         self.committed.push(job.clone());
-        if self.sync_always {
-            let mut w = out::stdout();
-            writeln!(w, "committed {job}")?;
-            w.flush()?;
-        }
+        // Under `--sync always` the finish returned only once durable; under
+        // the other policies it may still be in the page cache or buffered.
+        let word = if self.sync_always {
+            "committed"
+        } else {
+            "finished"
+        };
+        let mut w = out::stdout();
+        writeln!(w, "{word} {job}")?;
+        w.flush()?;
         Ok(())
     }
 
@@ -563,7 +568,14 @@ pub fn run(s: &Settings) -> Result<u8, Failure> {
             ));
         }
     }
-    let clock = ManualClock::new(START);
+    // Appending to an existing log: the simulated day goes on after its
+    // last event, so timestamps keep moving forward.
+    let start = runlog::ReadOnly::open(&s.dir, Options::default(), runlog::AsOf::Latest)
+        .ok()
+        .map_or(START, |ro| {
+            Timestamp(START.0.max(ro.report().last_at.0.saturating_add(60_000)))
+        });
+    let clock = ManualClock::new(start);
     let mut options = Options::default();
     options.clock = Arc::new(clock.clone());
     options.sync = match s.sync {
