@@ -165,6 +165,7 @@ impl Cursor {
 
     /// Validates and steps over the next record. `Ok(None)` at the exact end
     /// of `data`.
+    #[inline]
     pub(crate) fn step<'a>(
         &mut self,
         data: &'a [u8],
