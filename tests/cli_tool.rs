@@ -330,6 +330,34 @@ fn verify_exit_codes_intact_torn_corrupt_empty() {
 }
 
 #[test]
+fn verify_names_the_segment_when_an_early_one_of_several_is_corrupt() {
+    let t = Scratch::new("segments");
+    let dir = t.path("data");
+    demo(&dir, &["--segment-size", "65536"]);
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    assert!(segs.len() >= 3, "{segs:?}");
+    assert_eq!(code(&runlog(&["verify", s(&dir)])), 0);
+    flip(&segs[0], 32 + 28 + 3);
+    let o = runlog(&["verify", s(&dir), "--json"]);
+    assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let first = segs[0].file_name().unwrap().to_str().unwrap();
+    assert!(
+        v["corruption"]["segment"]
+            .as_str()
+            .unwrap()
+            .ends_with(first),
+        "{v}"
+    );
+    assert_eq!(v["corruption"]["lsn"], 0, "{v}");
+    fails(&["verify", s(&dir)], 4, first);
+}
+
+#[test]
 fn recover_cuts_the_tail_or_salvages_and_then_verify_is_clean() {
     let t = Scratch::new("recover");
     let dir = t.path("data");

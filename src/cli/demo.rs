@@ -29,6 +29,7 @@ pub struct Settings {
     pub sync: SyncArg,
     pub crash: bool,
     pub pace_ms: u64,
+    pub segment_size: Option<u64>,
 }
 
 /// splitmix64: small, fast, and the same everywhere.
@@ -583,6 +584,9 @@ pub fn run(s: &Settings) -> Result<u8, Failure> {
         SyncArg::Interval => SyncPolicy::Interval(Duration::from_millis(100)),
         SyncArg::Never => SyncPolicy::Never,
     };
+    if let Some(bytes) = s.segment_size {
+        options.segment_size_max = bytes;
+    }
     let (engine, report) = Engine::open(&s.dir, options).map_err(|e| Failure::engine(&s.dir, e))?;
     let mut demo = Demo {
         engine,

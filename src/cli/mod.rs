@@ -71,6 +71,10 @@ enum Command {
         /// log grow (the recorded times do not change).
         #[arg(long, default_value_t = 0, value_name = "MS")]
         pace: u64,
+        /// Seal log segments at this many bytes (default 64 MiB); a small
+        /// value shows segment rollover.
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(4096..))]
+        segment_size: Option<u64>,
     },
     /// List jobs, newest first: id, key, status, steps, tokens, times.
     Jobs {
@@ -261,6 +265,7 @@ fn run(command: Command) -> Result<u8, Failure> {
             sync,
             crash,
             pace,
+            segment_size,
         } => demo::run(&demo::Settings {
             dir,
             jobs,
@@ -268,6 +273,7 @@ fn run(command: Command) -> Result<u8, Failure> {
             sync,
             crash,
             pace_ms: pace,
+            segment_size,
         }),
         Command::Jobs {
             dir,
