@@ -42,7 +42,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a simulated agent workload into DIR (the README's first command).
+    /// Run a simulated agent workload into DIR (start here).
     ///
     /// Jobs record steps with checkpoints of a few KiB and token usage,
     /// delegate to child runs, wait for input, fail and resume from a
@@ -90,8 +90,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show one job: totals, its run tree (delegation indented), its
-    /// checkpoints, and whether each run can be resumed and why.
+    /// Show one job: totals, run tree, checkpoints, resumability.
+    ///
+    /// Delegated runs are indented under their parent; each run says
+    /// whether it could be resumed now, and if not, why.
     Show {
         /// The data directory.
         dir: PathBuf,
@@ -123,9 +125,11 @@ enum Command {
         #[arg(long)]
         payload: bool,
     },
-    /// List runs left in flight by the last crash (recorded as interrupted
-    /// by the next writer, or still in flight if none has opened since),
-    /// with whether each can be resumed.
+    /// List runs a crash interrupted, with whether each can be resumed.
+    ///
+    /// Runs recorded as interrupted are listed, and so are runs still in
+    /// flight when no writer has opened the directory since the crash:
+    /// their RESUME column says what they will be once one does.
     Interrupted {
         /// The data directory.
         dir: PathBuf,
@@ -133,8 +137,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the event history in log order. Streams: memory stays flat
-    /// whatever the log's size.
+    /// Print the event history in log order.
+    ///
+    /// Streams: memory stays flat whatever the log's size.
     Events {
         /// The data directory.
         dir: PathBuf,
@@ -148,9 +153,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check every checksum, the LSN sequence and the chain, decode every
-    /// event and replay them; changes nothing. Exit 0 intact, 1 torn tail
-    /// only, 4 corruption, 8 not a runlog directory or I/O error.
+    /// Check the log's integrity without changing anything (like fsck).
+    ///
+    /// Checks every checksum, the LSN sequence and the chain, decodes every
+    /// event and replays them from scratch, and compares the result with
+    /// the views a normal open loads from the newest snapshot. Exit 0
+    /// intact, 1 only a torn tail (nothing acknowledged is lost), 4
+    /// corruption that needs salvage, 8 not a runlog directory or an I/O
+    /// error. Shows progress on a terminal for large logs.
     Verify {
         /// The data directory.
         dir: PathBuf,
@@ -158,9 +168,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Open for writing and recover: cut a torn tail (its bytes are kept in
-    /// a side file), record runs in flight as interrupted, report both. On
-    /// corruption nothing is changed (exit 4) unless --salvage.
+    /// Open for writing and recover: cut a torn tail, interrupt runs.
+    ///
+    /// Cuts a torn tail (its bytes are kept in a side file), records runs
+    /// in flight as interrupted, and reports both. On corruption nothing is
+    /// changed (exit 4) unless --salvage.
     Recover {
         /// The data directory.
         dir: PathBuf,
@@ -189,9 +201,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Draw one job as an SVG: runs as bars on a time axis (delegated runs
-    /// under their parents), checkpoints as ticks, waits and failures
-    /// marked, cumulative tokens as a line.
+    /// Draw one job's timeline as an SVG picture.
+    ///
+    /// Runs are bars on a time axis (delegated runs under their parents),
+    /// checkpoints are ticks, waits and failures are marked, and the job's
+    /// cumulative tokens are a line below.
     Timeline {
         /// The data directory.
         dir: PathBuf,
