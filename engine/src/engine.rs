@@ -239,26 +239,13 @@ impl Engine {
     ) -> Result<(Engine, OpenReport), EngineError> {
         let dir = dir.as_ref().to_path_buf();
         let (log, recovery) = Log::open(&dir, options.log_options())?;
-        let (loaded, snapshots_skipped) =
-            snapshot::load_newest(&dir, log.first_lsn(), log.next_lsn(), None);
-        let (mut views, from, mut last_at, snapshot_used) = match loaded {
-            Some(l) => (
-                l.state,
-                l.lsn,
-                l.last_at,
-                Some(SnapshotUsed {
-                    path: l.path,
-                    lsn: l.lsn,
-                }),
-            ),
-            None if log.first_lsn() > 0 => {
-                return Err(EngineError::HistoryMissing {
-                    dir,
-                    first_lsn: log.first_lsn(),
-                });
-            }
-            None => (Projections::new(), log.first_lsn(), Timestamp(0), None),
-        };
+        let Start {
+            mut views,
+            from,
+            mut last_at,
+            snapshot: snapshot_used,
+            snapshots_skipped,
+        } = start(&dir, log.first_lsn(), log.next_lsn(), None)?;
         let events_replayed = replay(&log, &mut views, from, Stop::Never, &mut last_at)?;
         snapshot::prune(&dir, options.snapshots_kept);
 
@@ -905,6 +892,52 @@ fn make_id(prefix: &str, lsn: Lsn, at: Timestamp) -> String {
     }
     stamp.reverse();
     format!("{prefix}-{lsn}-{}", String::from_utf8_lossy(&stamp))
+}
+
+/// Where a replay begins: the newest usable snapshot, or the empty views
+/// at the log's first LSN.
+pub(crate) struct Start {
+    pub views: Projections,
+    pub from: Lsn,
+    pub last_at: Timestamp,
+    pub snapshot: Option<SnapshotUsed>,
+    pub snapshots_skipped: Vec<SkippedSnapshot>,
+}
+
+/// Picks the starting views for a log whose records span
+/// `[first_lsn, end)`, with snapshots no later than `not_after`. Without a
+/// snapshot, a log whose first segments were dropped cannot be replayed:
+/// that is `HistoryMissing`, never views with jobs missing.
+pub(crate) fn start(
+    dir: &Path,
+    first_lsn: Lsn,
+    end: Lsn,
+    not_after: Option<Timestamp>,
+) -> Result<Start, EngineError> {
+    let (loaded, snapshots_skipped) = snapshot::load_newest(dir, first_lsn, end, not_after);
+    match loaded {
+        Some(l) => Ok(Start {
+            views: l.state,
+            from: l.lsn,
+            last_at: l.last_at,
+            snapshot: Some(SnapshotUsed {
+                path: l.path,
+                lsn: l.lsn,
+            }),
+            snapshots_skipped,
+        }),
+        None if first_lsn > 0 => Err(EngineError::HistoryMissing {
+            dir: dir.to_path_buf(),
+            first_lsn,
+        }),
+        None => Ok(Start {
+            views: Projections::new(),
+            from: first_lsn,
+            last_at: Timestamp(0),
+            snapshot: None,
+            snapshots_skipped,
+        }),
+    }
 }
 
 /// When replay stops.

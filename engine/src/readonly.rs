@@ -1,11 +1,11 @@
 //! The read-only open: for tools and audits.
 
 use crate::engine::SnapshotUsed;
-use crate::engine::{Stop, replay};
+use crate::engine::{Start, Stop, replay, start};
 use crate::error::EngineError;
 use crate::options::{AsOf, Options};
 use crate::query::{Query, Source, sealed};
-use crate::snapshot::{self, SkippedSnapshot};
+use crate::snapshot::SkippedSnapshot;
 use runlog_log::{LogError, LogReader};
 use runlog_projections::{Lsn, Projections, Timestamp};
 use std::ops::ControlFlow;
@@ -65,26 +65,13 @@ impl ReadOnly {
             AsOf::Lsn(lsn) => (lsn.min(log_next_lsn), None, Stop::BeforeLsn(lsn)),
             AsOf::Time(t) => (log_next_lsn, Some(t), Stop::AfterTime(t)),
         };
-        let (loaded, snapshots_skipped) =
-            snapshot::load_newest(dir, reader.first_lsn(), end, not_after);
-        let (mut views, from, mut last_at, snapshot_used) = match loaded {
-            Some(l) => (
-                l.state,
-                l.lsn,
-                l.last_at,
-                Some(SnapshotUsed {
-                    path: l.path,
-                    lsn: l.lsn,
-                }),
-            ),
-            None if reader.first_lsn() > 0 => {
-                return Err(EngineError::HistoryMissing {
-                    dir: dir.to_path_buf(),
-                    first_lsn: reader.first_lsn(),
-                });
-            }
-            None => (Projections::new(), reader.first_lsn(), Timestamp(0), None),
-        };
+        let Start {
+            mut views,
+            from,
+            mut last_at,
+            snapshot: snapshot_used,
+            snapshots_skipped,
+        } = start(dir, reader.first_lsn(), end, not_after)?;
         let events_replayed = replay(&reader, &mut views, from, stop, &mut last_at)?;
         let next_lsn = views.last_lsn().map_or(from, |l| l + 1);
         Ok(ReadOnly {
