@@ -385,7 +385,7 @@ fn parse_args() -> Res<Plan> {
         quick,
         json: args.iter().any(|a| a == "--json"),
         rounds: if quick { 3 } else { 5 },
-        jobs: if quick { 32 } else { 200 },
+        jobs: if quick { 100 } else { 500 },
         cold_jobs: if quick { 10_000 } else { 100_000 },
         root: std::env::temp_dir().join(format!("runlog-compare-{}", std::process::id())),
     };
