@@ -1,6 +1,8 @@
 //! Read-only access: `LogReader` (no lock, never writes, works beside a live
 //! writer), the owned-record iterator, and verify.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -69,7 +71,8 @@ pub struct LogReader {
     last_len: u64,
     first: Lsn,
     end: Lsn,
-    index: Mutex<Option<SegIndex>>,
+    /// Per-segment record offsets, built on first read of each segment.
+    index: Mutex<BTreeMap<Lsn, SegIndex>>,
 }
 
 impl std::fmt::Debug for LogReader {
@@ -148,7 +151,7 @@ impl LogReader {
             last_len,
             first,
             end,
-            index: Mutex::new(None),
+            index: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -217,18 +220,13 @@ impl LogReader {
             });
         };
         let max = self.options.record_size_max;
-        let mut slot = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        let reuse = matches!(&*slot, Some(idx) if idx.path == seg.path);
-        if !reuse {
-            let bytes = scan::load(self.fs.as_ref(), seg)?;
-            *slot = Some(SegIndex::new(seg.path.clone(), seg.base, bytes)?);
-        }
-        let Some(idx) = slot.as_mut() else {
-            return Err(LogError::LsnOutOfRange {
-                lsn,
-                first: self.first,
-                next: self.end,
-            });
+        let mut cache = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let idx = match cache.entry(seg.base) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let bytes = scan::load(self.fs.as_ref(), seg)?;
+                v.insert(SegIndex::new(seg.path.clone(), seg.base, bytes)?)
+            }
         };
         match idx.payload(lsn, max)? {
             Some(p) => Ok(p.to_vec()),

@@ -257,6 +257,9 @@ pub(crate) fn scan_segment(data: &[u8], h: &SegmentHeader, max: u32, last: bool)
             kind: CorruptionKind::IncompleteBatch,
         }),
         Some(bad) if !last || !could_be_torn(&bad.kind) => Ending::Corrupt(bad),
+        // A whole, checksummed record longer than this reader's limit was
+        // written by a writer with a larger limit: refuse, never cut it.
+        Some(bad) if whole_frame_over_limit(data, &bad) => Ending::Corrupt(bad),
         Some(bad) => {
             // usize offsets: bad.offset came from a usize.
             let from = usize::try_from(bad.offset).unwrap_or(usize::MAX);
@@ -289,6 +292,17 @@ fn could_be_torn(kind: &CorruptionKind) -> bool {
             | CorruptionKind::ChecksumMismatch { .. }
             | CorruptionKind::LengthTooLarge { .. }
     )
+}
+
+/// True if the bad record is only "too long for `record_size_max`" but is
+/// otherwise a whole frame whose checksum holds. Reads only bytes already in
+/// memory; allocates nothing.
+fn whole_frame_over_limit(data: &[u8], bad: &Bad) -> bool {
+    if !matches!(bad.kind, CorruptionKind::LengthTooLarge { .. }) {
+        return false;
+    }
+    let off = usize::try_from(bad.offset).unwrap_or(usize::MAX);
+    format::parse_record(data, off, u32::MAX).is_ok()
 }
 
 /// Is there, somewhere after a bad record at `from` (which should have had

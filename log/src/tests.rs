@@ -130,3 +130,32 @@ fn typed_errors_for_bad_appends() {
         })
     ));
 }
+
+#[test]
+fn a_smaller_record_limit_refuses_a_big_last_record_instead_of_cutting_it() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let log = open(&fs, LogOptions::default());
+    log.append(&[&[1u8; 10]]).expect("append");
+    log.append(&[&[2u8; 100]]).expect("append");
+    drop(log);
+    let small = LogOptions {
+        record_size_max: 50,
+        ..LogOptions::default()
+    };
+    let err = Log::open_with(Arc::clone(&fs), "/d", small).expect_err("limit too small");
+    assert!(err.is_corruption(), "{err}");
+    let (log, rep) = Log::open_with(Arc::clone(&fs), "/d", LogOptions::default()).expect("open");
+    assert_eq!((rep.next_lsn, rep.torn_tail), (2, None));
+    assert_eq!(log.read(1).expect("read"), vec![2u8; 100]);
+}
+
+#[test]
+fn commit_past_the_end_returns() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let log = open(&fs, LogOptions::default());
+    log.write(&[b"a"]).expect("write");
+    log.commit(u64::MAX).expect("commit clamps to what exists");
+    assert_eq!(log.durable_lsn(), 1);
+}

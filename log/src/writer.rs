@@ -379,6 +379,9 @@ impl Log {
     /// covering a fraction of them. A lone writer never waits: its fsyncs
     /// wake nobody.
     fn group_sync(&self, upto: Lsn) -> Result<(), LogError> {
+        // Nothing at or past next_lsn exists to be synced; waiting for it
+        // would lead fsyncs forever.
+        let upto = upto.min(self.next_lsn());
         let mut s = lock(&self.sync);
         if s.expected_back > 0 {
             s.expected_back -= 1;
@@ -632,7 +635,9 @@ impl Log {
     }
 
     /// Deletes whole sealed segments whose records all lie below `lsn` and
-    /// fsyncs the directory. Returns how many were deleted.
+    /// fsyncs the directory. Returns how many were deleted. The active
+    /// segment is never deleted. An iterator created earlier that has not yet
+    /// reached a deleted segment gets an I/O error when it does.
     pub fn drop_segments_below(&self, lsn: Lsn) -> Result<u64, LogError> {
         let mut inner = lock(&self.inner);
         let mut dropped = 0u64;
@@ -648,10 +653,16 @@ impl Log {
             .iter()
             .take_while(|next_base| **next_base <= lsn)
             .count();
-        for (base, path) in inner.sealed.drain(..count) {
-            self.fs
-                .remove_file(&path)
-                .map_err(|e| LogError::io(&path, "remove segment", e))?;
+        let mut failure = None;
+        for _ in 0..count {
+            let (base, path) = inner.sealed[0].clone();
+            // Oldest first, and forgotten only once deleted, so a failure
+            // leaves the log's view matching the directory.
+            if let Err(e) = self.fs.remove_file(&path) {
+                failure = Some(LogError::io(&path, "remove segment", e));
+                break;
+            }
+            inner.sealed.remove(0);
             lock(&self.read_cache).remove(&base);
             dropped += 1;
         }
@@ -662,7 +673,10 @@ impl Log {
                 .sync_dir(&self.seg_dir)
                 .map_err(|e| LogError::io(&self.seg_dir, "fsync directory", e))?;
         }
-        Ok(dropped)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(dropped),
+        }
     }
 }
 
