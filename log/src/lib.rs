@@ -10,6 +10,16 @@
 //! The on-disk format, its checksums and the recovery rules are specified
 //! byte by byte in `FORMAT.md` at the repository root.
 //!
+//! - [`Log`] is the writer: one per directory (a `LOCK` file enforces it),
+//!   `Send + Sync`, with group commit under [`SyncPolicy::Always`].
+//! - [`LogReader`] is read-only: no lock, never writes, works beside a live
+//!   writer, and offers a full [`LogReader::verify`].
+//! - Cargo feature `sim` (test support, off by default) exposes the
+//!   file-system seam (`Fs`) and a simulated file system (`SimFs`) that can
+//!   crash at the k-th sync, tear unsynced bytes and inject EIO, ENOSPC and
+//!   short writes, with `Log::open_with` and `LogReader::open_with`. Enable it
+//!   in `[dev-dependencies]` only.
+//!
 //! ```no_run
 //! use runlog_log::{Log, LogOptions};
 //! # fn main() -> Result<(), runlog_log::LogError> {

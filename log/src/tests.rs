@@ -159,3 +159,36 @@ fn commit_past_the_end_returns() {
     log.commit(u64::MAX).expect("commit clamps to what exists");
     assert_eq!(log.durable_lsn(), 1);
 }
+
+#[test]
+fn sync_policies_make_records_durable_when_they_promise() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let never = LogOptions {
+        sync: SyncPolicy::Never,
+        ..LogOptions::default()
+    };
+    let log = open(&fs, never);
+    log.append(&[b"a"]).expect("append");
+    assert_eq!(log.durable_lsn(), 0, "Never does not sync on commit");
+    log.sync().expect("sync");
+    assert_eq!(log.durable_lsn(), 1, "sync() syncs whatever the policy");
+    drop(log);
+    let bytes = LogOptions {
+        sync: SyncPolicy::Bytes(100),
+        ..LogOptions::default()
+    };
+    let log = open(&fs, bytes);
+    log.append(&[&[0u8; 10]]).expect("append");
+    assert_eq!(log.durable_lsn(), 1, "under the byte threshold");
+    log.append(&[&[0u8; 80]]).expect("append");
+    assert_eq!(log.durable_lsn(), 3, "threshold passed: synced");
+    drop(log);
+    let interval = LogOptions {
+        sync: SyncPolicy::Interval(std::time::Duration::ZERO),
+        ..LogOptions::default()
+    };
+    let log = open(&fs, interval);
+    log.append(&[b"b"]).expect("append");
+    assert_eq!(log.durable_lsn(), 4, "interval passed: synced");
+}

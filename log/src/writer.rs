@@ -568,36 +568,28 @@ impl Log {
     /// index built on first use.
     pub fn read(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
         let (segs, end) = {
-            let flushed = lock(&self.inner).flushed_lsn;
-            if lsn < flushed {
-                // Fast path: no flush needed, only the segment list.
-                let inner = lock(&self.inner);
-                let mut segs: Vec<SegRef> = Vec::new();
-                let seg = inner
-                    .sealed
-                    .iter()
-                    .rev()
-                    .find(|(base, _)| *base <= lsn)
-                    .map(|(base, path)| (*base, path.clone(), None));
-                let seg = if lsn >= inner.active.base {
-                    Some((
-                        inner.active.base,
-                        inner.active.path.clone(),
-                        Some(inner.active.file_len),
-                    ))
+            let inner = lock(&self.inner);
+            if lsn < inner.flushed_lsn {
+                // Fast path: the record is in the file already; only its
+                // segment is needed, and nothing has to be flushed.
+                let (base, path, len) = if lsn >= inner.active.base {
+                    let a = &inner.active;
+                    (a.base, a.path.clone(), Some(a.file_len))
                 } else {
-                    seg
+                    match inner.sealed.iter().rev().find(|(base, _)| *base <= lsn) {
+                        Some((base, path)) => (*base, path.clone(), None),
+                        None => return Err(self.out_of_range(lsn, inner.next_lsn)),
+                    }
                 };
-                if let Some((base, path, len)) = seg {
-                    segs.push(SegRef {
-                        base,
-                        path,
-                        bytes: None,
-                        len,
-                    });
-                }
-                (segs, inner.flushed_lsn)
+                let seg = SegRef {
+                    base,
+                    path,
+                    bytes: None,
+                    len,
+                };
+                (vec![seg], inner.flushed_lsn)
             } else {
+                drop(inner);
                 self.read_view()?
             }
         };
