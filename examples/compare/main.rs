@@ -3,7 +3,9 @@
 //! ledger (issue 6).
 //!
 //! ```sh
-//! cargo run --release --example compare -- [--quick] [--json] [--jobs N] [--rounds N] [--dir PATH]
+//! cargo run --release --example compare -- [--quick] [--json]
+//! # sizes and profiling: [--jobs N] [--cold-jobs N] [--rounds N] [--dir PATH]
+//! #                      [--only WORKLOAD] [--system NAME]...
 //! ```
 //!
 //! Every system runs the same workload (`model.rs`) in the same process,
@@ -376,6 +378,24 @@ struct Plan {
     /// Jobs in the cold-start data sets.
     cold_jobs: u64,
     root: PathBuf,
+    /// Only this workload (for profiling one of them).
+    only: Option<String>,
+    /// Only these systems (for profiling); the agreement check runs all.
+    systems: Vec<System>,
+}
+
+impl Plan {
+    fn runs(&self, workload: &str) -> bool {
+        self.only.as_deref().is_none_or(|w| w == workload)
+    }
+
+    /// The rotation of the chosen systems for round `round`.
+    fn order(&self, round: usize) -> Vec<System> {
+        let mut v = self.systems.clone();
+        let n = v.len().max(1);
+        v.rotate_left(round % n);
+        v
+    }
 }
 
 fn parse_args() -> Res<Plan> {
@@ -385,10 +405,13 @@ fn parse_args() -> Res<Plan> {
         quick,
         json: args.iter().any(|a| a == "--json"),
         rounds: if quick { 3 } else { 5 },
-        jobs: if quick { 100 } else { 500 },
+        jobs: if quick { 60 } else { 500 },
         cold_jobs: if quick { 10_000 } else { 100_000 },
         root: std::env::temp_dir().join(format!("runlog-compare-{}", std::process::id())),
+        only: None,
+        systems: SYSTEMS.to_vec(),
     };
+    let mut chosen = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
@@ -398,14 +421,26 @@ fn parse_args() -> Res<Plan> {
             "--cold-jobs" => plan.cold_jobs = value()?.parse()?,
             "--rounds" => plan.rounds = value()?.parse()?,
             "--dir" => plan.root = PathBuf::from(value()?),
+            "--only" => plan.only = Some(value()?.clone()),
+            "--system" => {
+                let name = value()?;
+                let system = SYSTEMS
+                    .into_iter()
+                    .find(|s| s.name() == name)
+                    .ok_or_else(|| format!("no system named {name}"))?;
+                chosen.push(system);
+            }
             _ => {
                 return Err(format!(
                     "unknown argument {a}; usage: compare [--quick] [--json] [--jobs N] \
-                     [--cold-jobs N] [--rounds N] [--dir PATH]"
+                     [--cold-jobs N] [--rounds N] [--dir PATH] [--only WORKLOAD] [--system NAME]..."
                 )
                 .into());
             }
         }
+    }
+    if !chosen.is_empty() {
+        plan.systems = chosen;
     }
     if plan.jobs < 2 || plan.cold_jobs < 2 || plan.rounds == 0 {
         return Err("--jobs and --cold-jobs must be at least 2, --rounds at least 1".into());
@@ -541,13 +576,6 @@ fn by_index(cold: &Cold, refs: &[String]) -> Res<Vec<(u64, Totals)>> {
     Ok(out)
 }
 
-/// The rotation of the systems for round `round`.
-fn order(round: usize) -> Vec<System> {
-    let mut v = SYSTEMS.to_vec();
-    v.rotate_left(round % SYSTEMS.len());
-    v
-}
-
 /// Workloads (a), (b), (c), and (e) on the data of (a).
 fn durable(plan: &Plan, results: &mut Results, progress: &dyn Fn(&str)) -> Res<()> {
     let small = make_payloads(plan.jobs, PAYLOAD_SMALL);
@@ -559,7 +587,10 @@ fn durable(plan: &Plan, results: &mut Results, progress: &dyn Fn(&str)) -> Res<(
     ];
     for round in 0..plan.rounds {
         for (workload, writers, payloads) in workloads {
-            for system in order(round) {
+            if !plan.runs(workload) {
+                continue;
+            }
+            for system in plan.order(round) {
                 let dir = fresh(&plan.root, system.name())?;
                 let written =
                     system.write(&dir, plan.jobs, writers, Payloads::Made(payloads), false)?;
@@ -594,8 +625,11 @@ fn durable(plan: &Plan, results: &mut Results, progress: &dyn Fn(&str)) -> Res<(
 
 /// Workload (d), and (e) on its data sets.
 fn cold_start(plan: &Plan, results: &mut Results, progress: &dyn Fn(&str)) -> Res<()> {
+    if !plan.runs("cold-start") && !plan.runs("disk-bytes") {
+        return Ok(());
+    }
     let mut sets = Vec::new();
-    for system in SYSTEMS {
+    for system in plan.systems.iter().copied() {
         let dir = fresh(&plan.root, &format!("cold-{}", system.name()))?;
         let written = system.write(
             &dir,
@@ -622,12 +656,25 @@ fn cold_start(plan: &Plan, results: &mut Results, progress: &dyn Fn(&str)) -> Re
                 Better::Lower,
                 mib,
             );
+            if system == System::Runlog {
+                // The snapshot is derived and optional; the log is what
+                // must be kept.
+                let log = disk_bytes(&dir.join("segments"))? as f64 / (1024.0 * 1024.0);
+                results.add(
+                    "disk-bytes",
+                    system.name(),
+                    "MiB, cold-start set, log only",
+                    "MiB",
+                    Better::Lower,
+                    log,
+                );
+            }
         }
         sets.push((system, dir, written.refs));
     }
     let probe = usize::try_from(probe_index(plan.cold_jobs))?;
     for round in 0..plan.rounds {
-        for system in order(round) {
+        for system in plan.order(round) {
             let Some((_, dir, refs)) = sets.iter().find(|(s, _, _)| *s == system) else {
                 continue;
             };
@@ -760,6 +807,15 @@ fn targets(results: &Results) -> String {
     line(
         "disk bytes vs sqlite-full (cold-start set)".into(),
         ratio("disk-bytes", "sqlite-full", "MiB, cold-start data set"),
+        1.0,
+    );
+    let log_only = results
+        .median("disk-bytes", "sqlite-full", "MiB, cold-start data set")
+        .zip(results.median("disk-bytes", "runlog", "MiB, cold-start set, log only"))
+        .map(|(sqlite, runlog)| sqlite / runlog);
+    line(
+        "disk bytes, runlog's log without its snapshot vs sqlite-full (cold-start set)".into(),
+        log_only,
         1.0,
     );
     out

@@ -3,6 +3,15 @@
 
 use serde_json::json;
 
+/// The workloads, in the order the table lists them.
+const WORKLOADS: [&str; 5] = [
+    "durable-1-writer",
+    "durable-1-writer-4k",
+    "durable-16-writers",
+    "cold-start",
+    "disk-bytes",
+];
+
 /// Which way a metric improves; it decides which way a ratio is taken so
 /// that a ratio above 1 always means runlog is ahead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +138,8 @@ impl Results {
                 rows.push((m.workload, m.metric, m.unit));
             }
         }
+        // Workloads in the order, metrics in the order measured.
+        rows.sort_by_key(|r| WORKLOADS.iter().position(|w| *w == r.0));
         for (workload, metric, unit) in rows {
             out.push_str(&format!("| {workload} | {metric} ({unit}) |"));
             for s in systems {
