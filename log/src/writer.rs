@@ -28,8 +28,10 @@ const FLUSH_THRESHOLD: usize = 256 * 1024;
 const BATCH_RECORDS_MAX: u64 = u32::MAX as u64;
 /// Consecutive fsyncs one caller leads for others before handing the lead on.
 const LEAD_ROUNDS_MAX: u32 = 4;
-/// How long a leader waits for just-woken committers to queue again.
-const GATHER_WAIT: Duration = Duration::from_micros(100);
+/// How long a leader waits for just-woken committers to call in again, at
+/// most: half the last fsync, capped here. Waiting longer than a fraction of
+/// an fsync would cost more than a separate fsync for the stragglers.
+const GATHER_WAIT_MAX: Duration = Duration::from_millis(2);
 
 /// The log's writer. `Send + Sync`: any number of threads may append at once.
 pub struct Log {
@@ -96,6 +98,8 @@ struct SyncState {
     gathering: bool,
     /// Callers the last fsync woke that have not called in again since.
     expected_back: usize,
+    /// How long the last fsync took.
+    last_fsync: Duration,
 }
 
 struct Waiter {
@@ -178,6 +182,7 @@ impl Log {
                 waiters: VecDeque::new(),
                 gathering: false,
                 expected_back: 0,
+                last_fsync: Duration::ZERO,
             }),
             gathered: Condvar::new(),
             poisoned: AtomicBool::new(false),
@@ -372,7 +377,7 @@ impl Log {
     /// wakes once, and hands the lead to the oldest caller it did not cover.
     ///
     /// Callers just woken usually append again at once. A leader therefore
-    /// waits (at most `GATHER_WAIT`) until as many callers have come back as
+    /// waits (at most half an fsync) until as many callers have come back as
     /// the last fsync woke, so the next fsync covers them too. Without this
     /// the first caller back would sync alone while the rest queue behind it,
     /// and the committers would split into cohorts that alternate, each fsync
@@ -385,7 +390,8 @@ impl Log {
         let mut s = lock(&self.sync);
         if s.expected_back > 0 {
             s.expected_back -= 1;
-            if s.gathering {
+            // Wake the gathering leader once, when the last one is back.
+            if s.gathering && s.expected_back == 0 {
                 self.gathered.notify_one();
             }
         }
@@ -413,7 +419,8 @@ impl Log {
             let mut rounds = 0;
             let result = loop {
                 if s.expected_back > 0 {
-                    let deadline = Instant::now() + GATHER_WAIT;
+                    let wait = (s.last_fsync / 2).min(GATHER_WAIT_MAX);
+                    let deadline = Instant::now() + wait;
                     s.gathering = true;
                     while s.expected_back > 0 {
                         let now = Instant::now();
@@ -429,9 +436,11 @@ impl Log {
                     s.expected_back = 0;
                 }
                 drop(s);
+                let started = Instant::now();
                 let result = self.flush_and_sync();
                 rounds += 1;
                 s = lock(&self.sync);
+                s.last_fsync = started.elapsed();
                 if let Ok(durable) = result
                     && durable > s.durable
                 {
