@@ -480,6 +480,8 @@ pub(crate) struct SegIndex {
     offsets: Vec<usize>,
     cursor: Cursor,
     base: Lsn,
+    /// Built from the whole of a sealed segment (it will not grow).
+    pub sealed: bool,
 }
 
 impl SegIndex {
@@ -491,6 +493,7 @@ impl SegIndex {
             offsets: Vec::new(),
             cursor: Cursor::at_start(&h),
             base,
+            sealed: false,
         })
     }
 

@@ -192,3 +192,27 @@ fn sync_policies_make_records_durable_when_they_promise() {
     log.append(&[b"b"]).expect("append");
     assert_eq!(log.durable_lsn(), 4, "interval passed: synced");
 }
+
+#[test]
+fn reads_stay_right_after_the_segment_they_indexed_is_sealed() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let log = open(&fs, small());
+    log.append(&[b"first"]).expect("append");
+    // Index the active segment while it holds one record.
+    assert_eq!(log.read(0).expect("read"), b"first");
+    for i in 1..40u8 {
+        log.append(&[&[i; 20]]).expect("append");
+    }
+    // Record 1 went into the first segment after it was indexed; the
+    // segment has been sealed since.
+    assert_eq!(log.read(1).expect("read"), vec![1u8; 20]);
+    for lsn in 0..40u64 {
+        let want = if lsn == 0 {
+            b"first".to_vec()
+        } else {
+            vec![lsn as u8; 20]
+        };
+        assert_eq!(log.read(lsn).expect("read"), want, "lsn {lsn}");
+    }
+}

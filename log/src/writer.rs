@@ -609,11 +609,17 @@ impl Log {
         let max = self.options.record_size_max;
         let mut cache = lock(&self.read_cache);
         if let Some(idx) = cache.get_mut(&seg.base) {
-            if let Some(len) = seg.len
-                && len > idx.len()
-            {
+            // An index built while its segment was active covers only the
+            // bytes written then: extend it once the file has grown, and
+            // once more when the segment has been sealed since.
+            let stale = match seg.len {
+                Some(len) => len > idx.len(),
+                None => !idx.sealed,
+            };
+            if stale {
                 let bytes = scan::load(self.fs.as_ref(), &seg)?;
                 idx.grow(bytes);
+                idx.sealed = seg.len.is_none();
             }
             if let Some(p) = idx.payload(lsn, max)? {
                 return Ok(p.to_vec());
@@ -622,6 +628,7 @@ impl Log {
         }
         let bytes = scan::load(self.fs.as_ref(), &seg)?;
         let mut idx = SegIndex::new(seg.path.clone(), seg.base, bytes)?;
+        idx.sealed = seg.len.is_none();
         let result = idx.payload(lsn, max)?.map(<[u8]>::to_vec);
         cache.insert(seg.base, idx);
         result.ok_or_else(|| self.out_of_range(lsn, end))
