@@ -649,13 +649,15 @@ impl Log {
     pub fn drop_segments_below(&self, lsn: Lsn) -> Result<u64, LogError> {
         let mut inner = lock(&self.inner);
         let mut dropped = 0u64;
-        // A sealed segment's records all lie below the next segment's base.
+        // A sealed segment's records all lie below the next segment's base;
+        // `bases[i]` is the base of the segment after `sealed[i]`.
         let bases: Vec<Lsn> = inner
             .sealed
             .iter()
             .map(|(b, _)| *b)
             .skip(1)
             .chain(std::iter::once(inner.active.base))
+            .take(inner.sealed.len())
             .collect();
         let count = bases
             .iter()
