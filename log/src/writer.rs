@@ -412,6 +412,11 @@ impl Log {
                 while !signal.load(Ordering::Acquire) {
                     thread::park();
                 }
+                // Most wake-ups mean "covered": return without contending
+                // for the lock with every other caller woken by that fsync.
+                if self.durable_lsn.load(Ordering::Acquire) >= upto {
+                    return self.check_poison();
+                }
                 s = lock(&self.sync);
                 continue;
             }
