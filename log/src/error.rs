@@ -211,6 +211,13 @@ pub enum CorruptionKind {
     /// A sealed segment ends inside a batch.
     #[error("segment ends inside a batch: its last record is not marked end-of-batch")]
     IncompleteBatch,
+    /// A record claims the very last LSN (2^64 - 1), after which no record
+    /// could follow; only a crafted file does that.
+    #[error("record claims LSN {lsn}, the end of the LSN space")]
+    LsnExhausted {
+        /// The LSN claimed.
+        lsn: Lsn,
+    },
     /// A segment that the directory listing says exists is missing or the
     /// log ends before an LSN it should hold.
     #[error("log ends at LSN {found} but records up to LSN {expected} were expected")]

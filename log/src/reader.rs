@@ -289,7 +289,7 @@ impl LogReader {
                 }
             }
             let s = scan::scan_segment(&bytes, &h, max, is_last);
-            report.records += s.cursor.lsn - h.base_lsn;
+            report.records += s.cursor.lsn.wrapping_sub(h.base_lsn);
             report.next_lsn = s.cursor.lsn;
             report.bytes += bytes.len() as u64;
             progress(report.bytes, total);

@@ -180,6 +180,9 @@ impl Cursor {
             kind,
         };
         let r = format::parse_record(data, self.off, max).map_err(bad)?;
+        if r.lsn == Lsn::MAX {
+            return Err(bad(CorruptionKind::LsnExhausted { lsn: r.lsn }));
+        }
         if r.lsn != self.lsn {
             return Err(bad(CorruptionKind::LsnGap {
                 expected: self.lsn,
@@ -195,7 +198,7 @@ impl Cursor {
         if r.flags & !FLAGS_KNOWN != 0 {
             return Err(bad(CorruptionKind::BadFlags { flags: r.flags }));
         }
-        let position = self.lsn - self.batch_end_lsn;
+        let position = self.lsn.wrapping_sub(self.batch_end_lsn);
         if u64::from(r.batch_index) != position {
             return Err(bad(CorruptionKind::BatchMismatch {
                 expected: position,
@@ -203,7 +206,8 @@ impl Cursor {
             }));
         }
         self.off = r.end;
-        self.lsn += 1;
+        // Cannot overflow: a record claiming Lsn::MAX was refused above.
+        self.lsn = self.lsn.wrapping_add(1);
         self.prev = r.crc;
         if r.flags & FLAG_END_OF_BATCH != 0 {
             self.batch_end_off = r.end;
@@ -247,7 +251,7 @@ pub(crate) fn scan_segment(data: &[u8], h: &SegmentHeader, max: u32, last: bool)
             Err(bad) => break Some(bad),
         }
     };
-    let records_dropped = c.lsn - c.batch_end_lsn;
+    let records_dropped = c.lsn.wrapping_sub(c.batch_end_lsn);
     let ending = match failure {
         None if c.at_batch_boundary() => Ending::Clean,
         None if last => Ending::Torn,

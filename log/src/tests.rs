@@ -228,3 +228,29 @@ fn retention_on_a_log_with_only_the_active_segment_drops_nothing() {
     assert_eq!(log.drop_segments_below(5).expect("drop"), 0);
     assert_eq!(log.read(0).expect("read"), b"a");
 }
+
+#[test]
+fn a_segment_claiming_the_last_lsn_does_not_panic() {
+    use crate::format::{RecordFields, SegmentHeader, encode_record, encode_segment_header};
+    let sim = SimFs::new();
+    let base = u64::MAX;
+    let mut seg = encode_segment_header(SegmentHeader {
+        base_lsn: base,
+        chain: 0,
+    })
+    .to_vec();
+    let f = RecordFields {
+        prev: 0,
+        lsn: base,
+        batch_index: 0,
+        end_of_batch: true,
+    };
+    encode_record(&mut seg, &f, b"x");
+    let path = Path::new("/d/segments").join(format!("{base:020}.seg"));
+    crate::fs::Fs::create_dir_all(&sim, Path::new("/d/segments")).expect("mkdir");
+    sim.write_file(&path, &seg);
+    let err = Log::open_with(sim.handle(), "/d", LogOptions::default()).expect_err("refused");
+    assert!(err.is_corruption(), "{err}");
+    let err = LogReader::open_with(sim.handle(), "/d", LogOptions::default()).expect_err("refused");
+    assert!(err.is_corruption(), "{err}");
+}

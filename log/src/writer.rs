@@ -272,6 +272,14 @@ impl Log {
             self.roll_over(&mut inner)?;
         }
         let first = inner.next_lsn;
+        // Only a crafted log can bring the LSN near 2^64; refuse, never wrap.
+        if first.checked_add(batch.len() as u64).is_none() {
+            return Err(LogError::LsnOutOfRange {
+                lsn: u64::MAX,
+                first: self.first_lsn(),
+                next: first,
+            });
+        }
         let last_index = batch.len() - 1;
         for (i, p) in batch.iter().enumerate() {
             let fields = RecordFields {
