@@ -278,3 +278,37 @@ fn an_interrupted_rollover_leaves_no_trace() {
         let _ = Arc::strong_count(&sim.handle());
     }
 }
+
+#[test]
+fn group_commit_never_strands_committers_across_rollovers() {
+    // Rollovers sync too, so a caller handed the lead may find its own
+    // records durable already; it must still lead for the callers queued
+    // behind it. Tiny segments make rollovers frequent; a watchdog turns a
+    // stranded committer (a hang) into a failure.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let sim = SimFs::new();
+        let opts = LogOptions {
+            segment_size_max: 120,
+            ..options()
+        };
+        let (log, _) = Log::open_with(sim.handle(), DIR, opts).expect("open");
+        thread::scope(|s| {
+            for t in 0..8u8 {
+                let log = &log;
+                s.spawn(move || {
+                    for i in 0..150u8 {
+                        let a = log.write(&[&[t, i], &[i; 30]]).expect("write");
+                        log.commit(a.next).expect("commit");
+                        assert!(log.durable_lsn() >= a.next);
+                    }
+                });
+            }
+        });
+        let _ = done_tx.send(log.next_lsn());
+    });
+    let next = done_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a committer was stranded: group commit hung");
+    assert_eq!(next, 8 * 150 * 2);
+}

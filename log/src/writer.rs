@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -105,12 +105,18 @@ struct SyncState {
 struct Waiter {
     upto: Lsn,
     thread: Thread,
-    signal: Arc<AtomicBool>,
+    signal: Arc<AtomicU8>,
 }
 
+/// A queued committer's wake-up flag: not yet woken, woken because an fsync
+/// covered it (or the writer failed), or woken to lead the next fsync.
+const WAKE_PENDING: u8 = 0;
+const WAKE_COVERED: u8 = 1;
+const WAKE_LEAD: u8 = 2;
+
 impl Waiter {
-    fn wake(&self) {
-        self.signal.store(true, Ordering::Release);
+    fn wake(&self, how: u8) {
+        self.signal.store(how, Ordering::Release);
         self.thread.unpark();
     }
 }
@@ -403,13 +409,20 @@ impl Log {
                 self.gathered.notify_one();
             }
         }
+        // Set when an ending leader handed this caller the lead: it must then
+        // lead while others are queued, even if its own records are durable
+        // by now (a rollover syncs too), or the queue would be stranded.
+        let mut handed_lead = false;
         loop {
             self.check_poison()?;
-            if s.durable >= upto {
+            let covered = s.durable >= upto;
+            let must_lead = handed_lead && !s.syncing && !s.waiters.is_empty();
+            handed_lead = false;
+            if covered && !must_lead {
                 return Ok(());
             }
             if s.syncing {
-                let signal = Arc::new(AtomicBool::new(false));
+                let signal = Arc::new(AtomicU8::new(WAKE_PENDING));
                 s.waiters.push_back(Waiter {
                     upto,
                     thread: thread::current(),
@@ -417,14 +430,18 @@ impl Log {
                 });
                 drop(s);
                 // park() may return spuriously; the flag says we were woken.
-                while !signal.load(Ordering::Acquire) {
-                    thread::park();
-                }
+                let how = loop {
+                    match signal.load(Ordering::Acquire) {
+                        WAKE_PENDING => thread::park(),
+                        how => break how,
+                    }
+                };
                 // Most wake-ups mean "covered": return without contending
                 // for the lock with every other caller woken by that fsync.
-                if self.durable_lsn.load(Ordering::Acquire) >= upto {
+                if how == WAKE_COVERED && self.durable_lsn.load(Ordering::Acquire) >= upto {
                     return self.check_poison();
                 }
+                handed_lead = how == WAKE_LEAD;
                 s = lock(&self.sync);
                 continue;
             }
@@ -466,7 +483,7 @@ impl Log {
                 s.waiters.retain(|w| {
                     let wake = failed || w.upto <= durable;
                     if wake {
-                        w.wake();
+                        w.wake(WAKE_COVERED);
                     }
                     !wake
                 });
@@ -481,7 +498,7 @@ impl Log {
             };
             s.syncing = false;
             if let Some(w) = s.waiters.pop_front() {
-                w.wake();
+                w.wake(WAKE_LEAD);
             }
             result?;
         }
