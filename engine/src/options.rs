@@ -63,11 +63,17 @@ impl Clock for ManualClock {
 /// - [`SyncPolicy::Always`] (the default): nothing acknowledged. Every
 ///   command returns only once its record is fdatasync'ed; concurrent
 ///   commands share fsyncs (group commit).
-/// - [`SyncPolicy::Interval`] / [`SyncPolicy::Bytes`]: after a power cut,
-///   the commands of the last interval (or byte budget). A process crash
-///   alone loses nothing the OS received.
-/// - [`SyncPolicy::Never`]: everything the OS had not written back. A
-///   process crash alone loses nothing; a power cut can lose any amount.
+/// - [`SyncPolicy::Interval`] / [`SyncPolicy::Bytes`]: the commands since
+///   the last sync. A sync happens when a command arrives after the interval
+///   has passed (or the byte budget is spent); there is no background timer,
+///   so a quiet engine holds its last commands unsynced until the next
+///   command, `close`, or [`crate::Engine::snapshot`]. Until a sync, the log
+///   buffers up to 256 KiB in user space, so a process crash — not only a
+///   power cut — can lose those commands.
+/// - [`SyncPolicy::Never`]: everything not yet synced by the OS, and up to
+///   256 KiB of the most recent commands still in the log's user-space
+///   buffer even on a process crash. Closing or dropping the engine writes
+///   the buffer out.
 ///
 /// Whatever is lost is lost from the end: recovery keeps a prefix of whole
 /// commands.
