@@ -269,19 +269,7 @@ impl LogReader {
                 }
             };
             if let Some(p) = prev {
-                let detail = if h.base_lsn != p.lsn {
-                    Some(crate::CorruptionKind::LsnGap {
-                        expected: p.lsn,
-                        found: h.base_lsn,
-                    })
-                } else if h.chain != p.prev {
-                    Some(crate::CorruptionKind::ChainBroken {
-                        expected: p.prev,
-                        found: h.chain,
-                    })
-                } else {
-                    None
-                };
+                let detail = p.continued_by(&h);
                 if let Some(detail) = detail {
                     report.outcome =
                         VerifyOutcome::Corrupt(scan::corruption(&seg.path, 0, p.lsn, detail));

@@ -132,6 +132,27 @@ pub(crate) struct Cursor {
     pub batch_end_crc: u32,
 }
 
+impl Cursor {
+    /// Why a segment whose header is `next` cannot follow the segment this
+    /// cursor ended: its base LSN leaves a gap, or its chain value is not
+    /// this segment's last checksum. `None` when it continues it.
+    pub(crate) fn continued_by(&self, next: &SegmentHeader) -> Option<CorruptionKind> {
+        if next.base_lsn != self.lsn {
+            Some(CorruptionKind::LsnGap {
+                expected: self.lsn,
+                found: next.base_lsn,
+            })
+        } else if next.chain != self.prev {
+            Some(CorruptionKind::ChainBroken {
+                expected: self.prev,
+                found: next.chain,
+            })
+        } else {
+            None
+        }
+    }
+}
+
 /// A bad record found by the cursor.
 #[derive(Clone, Debug)]
 pub(crate) struct Bad {

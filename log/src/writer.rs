@@ -905,19 +905,7 @@ fn recover(
             }
         };
         if let Some(p) = prev_end {
-            let detail = if h.base_lsn != p.lsn {
-                Some(crate::CorruptionKind::LsnGap {
-                    expected: p.lsn,
-                    found: h.base_lsn,
-                })
-            } else if h.chain != p.prev {
-                Some(crate::CorruptionKind::ChainBroken {
-                    expected: p.prev,
-                    found: h.chain,
-                })
-            } else {
-                None
-            };
+            let detail = p.continued_by(&h);
             if let Some(detail) = detail {
                 let e = scan::corruption(&seg.path, 0, p.lsn, detail);
                 if options.recovery == RecoveryMode::Salvage {
