@@ -1,0 +1,117 @@
+//! Opens a data directory the way `benches/engine.rs` does, once per run,
+//! so that open can be profiled by instruction count (callgrind is not
+//! disturbed by other work on the machine, a wall clock is).
+//!
+//! ```sh
+//! cargo run --release --example open_profile -- build DIR EVENTS [snapshot]
+//! valgrind --tool=callgrind target/release/examples/open_profile open DIR
+//! cargo run --release --example open_profile -- time DIR RUNS
+//! ```
+//!
+//! `build` writes the bench's mix (per job: submit, start, 8 steps of
+//! 200-byte checkpoints, complete, finish; 12 events) up to EVENTS events,
+//! with `snapshot` taking a snapshot after 99% of the jobs. `open` opens
+//! once and prints what it found; `time` opens RUNS times and prints each
+//! open's milliseconds and the median.
+
+use runlog::{Engine, JobOutcome, Options, Query, Step, Submit, SyncPolicy, Usage};
+use std::process::ExitCode;
+use std::time::Instant;
+
+const EVENTS_PER_JOB: u64 = 12;
+
+fn options() -> Options {
+    let mut o = Options::default();
+    o.sync = SyncPolicy::Never;
+    o.snapshot_every_events = 0;
+    o.snapshot_every_bytes = 0;
+    o.snapshot_on_close = false;
+    o
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["build", dir, events] => build(dir, events, false),
+        ["build", dir, events, "snapshot"] => build(dir, events, true),
+        ["open", dir] => open(dir).map(|ms| println!("{ms:.1} ms")),
+        ["time", dir, runs] => time(dir, runs),
+        _ => {
+            Err("usage: open_profile build DIR EVENTS [snapshot] | open DIR | time DIR RUNS".into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn number(s: &str) -> Result<u64, String> {
+    s.parse().map_err(|_| format!("not a number: {s}"))
+}
+
+fn build(dir: &str, events: &str, snapshot: bool) -> Result<(), String> {
+    let jobs = number(events)? / EVENTS_PER_JOB;
+    let (engine, _) = Engine::open(dir, options()).map_err(|e| e.to_string())?;
+    let payload = vec![0x5a; 200];
+    let err = |e: runlog::EngineError| e.to_string();
+    for i in 0..jobs {
+        if snapshot && i == jobs * 99 / 100 {
+            engine.snapshot().map_err(err)?;
+        }
+        let job = engine
+            .submit(Submit::new("agent", format!("input {i}")))
+            .map_err(err)?
+            .job;
+        let run = engine.start_run(&job, None).map_err(err)?;
+        for s in 0..8 {
+            let usage = Usage {
+                input_tokens: 100 + s,
+                output_tokens: 20,
+                cost_micros: 0,
+            };
+            engine
+                .record_step(&job, &run, Step::new(payload.clone(), usage))
+                .map_err(err)?;
+        }
+        engine.complete_run(&job, &run, "done").map_err(err)?;
+        engine
+            .finish_job(&job, JobOutcome::Completed)
+            .map_err(err)?;
+    }
+    engine.close().map_err(err)?;
+    Ok(())
+}
+
+/// Opens once; returns the milliseconds the open took.
+fn open(dir: &str) -> Result<f64, String> {
+    let start = Instant::now();
+    let (engine, report) = Engine::open(dir, options()).map_err(|e| e.to_string())?;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let jobs = engine.with_views(|v| v.job_count());
+    eprintln!(
+        "jobs={jobs} snapshot={} events_replayed={}",
+        report.snapshot.is_some(),
+        report.events_replayed
+    );
+    Ok(ms)
+}
+
+fn time(dir: &str, runs: &str) -> Result<(), String> {
+    let mut all = Vec::new();
+    for _ in 0..number(runs)? {
+        all.push(open(dir)?);
+    }
+    all.sort_by(f64::total_cmp);
+    let line: Vec<String> = all.iter().map(|ms| format!("{ms:.1}")).collect();
+    println!(
+        "median {:.1} ms  (all: {})",
+        all.get(all.len() / 2).copied().unwrap_or(0.0),
+        line.join(" ")
+    );
+    Ok(())
+}
