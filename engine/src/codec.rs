@@ -8,7 +8,8 @@
 //! refused by number before postcard ever looks at it.
 
 use crate::error::EngineError;
-use runlog_projections::{EVENT_FORMAT_VERSION, Event, Lsn};
+use runlog_projections::{EVENT_FORMAT_VERSION, Event, EventRef, Lsn};
+use serde::Deserialize;
 
 /// Encodes an event as a log record payload.
 pub(crate) fn encode(event: &Event) -> Result<Vec<u8>, EngineError> {
@@ -22,6 +23,16 @@ pub(crate) fn encode(event: &Event) -> Result<Vec<u8>, EngineError> {
 
 /// Decodes the record at `lsn` into an event.
 pub(crate) fn decode(lsn: Lsn, bytes: &[u8]) -> Result<Event, EngineError> {
+    decode_as(lsn, bytes)
+}
+
+/// Decodes the record at `lsn` into an event that borrows its strings and
+/// bytes from `bytes`: the same checks as [`decode`], no allocation.
+pub(crate) fn decode_ref(lsn: Lsn, bytes: &[u8]) -> Result<EventRef<'_>, EngineError> {
+    decode_as(lsn, bytes)
+}
+
+fn decode_as<'a, T: Deserialize<'a>>(lsn: Lsn, bytes: &'a [u8]) -> Result<T, EngineError> {
     let Some((&version, body)) = bytes.split_first() else {
         return Err(EngineError::BadEvent {
             lsn,
@@ -42,7 +53,7 @@ pub(crate) fn decode(lsn: Lsn, bytes: &[u8]) -> Result<Event, EngineError> {
         });
     }
     let (event, rest) =
-        postcard::take_from_bytes::<Event>(body).map_err(|e| EngineError::BadEvent {
+        postcard::take_from_bytes::<T>(body).map_err(|e| EngineError::BadEvent {
             lsn,
             detail: e.to_string(),
         })?;

@@ -350,7 +350,7 @@ impl Engine {
                 }
                 SubmitPolicy::ForceNew => {}
             }
-            let job = JobId(make_id("job", lsn, at));
+            let job = JobId::from(make_id("job", lsn, at));
             Ok(Decision::Write(
                 Event {
                     at,
@@ -382,7 +382,7 @@ impl Engine {
             if let Some(cp) = &resume_from {
                 check_checkpoint_owner(views, job, cp)?;
             }
-            let run = RunId(make_id("run", lsn, at));
+            let run = RunId::from(make_id("run", lsn, at));
             Ok(Decision::Write(
                 Event {
                     at,
@@ -440,7 +440,7 @@ impl Engine {
             let checkpoint = step
                 .checkpoint
                 .clone()
-                .unwrap_or_else(|| CheckpointId(make_id("cp", lsn, at)));
+                .unwrap_or_else(|| CheckpointId::from(make_id("cp", lsn, at)));
             Ok(Decision::Write(
                 Event {
                     at,
@@ -483,7 +483,7 @@ impl Engine {
     /// The parent waits (`Delegating`) until [`Engine::return_child`].
     pub fn delegate(&self, job: &JobId, run: &RunId) -> Result<RunId, EngineError> {
         self.command(|_, lsn, at| {
-            let child = RunId(make_id("run", lsn, at));
+            let child = RunId::from(make_id("run", lsn, at));
             Ok(Decision::Write(
                 Event {
                     at,
@@ -967,7 +967,7 @@ pub(crate) fn replay(
         {
             return ControlFlow::Break(());
         }
-        let event = match codec::decode(lsn, bytes) {
+        let event = match codec::decode_ref(lsn, bytes) {
             Ok(event) => event,
             Err(e) => {
                 failure = Some(e);
@@ -979,7 +979,7 @@ pub(crate) fn replay(
         {
             return ControlFlow::Break(());
         }
-        if let Err(source) = views.apply(lsn, &event) {
+        if let Err(source) = views.apply_ref(lsn, &event) {
             failure = Some(EngineError::Replay {
                 lsn,
                 source: Box::new(source),

@@ -217,22 +217,7 @@ pub enum ExternalStatus {
 impl Change {
     /// The event's kind as a stable snake_case name (for listings and JSON).
     pub fn kind(&self) -> &'static str {
-        match self {
-            Change::JobCreated { .. } => "job_created",
-            Change::RunStarted { .. } => "run_started",
-            Change::StepRecorded { .. } => "step_recorded",
-            Change::PhaseCompleted { .. } => "phase_completed",
-            Change::Delegated { .. } => "delegated",
-            Change::ChildReturned { .. } => "child_returned",
-            Change::InputRequested { .. } => "input_requested",
-            Change::InputProvided { .. } => "input_provided",
-            Change::RunCompleted { .. } => "run_completed",
-            Change::RunFailed { .. } => "run_failed",
-            Change::RunInterrupted { .. } => "run_interrupted",
-            Change::RunResumed { .. } => "run_resumed",
-            Change::JobFinished { .. } => "job_finished",
-            Change::ExternalStatusObserved { .. } => "external_status_observed",
-        }
+        self.as_ref().kind()
     }
 
     /// The run the event is about, if it is about one.
@@ -252,6 +237,279 @@ impl Change {
             | Change::RunFailed { run, .. }
             | Change::RunInterrupted { run, .. }
             | Change::RunResumed { run, .. } => Some(run),
+        }
+    }
+}
+
+/// An [`Event`] that borrows its strings and bytes: what replay decodes a
+/// log record into, so that nothing is copied out of the record unless a
+/// view keeps it. The same wire form as [`Event`], field for field and
+/// variant for variant; [`Event::as_ref`] gives one for an owned event,
+/// and [`crate::Projections`] applies both through it, so the transition
+/// rules exist once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRef<'a> {
+    /// When the engine recorded the event (milliseconds since the Unix epoch).
+    pub at: Timestamp,
+    /// The job the event belongs to.
+    pub job: &'a str,
+    /// What happened.
+    #[serde(borrow)]
+    pub change: ChangeRef<'a>,
+}
+
+/// A [`Change`] that borrows its strings and bytes. Each variant has the
+/// fields of the [`Change`] variant of the same name, in the same order;
+/// ids are `&str`, opaque bytes `&[u8]`.
+#[allow(missing_docs)] // The fields are documented on `Change`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeRef<'a> {
+    /// See [`Change::JobCreated`].
+    JobCreated {
+        key: &'a str,
+        input: &'a [u8],
+        #[serde(borrow)]
+        fingerprint: Option<&'a str>,
+    },
+    /// See [`Change::RunStarted`].
+    RunStarted {
+        run: &'a str,
+        #[serde(borrow)]
+        resume_from: Option<&'a str>,
+        #[serde(borrow)]
+        code_version: Option<&'a str>,
+    },
+    /// See [`Change::StepRecorded`].
+    StepRecorded {
+        run: &'a str,
+        checkpoint: &'a str,
+        usage: Usage,
+        phase: Option<u32>,
+        payload: &'a [u8],
+    },
+    /// See [`Change::PhaseCompleted`].
+    PhaseCompleted {
+        run: &'a str,
+        position: u32,
+        name: &'a str,
+        output: &'a [u8],
+    },
+    /// See [`Change::Delegated`].
+    Delegated { run: &'a str, child: &'a str },
+    /// See [`Change::ChildReturned`].
+    ChildReturned { run: &'a str, child: &'a str },
+    /// See [`Change::InputRequested`].
+    InputRequested { run: &'a str, prompt: &'a str },
+    /// See [`Change::InputProvided`].
+    InputProvided { run: &'a str, input: &'a [u8] },
+    /// See [`Change::RunCompleted`].
+    RunCompleted { run: &'a str, output: &'a [u8] },
+    /// See [`Change::RunFailed`].
+    RunFailed {
+        run: &'a str,
+        error: &'a str,
+        retryable: bool,
+        cause: FailCause,
+    },
+    /// See [`Change::RunInterrupted`].
+    RunInterrupted {
+        run: &'a str,
+        reason: InterruptReason,
+    },
+    /// See [`Change::RunResumed`].
+    RunResumed {
+        run: &'a str,
+        #[serde(borrow)]
+        from: Option<&'a str>,
+        #[serde(borrow)]
+        code_version: Option<&'a str>,
+        allow_code_change: bool,
+        attempts_max: u32,
+    },
+    /// See [`Change::JobFinished`].
+    JobFinished {
+        #[serde(borrow)]
+        outcome: JobOutcomeRef<'a>,
+    },
+    /// See [`Change::ExternalStatusObserved`].
+    ExternalStatusObserved {
+        status: ExternalStatus,
+        detail: &'a str,
+    },
+}
+
+/// A [`JobOutcome`] that borrows its text.
+#[allow(missing_docs)] // The fields are documented on `JobOutcome`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobOutcomeRef<'a> {
+    /// See [`JobOutcome::Completed`].
+    Completed,
+    /// See [`JobOutcome::Failed`].
+    Failed { error: &'a str },
+    /// See [`JobOutcome::Cancelled`].
+    Cancelled { reason: &'a str },
+}
+
+impl Event {
+    /// The event as an [`EventRef`], borrowing from `self`.
+    pub fn as_ref(&self) -> EventRef<'_> {
+        EventRef {
+            at: self.at,
+            job: self.job.as_str(),
+            change: self.change.as_ref(),
+        }
+    }
+}
+
+impl Change {
+    /// The change as a [`ChangeRef`], borrowing from `self`.
+    pub fn as_ref(&self) -> ChangeRef<'_> {
+        match self {
+            Change::JobCreated {
+                key,
+                input,
+                fingerprint,
+            } => ChangeRef::JobCreated {
+                key,
+                input,
+                fingerprint: fingerprint.as_deref(),
+            },
+            Change::RunStarted {
+                run,
+                resume_from,
+                code_version,
+            } => ChangeRef::RunStarted {
+                run: run.as_str(),
+                resume_from: resume_from.as_ref().map(CheckpointId::as_str),
+                code_version: code_version.as_deref(),
+            },
+            Change::StepRecorded {
+                run,
+                checkpoint,
+                usage,
+                phase,
+                payload,
+            } => ChangeRef::StepRecorded {
+                run: run.as_str(),
+                checkpoint: checkpoint.as_str(),
+                usage: *usage,
+                phase: *phase,
+                payload,
+            },
+            Change::PhaseCompleted {
+                run,
+                position,
+                name,
+                output,
+            } => ChangeRef::PhaseCompleted {
+                run: run.as_str(),
+                position: *position,
+                name,
+                output,
+            },
+            Change::Delegated { run, child } => ChangeRef::Delegated {
+                run: run.as_str(),
+                child: child.as_str(),
+            },
+            Change::ChildReturned { run, child } => ChangeRef::ChildReturned {
+                run: run.as_str(),
+                child: child.as_str(),
+            },
+            Change::InputRequested { run, prompt } => ChangeRef::InputRequested {
+                run: run.as_str(),
+                prompt,
+            },
+            Change::InputProvided { run, input } => ChangeRef::InputProvided {
+                run: run.as_str(),
+                input,
+            },
+            Change::RunCompleted { run, output } => ChangeRef::RunCompleted {
+                run: run.as_str(),
+                output,
+            },
+            Change::RunFailed {
+                run,
+                error,
+                retryable,
+                cause,
+            } => ChangeRef::RunFailed {
+                run: run.as_str(),
+                error,
+                retryable: *retryable,
+                cause: *cause,
+            },
+            Change::RunInterrupted { run, reason } => ChangeRef::RunInterrupted {
+                run: run.as_str(),
+                reason: *reason,
+            },
+            Change::RunResumed {
+                run,
+                from,
+                code_version,
+                allow_code_change,
+                attempts_max,
+            } => ChangeRef::RunResumed {
+                run: run.as_str(),
+                from: from.as_ref().map(CheckpointId::as_str),
+                code_version: code_version.as_deref(),
+                allow_code_change: *allow_code_change,
+                attempts_max: *attempts_max,
+            },
+            Change::JobFinished { outcome } => ChangeRef::JobFinished {
+                outcome: match outcome {
+                    JobOutcome::Completed => JobOutcomeRef::Completed,
+                    JobOutcome::Failed { error } => JobOutcomeRef::Failed { error },
+                    JobOutcome::Cancelled { reason } => JobOutcomeRef::Cancelled { reason },
+                },
+            },
+            Change::ExternalStatusObserved { status, detail } => {
+                ChangeRef::ExternalStatusObserved {
+                    status: *status,
+                    detail,
+                }
+            }
+        }
+    }
+}
+
+impl<'a> ChangeRef<'a> {
+    /// The event's kind as a stable snake_case name, as [`Change::kind`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChangeRef::JobCreated { .. } => "job_created",
+            ChangeRef::RunStarted { .. } => "run_started",
+            ChangeRef::StepRecorded { .. } => "step_recorded",
+            ChangeRef::PhaseCompleted { .. } => "phase_completed",
+            ChangeRef::Delegated { .. } => "delegated",
+            ChangeRef::ChildReturned { .. } => "child_returned",
+            ChangeRef::InputRequested { .. } => "input_requested",
+            ChangeRef::InputProvided { .. } => "input_provided",
+            ChangeRef::RunCompleted { .. } => "run_completed",
+            ChangeRef::RunFailed { .. } => "run_failed",
+            ChangeRef::RunInterrupted { .. } => "run_interrupted",
+            ChangeRef::RunResumed { .. } => "run_resumed",
+            ChangeRef::JobFinished { .. } => "job_finished",
+            ChangeRef::ExternalStatusObserved { .. } => "external_status_observed",
+        }
+    }
+
+    /// The run the event is about, if it is about one.
+    pub fn run(&self) -> Option<&'a str> {
+        match *self {
+            ChangeRef::JobCreated { .. }
+            | ChangeRef::JobFinished { .. }
+            | ChangeRef::ExternalStatusObserved { .. } => None,
+            ChangeRef::RunStarted { run, .. }
+            | ChangeRef::StepRecorded { run, .. }
+            | ChangeRef::PhaseCompleted { run, .. }
+            | ChangeRef::Delegated { run, .. }
+            | ChangeRef::ChildReturned { run, .. }
+            | ChangeRef::InputRequested { run, .. }
+            | ChangeRef::InputProvided { run, .. }
+            | ChangeRef::RunCompleted { run, .. }
+            | ChangeRef::RunFailed { run, .. }
+            | ChangeRef::RunInterrupted { run, .. }
+            | ChangeRef::RunResumed { run, .. } => Some(run),
         }
     }
 }

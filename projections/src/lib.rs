@@ -61,14 +61,19 @@
 //! # Memory
 //!
 //! Views keep no payload bytes: an input, checkpoint or output is a
-//! [`PayloadRef`] (16 bytes) into the log. Measured on x86_64: a
-//! [`JobView`] is 376 bytes, a [`RunView`] 336 and a [`CheckpointView`] 160,
-//! each plus the heap copies of its id strings (a checkpoint holds its own id,
-//! its job's and its run's, and its id once more in the job's index). The
-//! indexes add about 40 bytes per job and per in-flight or interrupted run.
-//! Measured end to end (`examples/engine_memory.rs`, heap after replaying
-//! 100 000 jobs of one run each, allocator slack included): about 2.2 KiB
-//! per job with its run, and about 360 bytes per checkpoint.
+//! [`PayloadRef`] (16 bytes) into the log. Ids ([`JobId`], [`RunId`],
+//! [`CheckpointId`]) are shared strings: a checkpoint's copy of its job's
+//! and run's id costs a reference count, not a string. A job finds its runs
+//! and checkpoints by scanning them while it has few (up to 16) and keeps a
+//! hash index beside the list only past that. The replay path decodes
+//! events borrowed ([`EventRef`]) and copies out only what a view keeps.
+//! The figures below were measured before these changes and are upper
+//! bounds now: a [`JobView`] is 376 bytes, a [`RunView`] 336 and a
+//! [`CheckpointView`] 160 on x86_64, and end to end
+//! (`examples/engine_memory.rs`, heap after replaying 100 000 jobs of one
+//! run each, allocator slack included) about 2.2 KiB per job with its run,
+//! and about 360 bytes per checkpoint.
+//!
 
 mod error;
 mod event;
@@ -78,7 +83,8 @@ mod view;
 
 pub use error::{Refusal, StateFound, TransitionError};
 pub use event::{
-    Change, EVENT_FORMAT_VERSION, Event, ExternalStatus, FailCause, InterruptReason, JobOutcome,
+    Change, ChangeRef, EVENT_FORMAT_VERSION, Event, EventRef, ExternalStatus, FailCause,
+    InterruptReason, JobOutcome, JobOutcomeRef,
 };
 pub use state::{Projections, SNAPSHOT_FORMAT_VERSION};
 pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};

@@ -2,10 +2,10 @@
 //! and keeps the views and their indexes.
 
 use crate::error::{Refusal, StateFound, TransitionError};
-use crate::event::{Change, Event, FailCause, InterruptReason, JobOutcome};
+use crate::event::{ChangeRef, Event, EventRef, FailCause, InterruptReason, JobOutcomeRef};
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Usage};
 use crate::view::{
-    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobStatus, JobView,
+    BlockedReason, CheckpointView, ExternalObservation, FinishReason, IdIndex, JobStatus, JobView,
     PhaseView, Resumability, RunError, RunStatus, RunView,
 };
 use serde::{Deserialize, Serialize};
@@ -56,12 +56,20 @@ impl Projections {
 
     /// Checks `event` against the transition table without changing anything.
     pub fn check(&self, event: &Event) -> Result<(), TransitionError> {
-        self.validate(event).map(drop)
+        self.validate(&event.as_ref()).map(drop)
     }
 
     /// Applies `event`, found at `lsn` in the log. A refused event returns a
     /// [`TransitionError`] and leaves every view exactly as it was.
     pub fn apply(&mut self, lsn: Lsn, event: &Event) -> Result<(), TransitionError> {
+        self.apply_ref(lsn, &event.as_ref())
+    }
+
+    /// [`Projections::apply`] for a borrowed event, as replay decodes it:
+    /// the same checks and the same views (both go through this one
+    /// implementation), and only what the views keep is copied out of the
+    /// event.
+    pub fn apply_ref(&mut self, lsn: Lsn, event: &EventRef<'_>) -> Result<(), TransitionError> {
         let target = self.validate(event)?;
         self.mutate(target, lsn, event);
         self.events_applied += 1;
@@ -170,18 +178,19 @@ impl Projections {
     }
 
     /// Resolves the event's job and run and checks the transition table.
-    fn validate(&self, event: &Event) -> Result<Target, TransitionError> {
+    fn validate(&self, event: &EventRef<'_>) -> Result<Target, TransitionError> {
         let kind = event.change.kind();
-        let refuse = |state: StateFound, run: Option<&RunId>, refusal: Refusal| TransitionError {
-            job: event.job.clone(),
-            run: run.cloned(),
+        // Ids are only made (allocated) on this, the refusing, path.
+        let refuse = |state: StateFound, run: Option<&str>, refusal: Refusal| TransitionError {
+            job: JobId::from(event.job),
+            run: run.map(RunId::from),
             state,
             event: kind,
             refusal,
         };
 
-        let job_idx = self.by_id.get(&event.job).copied();
-        if let Change::JobCreated { .. } = event.change {
+        let job_idx = self.by_id.get(event.job).copied();
+        if let ChangeRef::JobCreated { .. } = event.change {
             return match job_idx.and_then(|i| self.jobs.get(i)) {
                 Some(job) => Err(refuse(
                     StateFound::Job(job.status),
@@ -206,18 +215,18 @@ impl Projections {
         if job.status == JobStatus::Cancelled {
             return Err(refuse(job_state, event.change.run(), Refusal::JobCancelled));
         }
-        let has_checkpoint = |cp: &Option<CheckpointId>| match cp {
-            Some(cp) if !job.checkpoint_index.contains_key(cp) => Err(Refusal::UnknownCheckpoint {
-                checkpoint: cp.clone(),
+        let has_checkpoint = |cp: Option<&str>| match cp {
+            Some(cp) if job.checkpoint_position(cp).is_none() => Err(Refusal::UnknownCheckpoint {
+                checkpoint: CheckpointId::from(cp),
             }),
             _ => Ok(()),
         };
 
-        match &event.change {
-            Change::RunStarted {
+        match event.change {
+            ChangeRef::RunStarted {
                 run, resume_from, ..
             } => {
-                if job.run_index.contains_key(run) {
+                if job.run_position(run).is_some() {
                     return Err(refuse(job_state, Some(run), Refusal::RunExists));
                 }
                 has_checkpoint(resume_from).map_err(|r| refuse(job_state, Some(run), r))?;
@@ -228,8 +237,8 @@ impl Projections {
                     run: Some(job.runs.len()),
                 });
             }
-            Change::JobFinished { outcome } => {
-                if !matches!(outcome, JobOutcome::Cancelled { .. }) {
+            ChangeRef::JobFinished { outcome } => {
+                if !matches!(outcome, JobOutcomeRef::Cancelled { .. }) {
                     if job.status.is_finished() {
                         return Err(refuse(job_state, None, Refusal::JobFinished));
                     }
@@ -240,7 +249,7 @@ impl Projections {
                 }
                 return Ok(Target { job: ji, run: None });
             }
-            Change::ExternalStatusObserved { .. } => return Ok(Target { job: ji, run: None }),
+            ChangeRef::ExternalStatusObserved { .. } => return Ok(Target { job: ji, run: None }),
             // JobCreated returned above; the rest are run events.
             _ => {}
         }
@@ -253,9 +262,8 @@ impl Projections {
             return Err(refuse(job_state, Some(run_id), Refusal::JobFinished));
         }
         let Some((ri, run)) = job
-            .run_index
-            .get(run_id)
-            .and_then(|&i| job.runs.get(i).map(|r| (i, r)))
+            .run_position(run_id)
+            .and_then(|i| job.runs.get(i).map(|r| (i, r)))
         else {
             return Err(refuse(job_state, Some(run_id), Refusal::UnknownRun));
         };
@@ -267,57 +275,58 @@ impl Projections {
             _ => Err(refuse(Refusal::RunNotRunning)),
         };
 
-        match &event.change {
-            Change::StepRecorded { checkpoint, .. } => {
+        match event.change {
+            ChangeRef::StepRecorded { checkpoint, .. } => {
                 must_be_running()?;
-                if job.checkpoint_index.contains_key(checkpoint) {
+                if job.checkpoint_position(checkpoint).is_some() {
                     return Err(refuse(Refusal::CheckpointExists {
-                        checkpoint: checkpoint.clone(),
+                        checkpoint: CheckpointId::from(checkpoint),
                     }));
                 }
             }
-            Change::PhaseCompleted { position, .. } => {
+            ChangeRef::PhaseCompleted { position, .. } => {
                 must_be_running()?;
-                if run.phase_completed(*position) {
-                    return Err(refuse(Refusal::PhaseAlreadyCompleted {
-                        position: *position,
-                    }));
+                if run.phase_completed(position) {
+                    return Err(refuse(Refusal::PhaseAlreadyCompleted { position }));
                 }
             }
-            Change::Delegated { child, .. } => {
+            ChangeRef::Delegated { child, .. } => {
                 must_be_running()?;
-                if job.run_index.contains_key(child) {
+                if job.run_position(child).is_some() {
                     return Err(TransitionError {
-                        run: Some(child.clone()),
+                        run: Some(RunId::from(child)),
                         ..refuse(Refusal::RunExists)
                     });
                 }
             }
-            Change::ChildReturned { child, .. } => {
-                if run.waiting_on_child.as_ref() != Some(child) {
+            ChangeRef::ChildReturned { child, .. } => {
+                if run.waiting_on_child.as_ref().map(RunId::as_str) != Some(child) {
                     return Err(refuse(Refusal::NotWaitingForChild {
-                        child: child.clone(),
+                        child: RunId::from(child),
                     }));
                 }
-                let finished = job.run(child).is_some_and(|c| c.status.is_terminal());
+                let finished = job
+                    .run_position(child)
+                    .and_then(|i| job.runs.get(i))
+                    .is_some_and(|c| c.status.is_terminal());
                 if !finished {
                     return Err(refuse(Refusal::ChildNotFinished {
-                        child: child.clone(),
+                        child: RunId::from(child),
                     }));
                 }
             }
-            Change::InputRequested { .. } | Change::RunCompleted { .. } => must_be_running()?,
-            Change::InputProvided { .. } => {
+            ChangeRef::InputRequested { .. } | ChangeRef::RunCompleted { .. } => must_be_running()?,
+            ChangeRef::InputProvided { .. } => {
                 if run.awaiting_input.is_none() {
                     return Err(refuse(Refusal::NotAwaitingInput));
                 }
             }
-            Change::RunFailed { .. } => {
+            ChangeRef::RunFailed { .. } => {
                 if run.status.is_terminal() {
                     return Err(refuse(Refusal::RunFinished));
                 }
             }
-            Change::RunInterrupted { .. } => {
+            ChangeRef::RunInterrupted { .. } => {
                 if !run.status.is_in_flight() {
                     return Err(refuse(if run.status.is_terminal() {
                         Refusal::RunFinished
@@ -326,7 +335,7 @@ impl Projections {
                     }));
                 }
             }
-            Change::RunResumed {
+            ChangeRef::RunResumed {
                 from,
                 code_version,
                 allow_code_change,
@@ -334,20 +343,16 @@ impl Projections {
                 ..
             } => {
                 has_checkpoint(from).map_err(refuse)?;
-                if let Some(reason) = resume_block(
-                    job,
-                    run,
-                    code_version.as_deref(),
-                    *attempts_max,
-                    *allow_code_change,
-                ) {
+                if let Some(reason) =
+                    resume_block(job, run, code_version, attempts_max, allow_code_change)
+                {
                     return Err(refuse(Refusal::NotResumable(reason)));
                 }
             }
-            Change::JobCreated { .. }
-            | Change::RunStarted { .. }
-            | Change::JobFinished { .. }
-            | Change::ExternalStatusObserved { .. } => {}
+            ChangeRef::JobCreated { .. }
+            | ChangeRef::RunStarted { .. }
+            | ChangeRef::JobFinished { .. }
+            | ChangeRef::ExternalStatusObserved { .. } => {}
         }
         Ok(Target {
             job: ji,
@@ -357,7 +362,7 @@ impl Projections {
 
     /// Applies a validated event. Never fails: every check was made by
     /// `validate` against this same state.
-    fn mutate(&mut self, target: Target, lsn: Lsn, event: &Event) {
+    fn mutate(&mut self, target: Target, lsn: Lsn, event: &EventRef<'_>) {
         let at = event.at;
         let payload = |bytes: &[u8]| PayloadRef {
             lsn,
@@ -365,37 +370,36 @@ impl Projections {
         };
         let ji = target.job;
 
-        if let Change::JobCreated {
-            key,
-            input,
-            fingerprint,
-        } = &event.change
-        {
-            self.jobs.push(JobView {
-                id: event.job.clone(),
-                key: key.clone(),
-                input: payload(input),
-                fingerprint: fingerprint.clone(),
-                status: JobStatus::Running,
-                total_steps: 0,
-                usage: Usage::default(),
-                started_at: at,
-                finished_at: None,
-                finish: None,
-                external: None,
-                runs: Vec::new(),
-                checkpoints: Vec::new(),
-                last_lsn: lsn,
-                run_index: HashMap::new(),
-                checkpoint_index: HashMap::new(),
-            });
-            self.by_id.insert(event.job.clone(), ji);
-            self.index_status(ji, None, JobStatus::Running);
-            return;
-        }
-
-        match &event.change {
-            Change::RunStarted {
+        match event.change {
+            ChangeRef::JobCreated {
+                key,
+                input,
+                fingerprint,
+            } => {
+                let id = JobId::from(event.job);
+                self.by_id.insert(id.clone(), ji);
+                self.jobs.push(JobView {
+                    id,
+                    key: key.to_owned(),
+                    input: payload(input),
+                    fingerprint: fingerprint.map(str::to_owned),
+                    status: JobStatus::Running,
+                    total_steps: 0,
+                    usage: Usage::default(),
+                    started_at: at,
+                    finished_at: None,
+                    finish: None,
+                    external: None,
+                    runs: Vec::new(),
+                    checkpoints: Vec::new(),
+                    last_lsn: lsn,
+                    run_index: IdIndex::default(),
+                    checkpoint_index: IdIndex::default(),
+                });
+                self.index_status(ji, None, JobStatus::Running);
+                return;
+            }
+            ChangeRef::RunStarted {
                 run,
                 resume_from,
                 code_version,
@@ -409,26 +413,27 @@ impl Projections {
                 }
                 let job = &mut self.jobs[ji];
                 let ri = job.runs.len();
+                let resumed_from = resume_from.map(|cp| job.checkpoint_id(cp));
                 job.runs.push(new_run(
-                    run.clone(),
+                    RunId::from(run),
                     job.id.clone(),
                     None,
                     at,
-                    code_version.clone(),
-                    resume_from.clone(),
+                    code_version.map(str::to_owned),
+                    resumed_from,
                 ));
-                job.run_index.insert(run.clone(), ri);
+                job.run_index.push_last(&job.runs, |r| &r.id);
                 self.in_flight.insert((ji, ri));
             }
-            Change::JobFinished { outcome } => {
+            ChangeRef::JobFinished { outcome } => {
                 let (status, reason) = match outcome {
-                    JobOutcome::Completed => (JobStatus::Completed, FinishReason::Completed),
-                    JobOutcome::Failed { error } => {
-                        (JobStatus::Failed, FinishReason::Failed(error.clone()))
+                    JobOutcomeRef::Completed => (JobStatus::Completed, FinishReason::Completed),
+                    JobOutcomeRef::Failed { error } => {
+                        (JobStatus::Failed, FinishReason::Failed(error.to_owned()))
                     }
-                    JobOutcome::Cancelled { reason } => (
+                    JobOutcomeRef::Cancelled { reason } => (
                         JobStatus::Cancelled,
-                        FinishReason::Cancelled(reason.clone()),
+                        FinishReason::Cancelled(reason.to_owned()),
                     ),
                 };
                 self.set_job_status(ji, status);
@@ -443,10 +448,10 @@ impl Projections {
                     }
                 }
             }
-            Change::ExternalStatusObserved { status, detail } => {
+            ChangeRef::ExternalStatusObserved { status, detail } => {
                 self.jobs[ji].external = Some(ExternalObservation {
-                    status: *status,
-                    detail: detail.clone(),
+                    status,
+                    detail: detail.to_owned(),
                     at,
                 });
             }
@@ -465,7 +470,7 @@ impl Projections {
         ri: usize,
         lsn: Lsn,
         at: crate::Timestamp,
-        change: &Change,
+        change: ChangeRef<'_>,
     ) {
         let payload = |bytes: &[u8]| PayloadRef {
             lsn,
@@ -473,7 +478,7 @@ impl Projections {
         };
         let job = &mut self.jobs[ji];
         match change {
-            Change::StepRecorded {
+            ChangeRef::StepRecorded {
                 checkpoint,
                 usage,
                 phase,
@@ -481,43 +486,43 @@ impl Projections {
                 ..
             } => {
                 job.total_steps += 1;
-                job.usage = job.usage.plus(*usage);
+                job.usage = job.usage.plus(usage);
                 let run = &mut job.runs[ri];
                 run.steps += 1;
-                run.usage = run.usage.plus(*usage);
+                run.usage = run.usage.plus(usage);
                 let view = CheckpointView {
-                    id: checkpoint.clone(),
+                    id: CheckpointId::from(checkpoint),
                     job: job.id.clone(),
                     run: run.id.clone(),
                     step: job.total_steps,
-                    delta: *usage,
+                    delta: usage,
                     usage: job.usage,
-                    phase: *phase,
+                    phase,
                     payload: payload(bytes),
                     at,
                 };
-                job.checkpoint_index
-                    .insert(checkpoint.clone(), job.checkpoints.len());
                 job.checkpoints.push(view);
+                job.checkpoint_index.push_last(&job.checkpoints, |c| &c.id);
             }
-            Change::PhaseCompleted {
+            ChangeRef::PhaseCompleted {
                 position,
                 name,
                 output,
                 ..
             } => job.runs[ri].phases.push(PhaseView {
-                position: *position,
-                name: name.clone(),
+                position,
+                name: name.to_owned(),
                 output: payload(output),
                 at,
             }),
-            Change::Delegated { child, .. } => {
+            ChangeRef::Delegated { child, .. } => {
+                let child = RunId::from(child);
                 let parent = &mut job.runs[ri];
                 parent.status = RunStatus::Delegating;
                 parent.waiting_on_child = Some(child.clone());
                 parent.children.push(child.clone());
                 let child_run = new_run(
-                    child.clone(),
+                    child,
                     job.id.clone(),
                     Some(parent.id.clone()),
                     at,
@@ -526,36 +531,36 @@ impl Projections {
                 );
                 let ci = job.runs.len();
                 job.runs.push(child_run);
-                job.run_index.insert(child.clone(), ci);
+                job.run_index.push_last(&job.runs, |r| &r.id);
                 self.in_flight.insert((ji, ci));
             }
-            Change::ChildReturned { .. } => {
+            ChangeRef::ChildReturned { .. } => {
                 let run = &mut job.runs[ri];
                 run.waiting_on_child = None;
                 if run.status == RunStatus::Delegating {
                     run.status = RunStatus::Running;
                 }
             }
-            Change::InputRequested { prompt, .. } => {
+            ChangeRef::InputRequested { prompt, .. } => {
                 let run = &mut job.runs[ri];
                 run.status = RunStatus::AwaitingInput;
-                run.awaiting_input = Some(prompt.clone());
+                run.awaiting_input = Some(prompt.to_owned());
             }
-            Change::InputProvided { .. } => {
+            ChangeRef::InputProvided { .. } => {
                 let run = &mut job.runs[ri];
                 run.awaiting_input = None;
                 if run.status == RunStatus::AwaitingInput {
                     run.status = RunStatus::Running;
                 }
             }
-            Change::RunCompleted { output, .. } => {
+            ChangeRef::RunCompleted { output, .. } => {
                 let run = &mut job.runs[ri];
                 run.status = RunStatus::Completed;
                 run.finished_at = Some(at);
                 run.output = Some(payload(output));
                 self.in_flight.remove(&(ji, ri));
             }
-            Change::RunFailed {
+            ChangeRef::RunFailed {
                 error,
                 retryable,
                 cause,
@@ -565,23 +570,27 @@ impl Projections {
                 run.status = RunStatus::Failed;
                 run.finished_at = Some(at);
                 run.error = Some(RunError {
-                    message: error.clone(),
-                    retryable: *retryable,
-                    cause: *cause,
+                    message: error.to_owned(),
+                    retryable,
+                    cause,
                 });
                 self.in_flight.remove(&(ji, ri));
                 self.interrupted.remove(&(ji, ri));
             }
-            Change::RunInterrupted { reason, .. } => {
+            ChangeRef::RunInterrupted { reason, .. } => {
                 let run = &mut job.runs[ri];
                 run.status = RunStatus::Interrupted;
-                run.interrupted_by = Some(*reason);
+                run.interrupted_by = Some(reason);
                 self.in_flight.remove(&(ji, ri));
                 self.interrupted.insert((ji, ri));
             }
-            Change::RunResumed {
+            ChangeRef::RunResumed {
                 from, code_version, ..
             } => {
+                if let Some(from) = from {
+                    let from = job.checkpoint_id(from);
+                    job.runs[ri].resumed_from = Some(from);
+                }
                 let run = &mut job.runs[ri];
                 // Resumable implies no pending input or child: it runs again.
                 run.status = RunStatus::Running;
@@ -590,17 +599,14 @@ impl Projections {
                 if run.interrupted_by != Some(InterruptReason::Shutdown) {
                     run.recovery_attempts = run.recovery_attempts.saturating_add(1);
                 }
-                if from.is_some() {
-                    run.resumed_from = from.clone();
-                }
-                run.code_version = code_version.clone();
+                run.code_version = code_version.map(str::to_owned);
                 self.interrupted.remove(&(ji, ri));
                 self.in_flight.insert((ji, ri));
             }
-            Change::JobCreated { .. }
-            | Change::RunStarted { .. }
-            | Change::JobFinished { .. }
-            | Change::ExternalStatusObserved { .. } => {}
+            ChangeRef::JobCreated { .. }
+            | ChangeRef::RunStarted { .. }
+            | ChangeRef::JobFinished { .. }
+            | ChangeRef::ExternalStatusObserved { .. } => {}
         }
     }
 
@@ -646,9 +652,13 @@ impl Projections {
             if state.by_id.insert(job.id.clone(), ji).is_some() {
                 return Err(format!("job {} appears twice", job.id));
             }
-            job.run_index = HashMap::with_capacity(job.runs.len());
-            for (ri, run) in job.runs.iter().enumerate() {
-                if job.run_index.insert(run.id.clone(), ri).is_some() {
+            for ri in 0..job.runs.len() {
+                let run = &job.runs[ri];
+                if job
+                    .run_index
+                    .find(&job.runs[..ri], run.id.as_str(), |r| &r.id)
+                    .is_some()
+                {
                     return Err(format!("run {} appears twice in job {}", run.id, job.id));
                 }
                 if run.status.is_in_flight() && job.status != JobStatus::Cancelled {
@@ -657,15 +667,19 @@ impl Projections {
                 if run.status == RunStatus::Interrupted && job.status != JobStatus::Cancelled {
                     state.interrupted.insert((ji, ri));
                 }
+                job.run_index.push_last(&job.runs[..=ri], |r| &r.id);
             }
-            job.checkpoint_index = HashMap::with_capacity(job.checkpoints.len());
-            for (ci, cp) in job.checkpoints.iter().enumerate() {
-                if job.checkpoint_index.insert(cp.id.clone(), ci).is_some() {
-                    return Err(format!(
-                        "checkpoint {} appears twice in job {}",
-                        cp.id, job.id
-                    ));
+            for ci in 0..job.checkpoints.len() {
+                let id = job.checkpoints[ci].id.as_str();
+                if job
+                    .checkpoint_index
+                    .find(&job.checkpoints[..ci], id, |c| &c.id)
+                    .is_some()
+                {
+                    return Err(format!("checkpoint {id} appears twice in job {}", job.id));
                 }
+                job.checkpoint_index
+                    .push_last(&job.checkpoints[..=ci], |c| &c.id);
             }
             let status = job.status;
             state.jobs.push(job);

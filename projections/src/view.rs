@@ -5,8 +5,10 @@
 use crate::event::{ExternalStatus, FailCause, InterruptReason};
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 
 /// Where a job stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -342,22 +344,44 @@ pub struct JobView {
     /// LSN of the last event applied to the job.
     pub last_lsn: Lsn,
     #[serde(skip)]
-    pub(crate) run_index: HashMap<RunId, usize>,
+    pub(crate) run_index: IdIndex<RunId>,
     #[serde(skip)]
-    pub(crate) checkpoint_index: HashMap<CheckpointId, usize>,
+    pub(crate) checkpoint_index: IdIndex<CheckpointId>,
 }
 
 impl JobView {
     /// One of its runs.
     pub fn run(&self, id: &RunId) -> Option<&RunView> {
-        self.run_index.get(id).and_then(|&i| self.runs.get(i))
+        self.run_position(id.as_str())
+            .and_then(|i| self.runs.get(i))
     }
 
     /// One of its checkpoints.
     pub fn checkpoint(&self, id: &CheckpointId) -> Option<&CheckpointView> {
-        self.checkpoint_index
-            .get(id)
-            .and_then(|&i| self.checkpoints.get(i))
+        self.checkpoint_position(id.as_str())
+            .and_then(|i| self.checkpoints.get(i))
+    }
+
+    /// Where the run `id` is in `runs`.
+    pub(crate) fn run_position(&self, id: &str) -> Option<usize> {
+        self.run_index.find(&self.runs, id, |r| &r.id)
+    }
+
+    /// The job's own copy of checkpoint id `id` (a reference count, not a
+    /// new string), or a new id if the job has no such checkpoint.
+    pub(crate) fn checkpoint_id(&self, id: &str) -> CheckpointId {
+        match self
+            .checkpoint_position(id)
+            .and_then(|i| self.checkpoints.get(i))
+        {
+            Some(cp) => cp.id.clone(),
+            None => CheckpointId::from(id),
+        }
+    }
+
+    /// Where the checkpoint `id` is in `checkpoints`.
+    pub(crate) fn checkpoint_position(&self, id: &str) -> Option<usize> {
+        self.checkpoint_index.find(&self.checkpoints, id, |c| &c.id)
     }
 
     /// The checkpoint with the highest step number.
@@ -368,5 +392,69 @@ impl JobView {
     /// Top-level runs (no parent), in start order: the roots of the run tree.
     pub fn root_runs(&self) -> impl Iterator<Item = &RunView> {
         self.runs.iter().filter(|r| r.parent.is_none())
+    }
+}
+
+/// Finds an item of one job's list (its runs, its checkpoints) by id.
+///
+/// Most jobs have a handful of runs and checkpoints: for them a scan of the
+/// list is cheaper than hashing the id, and costs no memory. Past
+/// [`IdIndex::SCAN_MAX`] items the index keeps a `HashMap` with std's
+/// randomly keyed hasher, so a log crafted with colliding ids (a hostile log
+/// is input: auditors replay copies) cannot make lookups degrade, and a scan
+/// never exceeds `SCAN_MAX` comparisons.
+#[derive(Clone, Debug)]
+pub(crate) struct IdIndex<K> {
+    map: Option<HashMap<K, usize>>,
+}
+
+impl<K> Default for IdIndex<K> {
+    fn default() -> Self {
+        Self { map: None }
+    }
+}
+
+impl<K> PartialEq for IdIndex<K> {
+    /// Always equal: an index is a function of the list it indexes, so two
+    /// views are equal when their lists are.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<K> Eq for IdIndex<K> {}
+
+impl<K: Borrow<str> + Hash + Eq + Clone> IdIndex<K> {
+    /// Lists up to this long are scanned; longer ones are hashed.
+    pub(crate) const SCAN_MAX: usize = 16;
+
+    /// The position in `items` of the item whose id is `id`.
+    pub(crate) fn find<T>(&self, items: &[T], id: &str, key: impl Fn(&T) -> &K) -> Option<usize> {
+        match &self.map {
+            Some(map) => map.get(id).copied(),
+            None => items.iter().position(|item| key(item).borrow() == id),
+        }
+    }
+
+    /// Indexes the last item of `items`, just pushed. The caller has made
+    /// sure its id is new.
+    pub(crate) fn push_last<T>(&mut self, items: &[T], key: impl Fn(&T) -> &K) {
+        match &mut self.map {
+            Some(map) => {
+                if let Some(last) = items.last() {
+                    map.insert(key(last).clone(), items.len() - 1);
+                }
+            }
+            None if items.len() > Self::SCAN_MAX => {
+                self.map = Some(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| (key(item).clone(), i))
+                        .collect(),
+                );
+            }
+            None => {}
+        }
     }
 }

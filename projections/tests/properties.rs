@@ -39,9 +39,9 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 
 fn event(op: Op, at: u64) -> Event {
     let (kind, j, r, o, n) = op;
-    let run = RunId(format!("r{r}"));
-    let other = RunId(format!("r{o}"));
-    let cp = |k: u16| CheckpointId(format!("c{k}"));
+    let run = RunId::from(format!("r{r}"));
+    let other = RunId::from(format!("r{o}"));
+    let cp = |k: u16| CheckpointId::from(format!("c{k}"));
     // Mostly one code version, sometimes another, so resumes are usually
     // allowed and sometimes flagged.
     let code = |k: u16| Some(if k.is_multiple_of(7) { "v-new" } else { "v" }.to_string());
@@ -122,7 +122,7 @@ fn event(op: Op, at: u64) -> Event {
     };
     Event {
         at: Timestamp(at),
-        job: JobId(format!("j{j}")),
+        job: JobId::from(format!("j{j}")),
         change,
     }
 }
@@ -254,6 +254,21 @@ proptest! {
             prop_assert_eq!(a.apply(10_000 + i as Lsn, &e).is_ok(), b.apply(10_000 + i as Lsn, &e).is_ok());
         }
         prop_assert_eq!(a, b);
+    }
+
+    /// An event and its borrowed form (what replay decodes) have the same
+    /// bytes, and decoding those bytes borrowed gives the borrowed form.
+    #[test]
+    fn a_borrowed_event_has_the_bytes_of_its_owned_event(ops in ops()) {
+        for (i, op) in ops.iter().enumerate() {
+            let e = event(*op, i as u64);
+            let owned = postcard::to_stdvec(&e).expect("serialize");
+            let borrowed = postcard::to_stdvec(&e.as_ref()).expect("serialize");
+            prop_assert_eq!(&owned, &borrowed);
+            let decoded: EventRef<'_> = postcard::from_bytes(&owned).expect("decode");
+            prop_assert_eq!(decoded, e.as_ref());
+            prop_assert_eq!(decoded.change.kind(), e.change.kind());
+        }
     }
 
     /// A run is reported resumable exactly when a resume of it is accepted.

@@ -51,7 +51,7 @@ pub fn parse_event(line: &str, at: u64) -> Event {
     let flag = |k: &str| flags.get(k).cloned();
     let num = |k: &str| flag(k).map_or(0, |v| v.parse::<u64>().expect("number"));
     let has = |w: &str| positional.iter().any(|p| p == w);
-    let run = || RunId(arg(1));
+    let run = || RunId::from(arg(1));
     let change = match words[0] {
         "create" => Change::JobCreated {
             key: flag("key").unwrap_or_else(|| "agent".into()),
@@ -60,12 +60,12 @@ pub fn parse_event(line: &str, at: u64) -> Event {
         },
         "start" => Change::RunStarted {
             run: run(),
-            resume_from: flag("from").map(CheckpointId),
+            resume_from: flag("from").map(CheckpointId::from),
             code_version: flag("code"),
         },
         "step" => Change::StepRecorded {
             run: run(),
-            checkpoint: CheckpointId(arg(2)),
+            checkpoint: CheckpointId::from(arg(2)),
             usage: Usage {
                 input_tokens: num("in"),
                 output_tokens: num("out"),
@@ -82,11 +82,11 @@ pub fn parse_event(line: &str, at: u64) -> Event {
         },
         "delegate" => Change::Delegated {
             run: run(),
-            child: RunId(arg(2)),
+            child: RunId::from(arg(2)),
         },
         "return" => Change::ChildReturned {
             run: run(),
-            child: RunId(arg(2)),
+            child: RunId::from(arg(2)),
         },
         "ask" => Change::InputRequested {
             run: run(),
@@ -122,7 +122,7 @@ pub fn parse_event(line: &str, at: u64) -> Event {
         },
         "resume" => Change::RunResumed {
             run: run(),
-            from: flag("from").map(CheckpointId),
+            from: flag("from").map(CheckpointId::from),
             code_version: flag("code"),
             allow_code_change: has("allow"),
             attempts_max: flag("max").map_or(ATTEMPTS_MAX, |m| m.parse().expect("max")),
@@ -153,7 +153,7 @@ pub fn parse_event(line: &str, at: u64) -> Event {
     };
     Event {
         at: Timestamp(at),
-        job: JobId(words[1].to_string()),
+        job: JobId::from(words[1].to_string()),
         change,
     }
 }
