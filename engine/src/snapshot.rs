@@ -16,13 +16,19 @@
 //!     48     …  body: postcard(Projections)
 //! ```
 //!
+//! The body is the snapshot form of the views (`SNAPSHOT_FORMAT_VERSION` of
+//! runlog-projections, its version byte first): what the transitions fix,
+//! such as a checkpoint's step and its copies of its job's and run's ids, is
+//! left out and recomputed on restore. A body of another version fails to
+//! decode, so that snapshot is skipped and the log replayed.
+//!
 //! A snapshot is written to `<name>.tmp`, fsync'ed, renamed, and the
 //! directory fsync'ed: it is either wholly there or not at all. A snapshot
 //! that fails any check is skipped, never believed: the log is the truth.
 
 use crate::error::EngineError;
 use crate::fsutil;
-use runlog_projections::{Lsn, Projections, Timestamp};
+use runlog_projections::{Lsn, Projections, SNAPSHOT_FORMAT_VERSION, Timestamp};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -221,6 +227,15 @@ fn read(path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
     }
     if crc32fast::hash(body) != u32_at(OFFSET_BODY_CRC) {
         return Err("body checksum mismatch".into());
+    }
+    // postcard keeps no message from a failed decode, so the body's version
+    // (its first byte, a postcard u8) is checked here, by number, first.
+    if let Some(&version) = body.first()
+        && version != SNAPSHOT_FORMAT_VERSION
+    {
+        return Err(format!(
+            "snapshot body version {version} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})"
+        ));
     }
     let state: Projections =
         postcard::from_bytes(body).map_err(|e| format!("body does not decode: {e}"))?;

@@ -77,6 +77,7 @@
 
 mod error;
 mod event;
+mod snapshot;
 mod state;
 mod types;
 mod view;
@@ -86,7 +87,8 @@ pub use event::{
     Change, ChangeRef, EVENT_FORMAT_VERSION, Event, EventRef, ExternalStatus, FailCause,
     InterruptReason, JobOutcome, JobOutcomeRef,
 };
-pub use state::{Projections, SNAPSHOT_FORMAT_VERSION};
+pub use snapshot::SNAPSHOT_FORMAT_VERSION;
+pub use state::Projections;
 pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 pub use view::{
     BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobStatus, JobView,

@@ -8,7 +8,6 @@ use crate::view::{
     BlockedReason, CheckpointView, ExternalObservation, FinishReason, IdIndex, JobStatus, JobView,
     PhaseView, Resumability, RunError, RunStatus, RunView,
 };
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
 /// The job, run and checkpoint views of a log, and their indexes.
@@ -28,6 +27,10 @@ pub struct Projections {
     in_flight: BTreeSet<(usize, usize)>,
     events_applied: u64,
     last_lsn: Option<Lsn>,
+    /// The job the last applied event was about. Events of one job tend to
+    /// follow each other, and comparing one id is cheaper than hashing it.
+    /// Only a hint: a miss falls back to `by_id`.
+    recent_job: usize,
 }
 
 impl PartialEq for Projections {
@@ -71,6 +74,7 @@ impl Projections {
     /// event.
     pub fn apply_ref(&mut self, lsn: Lsn, event: &EventRef<'_>) -> Result<(), TransitionError> {
         let target = self.validate(event)?;
+        self.recent_job = target.job;
         self.mutate(target, lsn, event);
         self.events_applied += 1;
         self.last_lsn = Some(lsn);
@@ -189,7 +193,10 @@ impl Projections {
             refusal,
         };
 
-        let job_idx = self.by_id.get(event.job).copied();
+        let job_idx = match self.jobs.get(self.recent_job) {
+            Some(job) if job.id.as_str() == event.job => Some(self.recent_job),
+            _ => self.by_id.get(event.job).copied(),
+        };
         if let ChangeRef::JobCreated { .. } = event.change {
             return match job_idx.and_then(|i| self.jobs.get(i)) {
                 Some(job) => Err(refuse(
@@ -640,46 +647,37 @@ impl Projections {
         }
     }
 
-    /// Rebuilds every index from the views, checking that ids are unique.
-    fn from_views(snapshot: SnapshotOwned) -> Result<Self, String> {
+    /// The job views, in creation order, for the snapshot form.
+    pub(crate) fn job_views(&self) -> &[JobView] {
+        &self.jobs
+    }
+
+    /// Views restored from a snapshot, whose jobs have their run and
+    /// checkpoint indexes already: rebuilds the indexes across jobs,
+    /// checking that job ids are unique.
+    pub(crate) fn from_views(
+        jobs: Vec<JobView>,
+        events_applied: u64,
+        last_lsn: Option<Lsn>,
+    ) -> Result<Self, String> {
         let mut state = Projections {
-            jobs: Vec::with_capacity(snapshot.jobs.len()),
-            events_applied: snapshot.events_applied,
-            last_lsn: snapshot.last_lsn,
+            jobs: Vec::with_capacity(jobs.len()),
+            events_applied,
+            last_lsn,
             ..Projections::default()
         };
-        for (ji, mut job) in snapshot.jobs.into_iter().enumerate() {
+        for (ji, job) in jobs.into_iter().enumerate() {
             if state.by_id.insert(job.id.clone(), ji).is_some() {
                 return Err(format!("job {} appears twice", job.id));
             }
-            for ri in 0..job.runs.len() {
-                let run = &job.runs[ri];
-                if job
-                    .run_index
-                    .find(&job.runs[..ri], run.id.as_str(), |r| &r.id)
-                    .is_some()
-                {
-                    return Err(format!("run {} appears twice in job {}", run.id, job.id));
-                }
-                if run.status.is_in_flight() && job.status != JobStatus::Cancelled {
+            let cancelled = job.status == JobStatus::Cancelled;
+            for (ri, run) in job.runs.iter().enumerate() {
+                if run.status.is_in_flight() && !cancelled {
                     state.in_flight.insert((ji, ri));
                 }
-                if run.status == RunStatus::Interrupted && job.status != JobStatus::Cancelled {
+                if run.status == RunStatus::Interrupted && !cancelled {
                     state.interrupted.insert((ji, ri));
                 }
-                job.run_index.push_last(&job.runs[..=ri], |r| &r.id);
-            }
-            for ci in 0..job.checkpoints.len() {
-                let id = job.checkpoints[ci].id.as_str();
-                if job
-                    .checkpoint_index
-                    .find(&job.checkpoints[..ci], id, |c| &c.id)
-                    .is_some()
-                {
-                    return Err(format!("checkpoint {id} appears twice in job {}", job.id));
-                }
-                job.checkpoint_index
-                    .push_last(&job.checkpoints[..=ci], |c| &c.id);
             }
             let status = job.status;
             state.jobs.push(job);
@@ -783,53 +781,5 @@ fn new_run(
         interrupted_by: None,
         error: None,
         output: None,
-    }
-}
-
-/// Version of the snapshot form of the views. Bumped when a view changes shape.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
-
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
-    version: u8,
-    events_applied: u64,
-    last_lsn: Option<Lsn>,
-    jobs: &'a [JobView],
-}
-
-#[derive(Deserialize)]
-struct SnapshotOwned {
-    version: u8,
-    events_applied: u64,
-    last_lsn: Option<Lsn>,
-    jobs: Vec<JobView>,
-}
-
-impl Serialize for Projections {
-    /// The snapshot form: the views alone, behind a version. Indexes are
-    /// rebuilt on restore.
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        SnapshotRef {
-            version: SNAPSHOT_FORMAT_VERSION,
-            events_applied: self.events_applied,
-            last_lsn: self.last_lsn,
-            jobs: &self.jobs,
-        }
-        .serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Projections {
-    /// Restores a snapshot, refusing a newer version or views whose ids
-    /// collide.
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let snapshot = SnapshotOwned::deserialize(deserializer)?;
-        if snapshot.version != SNAPSHOT_FORMAT_VERSION {
-            return Err(serde::de::Error::custom(format_args!(
-                "snapshot format version {} is not supported (this build reads {})",
-                snapshot.version, SNAPSHOT_FORMAT_VERSION
-            )));
-        }
-        Projections::from_views(snapshot).map_err(serde::de::Error::custom)
     }
 }

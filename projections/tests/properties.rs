@@ -312,17 +312,34 @@ fn a_snapshot_that_repeats_a_job_is_refused() {
     assert!(err.to_string().starts_with("job j appears twice"), "{err}");
 }
 
+/// A snapshot whose checkpoint names a run its job does not have is
+/// refused, not restored with a made-up run.
+#[test]
+fn a_snapshot_checkpoint_naming_no_run_is_refused() {
+    let (state, _, _) = common::run_script("create j\nstart j r\nstep j r c1");
+    let json = serde_json::to_string(&state).expect("serialize");
+    assert!(serde_json::from_str::<Projections>(&json).is_ok());
+    let lying = json.replacen(r#""run":0"#, r#""run":1"#, 1);
+    assert_ne!(lying, json);
+    let err = serde_json::from_str::<Projections>(&lying).expect_err("no such run");
+    assert!(
+        err.to_string()
+            .starts_with("checkpoint c1 of job j names run 1 of 1"),
+        "{err}"
+    );
+}
+
 /// A snapshot from a newer build is refused by version, not misread.
 #[test]
 fn a_snapshot_of_a_newer_version_is_refused() {
     let (state, _, _) = common::run_script("create j");
     let json = serde_json::to_string(&state).expect("serialize");
-    let newer = json.replacen(r#"{"version":1"#, r#"{"version":2"#, 1);
+    let newer = json.replacen(r#"{"version":2"#, r#"{"version":3"#, 1);
     assert_ne!(newer, json);
     let err = serde_json::from_str::<Projections>(&newer).expect_err("newer version");
     assert!(
         err.to_string()
-            .starts_with("snapshot format version 2 is not supported (this build reads 1)"),
+            .starts_with("snapshot format version 3 is not supported (this build reads 2)"),
         "{err}"
     );
 }
