@@ -261,93 +261,151 @@ pub struct EventRef<'a> {
 /// A [`Change`] that borrows its strings and bytes. Each variant has the
 /// fields of the [`Change`] variant of the same name, in the same order;
 /// ids are `&str`, opaque bytes `&[u8]`.
-#[allow(missing_docs)] // The fields are documented on `Change`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChangeRef<'a> {
     /// See [`Change::JobCreated`].
     JobCreated {
+        /// As in [`Change::JobCreated`].
         key: &'a str,
+        /// As in [`Change::JobCreated`].
         input: &'a [u8],
+        /// As in [`Change::JobCreated`].
         #[serde(borrow)]
         fingerprint: Option<&'a str>,
     },
     /// See [`Change::RunStarted`].
     RunStarted {
+        /// As in [`Change::RunStarted`].
         run: &'a str,
+        /// As in [`Change::RunStarted`].
         #[serde(borrow)]
         resume_from: Option<&'a str>,
+        /// As in [`Change::RunStarted`].
         #[serde(borrow)]
         code_version: Option<&'a str>,
     },
     /// See [`Change::StepRecorded`].
     StepRecorded {
+        /// As in [`Change::StepRecorded`].
         run: &'a str,
+        /// As in [`Change::StepRecorded`].
         checkpoint: &'a str,
+        /// As in [`Change::StepRecorded`].
         usage: Usage,
+        /// As in [`Change::StepRecorded`].
         phase: Option<u32>,
+        /// As in [`Change::StepRecorded`].
         payload: &'a [u8],
     },
     /// See [`Change::PhaseCompleted`].
     PhaseCompleted {
+        /// As in [`Change::PhaseCompleted`].
         run: &'a str,
+        /// As in [`Change::PhaseCompleted`].
         position: u32,
+        /// As in [`Change::PhaseCompleted`].
         name: &'a str,
+        /// As in [`Change::PhaseCompleted`].
         output: &'a [u8],
     },
     /// See [`Change::Delegated`].
-    Delegated { run: &'a str, child: &'a str },
+    Delegated {
+        /// As in [`Change::Delegated`].
+        run: &'a str,
+        /// As in [`Change::Delegated`].
+        child: &'a str,
+    },
     /// See [`Change::ChildReturned`].
-    ChildReturned { run: &'a str, child: &'a str },
+    ChildReturned {
+        /// As in [`Change::ChildReturned`].
+        run: &'a str,
+        /// As in [`Change::ChildReturned`].
+        child: &'a str,
+    },
     /// See [`Change::InputRequested`].
-    InputRequested { run: &'a str, prompt: &'a str },
+    InputRequested {
+        /// As in [`Change::InputRequested`].
+        run: &'a str,
+        /// As in [`Change::InputRequested`].
+        prompt: &'a str,
+    },
     /// See [`Change::InputProvided`].
-    InputProvided { run: &'a str, input: &'a [u8] },
+    InputProvided {
+        /// As in [`Change::InputProvided`].
+        run: &'a str,
+        /// As in [`Change::InputProvided`].
+        input: &'a [u8],
+    },
     /// See [`Change::RunCompleted`].
-    RunCompleted { run: &'a str, output: &'a [u8] },
+    RunCompleted {
+        /// As in [`Change::RunCompleted`].
+        run: &'a str,
+        /// As in [`Change::RunCompleted`].
+        output: &'a [u8],
+    },
     /// See [`Change::RunFailed`].
     RunFailed {
+        /// As in [`Change::RunFailed`].
         run: &'a str,
+        /// As in [`Change::RunFailed`].
         error: &'a str,
+        /// As in [`Change::RunFailed`].
         retryable: bool,
+        /// As in [`Change::RunFailed`].
         cause: FailCause,
     },
     /// See [`Change::RunInterrupted`].
     RunInterrupted {
+        /// As in [`Change::RunInterrupted`].
         run: &'a str,
+        /// As in [`Change::RunInterrupted`].
         reason: InterruptReason,
     },
     /// See [`Change::RunResumed`].
     RunResumed {
+        /// As in [`Change::RunResumed`].
         run: &'a str,
+        /// As in [`Change::RunResumed`].
         #[serde(borrow)]
         from: Option<&'a str>,
+        /// As in [`Change::RunResumed`].
         #[serde(borrow)]
         code_version: Option<&'a str>,
+        /// As in [`Change::RunResumed`].
         allow_code_change: bool,
+        /// As in [`Change::RunResumed`].
         attempts_max: u32,
     },
     /// See [`Change::JobFinished`].
     JobFinished {
+        /// As in [`Change::JobFinished`].
         #[serde(borrow)]
         outcome: JobOutcomeRef<'a>,
     },
     /// See [`Change::ExternalStatusObserved`].
     ExternalStatusObserved {
+        /// As in [`Change::ExternalStatusObserved`].
         status: ExternalStatus,
+        /// As in [`Change::ExternalStatusObserved`].
         detail: &'a str,
     },
 }
 
 /// A [`JobOutcome`] that borrows its text.
-#[allow(missing_docs)] // The fields are documented on `JobOutcome`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobOutcomeRef<'a> {
     /// See [`JobOutcome::Completed`].
     Completed,
     /// See [`JobOutcome::Failed`].
-    Failed { error: &'a str },
+    Failed {
+        /// What went wrong.
+        error: &'a str,
+    },
     /// See [`JobOutcome::Cancelled`].
-    Cancelled { reason: &'a str },
+    Cancelled {
+        /// Why.
+        reason: &'a str,
+    },
 }
 
 impl Event {
