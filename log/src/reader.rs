@@ -301,14 +301,19 @@ impl LogReader {
                 };
                 if let Some(next) = self.segs.get(i + 1) {
                     let old = done.take();
-                    ahead = Some(scope.spawn(move || {
-                        // Unmapping costs about as much as mapping; the
-                        // helper does both.
-                        drop(old);
-                        let next = scan::load(fs, next)?;
-                        prefault(&next);
-                        Ok(next)
-                    }));
+                    // If no thread can be started, the next segment is
+                    // simply mapped when its turn comes.
+                    ahead = std::thread::Builder::new()
+                        .name("runlog-verify-map".to_owned())
+                        .spawn_scoped(scope, move || {
+                            // Unmapping costs about as much as mapping; the
+                            // helper does both.
+                            drop(old);
+                            let next = scan::load(fs, next)?;
+                            prefault(&next);
+                            Ok(next)
+                        })
+                        .ok();
                 }
                 report.segments += 1;
                 let h = match check_header(&seg.path, seg.base, &bytes) {
