@@ -245,6 +245,59 @@ pub(crate) fn parse_record(
     })
 }
 
+/// A frame that [`valid_frame`] found whole, within the length limit, and
+/// whose checksum holds; its context is not checked yet.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Frame {
+    pub crc: u32,
+    pub prev: u32,
+    pub flags: u32,
+    pub lsn: Lsn,
+    pub batch_index: u32,
+    /// Offset one past the record.
+    pub end: usize,
+}
+
+/// The hot path of every walk: the record at `off` if it passes every check
+/// of [`parse_record`] (enough bytes for a header, `len <= max`, the payload
+/// present, the checksum holds), in the same order, so nothing is trusted
+/// before it is checked. Builds no error: on `None`, [`parse_record`] says
+/// what is wrong. Kept apart from it because returning a rich error from the
+/// per-record loop costs a third of the instructions of a 128-byte record.
+#[inline(always)]
+pub(crate) fn valid_frame(data: &[u8], off: usize, max: u32) -> Option<Frame> {
+    let rest = data.get(off..)?;
+    let h: &[u8; RECORD_HEADER_LEN] = rest.first_chunk()?;
+    let len = u32::from_le_bytes(field(h, REC_LEN));
+    if len > max {
+        return None;
+    }
+    let total = RECORD_HEADER_LEN.checked_add(usize::try_from(len).ok()?)?;
+    let covered = rest.get(REC_LEN..total)?;
+    let crc = u32::from_le_bytes(field(h, REC_CRC));
+    let prev = u32::from_le_bytes(field(h, REC_PREV));
+    if record_crc(prev, covered) != crc {
+        return None;
+    }
+    Some(Frame {
+        crc,
+        prev,
+        flags: u32::from_le_bytes(field(h, REC_FLAGS)),
+        lsn: u64::from_le_bytes(field(h, REC_LSN)),
+        batch_index: u32::from_le_bytes(field(h, REC_BATCH_INDEX)),
+        end: off + total,
+    })
+}
+
+/// `N` bytes of a frame header from `at`; with constant offsets the bounds
+/// are checked at compile time.
+#[inline(always)]
+fn field<const N: usize>(h: &[u8; RECORD_HEADER_LEN], at: usize) -> [u8; N] {
+    let mut b = [0u8; N];
+    b.copy_from_slice(&h[at..at + N]);
+    b
+}
+
 /// A cheap pre-filter for the "is there a valid record later?" search: reads
 /// the LSN and batch index of a would-be header without checking anything.
 pub(crate) fn peek_lsn_index(data: &[u8], off: usize) -> Option<(Lsn, u32, u32)> {

@@ -12,6 +12,33 @@ use crate::fs::{Fs, RealFs, SegmentBytes};
 use crate::scan::{self, Ending, SEGMENTS_DIR, SegIndex, SegRef, Walker, check_header};
 use crate::{LogError, LogOptions, Lsn, Record, TornTail, VerifyOutcome, VerifyReport};
 
+/// Reads one byte of every 4 KiB page of `bytes`, so that the kernel maps
+/// the pages of a freshly mapped segment (each fault maps a page and, with
+/// Linux's fault-around, its neighbours) on this thread rather than on the
+/// one that checks the segment. Harmless on bytes already in memory.
+fn prefault(bytes: &[u8]) {
+    const PAGE_LEN: usize = 4096;
+    let mut x = 0u8;
+    for b in bytes.iter().step_by(PAGE_LEN) {
+        x ^= *b;
+    }
+    std::hint::black_box(x);
+}
+
+/// Waits for a helper thread's [`scan::load`] of `seg`.
+fn join_load(
+    helper: std::thread::ScopedJoinHandle<'_, Result<SegmentBytes, LogError>>,
+    seg: &SegRef,
+) -> Result<SegmentBytes, LogError> {
+    helper.join().unwrap_or_else(|_| {
+        Err(LogError::io(
+            &seg.path,
+            "map",
+            std::io::Error::other("the thread mapping this segment panicked"),
+        ))
+    })
+}
+
 /// Owned records in LSN order. After an error it yields nothing more.
 pub struct Records {
     walker: Walker,
@@ -241,6 +268,11 @@ impl LogReader {
     /// Checks every byte: header and record checksums, LSN continuity, the
     /// chain within and across segments, batch framing. Never writes.
     /// `progress(bytes_checked, bytes_total)` is called after each segment.
+    ///
+    /// Segments are checked one after another, in order, on the calling
+    /// thread. While one is checked, a helper thread maps the next, faults
+    /// its pages in, and unmaps the one before: the kernel's work per 4 KiB
+    /// page costs about a third as much time as checking 128-byte records.
     pub fn verify(&self, mut progress: impl FnMut(u64, u64)) -> Result<VerifyReport, LogError> {
         let max = self.options.record_size_max;
         let mut total = 0u64;
@@ -255,50 +287,76 @@ impl LogReader {
             outcome: VerifyOutcome::Intact,
         };
         progress(0, total);
-        let mut prev: Option<scan::Cursor> = None;
-        let n = self.segs.len();
-        for (i, seg) in self.segs.iter().enumerate() {
-            let is_last = i + 1 == n;
-            let bytes = scan::load(self.fs.as_ref(), seg)?;
-            report.segments += 1;
-            let h = match check_header(&seg.path, seg.base, &bytes) {
-                Ok(h) => h,
-                Err(e) => {
-                    report.outcome = VerifyOutcome::Corrupt(e);
-                    return Ok(report);
+        let fs = self.fs.as_ref();
+        std::thread::scope(|scope| {
+            let mut prev: Option<scan::Cursor> = None;
+            let n = self.segs.len();
+            let mut ahead = None;
+            let mut done: Option<SegmentBytes> = None;
+            for (i, seg) in self.segs.iter().enumerate() {
+                let is_last = i + 1 == n;
+                let bytes = match ahead.take() {
+                    Some(helper) => join_load(helper, seg)?,
+                    None => scan::load(fs, seg)?,
+                };
+                if let Some(next) = self.segs.get(i + 1) {
+                    let old = done.take();
+                    // If no thread can be started, the next segment is
+                    // simply mapped when its turn comes.
+                    ahead = std::thread::Builder::new()
+                        .name("runlog-verify-map".to_owned())
+                        .spawn_scoped(scope, move || {
+                            // Unmapping costs about as much as mapping; the
+                            // helper does both.
+                            drop(old);
+                            let next = scan::load(fs, next)?;
+                            prefault(&next);
+                            Ok(next)
+                        })
+                        .ok();
                 }
-            };
-            if let Some(p) = prev {
-                let detail = p.continued_by(&h);
-                if let Some(detail) = detail {
-                    report.outcome =
-                        VerifyOutcome::Corrupt(scan::corruption(&seg.path, 0, p.lsn, detail));
-                    return Ok(report);
+                report.segments += 1;
+                let h = match check_header(&seg.path, seg.base, &bytes) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        report.outcome = VerifyOutcome::Corrupt(e);
+                        return Ok(());
+                    }
+                };
+                if let Some(p) = prev {
+                    let detail = p.continued_by(&h);
+                    if let Some(detail) = detail {
+                        report.outcome =
+                            VerifyOutcome::Corrupt(scan::corruption(&seg.path, 0, p.lsn, detail));
+                        return Ok(());
+                    }
                 }
+                let s = scan::scan_segment(&bytes, &h, max, is_last);
+                report.records += s.cursor.lsn.wrapping_sub(h.base_lsn);
+                report.next_lsn = s.cursor.lsn;
+                report.bytes += bytes.len() as u64;
+                progress(report.bytes, total);
+                match s.ending {
+                    Ending::Clean => {}
+                    Ending::Torn => {
+                        report.outcome = VerifyOutcome::TornTail(TornTail {
+                            segment: seg.path.clone(),
+                            offset: s.cursor.off as u64,
+                            bytes: bytes.len() as u64 - s.cursor.off as u64,
+                            records_dropped: s.records_dropped,
+                            side_file: None,
+                        });
+                    }
+                    Ending::Corrupt(bad) => {
+                        report.outcome = VerifyOutcome::Corrupt(bad.into_error(&seg.path));
+                        return Ok(());
+                    }
+                }
+                prev = Some(s.cursor);
+                done = Some(bytes);
             }
-            let s = scan::scan_segment(&bytes, &h, max, is_last);
-            report.records += s.cursor.lsn.wrapping_sub(h.base_lsn);
-            report.next_lsn = s.cursor.lsn;
-            report.bytes += bytes.len() as u64;
-            progress(report.bytes, total);
-            match s.ending {
-                Ending::Clean => {}
-                Ending::Torn => {
-                    report.outcome = VerifyOutcome::TornTail(TornTail {
-                        segment: seg.path.clone(),
-                        offset: s.cursor.off as u64,
-                        bytes: bytes.len() as u64 - s.cursor.off as u64,
-                        records_dropped: s.records_dropped,
-                        side_file: None,
-                    });
-                }
-                Ending::Corrupt(bad) => {
-                    report.outcome = VerifyOutcome::Corrupt(bad.into_error(&seg.path));
-                    return Ok(report);
-                }
-            }
-            prev = Some(s.cursor);
-        }
+            Ok::<(), LogError>(())
+        })?;
         Ok(report)
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::format::{
-    self, FLAG_END_OF_BATCH, FLAGS_KNOWN, HeaderError, RECORD_HEADER_LEN, RawRecord,
+    self, FLAG_END_OF_BATCH, FLAGS_KNOWN, Frame, HeaderError, RECORD_HEADER_LEN, RawRecord,
     SEGMENT_HEADER_LEN, SegmentHeader,
 };
 use crate::fs::{Fs, SegmentBytes};
@@ -184,6 +184,35 @@ impl Cursor {
         self.lsn == self.batch_end_lsn
     }
 
+    /// Steps over the next record if it is whole, its checksum holds, and it
+    /// is what this cursor expects next: this LSN (never `Lsn::MAX`), chained
+    /// to this checksum, no unknown flag, at this batch position. The hot
+    /// path of every walk. `None` leaves the cursor where it was, at the end
+    /// of `data` or at a record [`Cursor::step`] will say is wrong.
+    #[inline(always)]
+    pub(crate) fn advance(&mut self, data: &[u8], max: u32) -> Option<Frame> {
+        let f = format::valid_frame(data, self.off, max)?;
+        let position = self.lsn.wrapping_sub(self.batch_end_lsn);
+        if f.lsn != self.lsn
+            || f.lsn == Lsn::MAX
+            || f.prev != self.prev
+            || f.flags & !FLAGS_KNOWN != 0
+            || u64::from(f.batch_index) != position
+        {
+            return None;
+        }
+        self.off = f.end;
+        // Cannot overflow: a record claiming Lsn::MAX was refused above.
+        self.lsn = self.lsn.wrapping_add(1);
+        self.prev = f.crc;
+        if f.flags & FLAG_END_OF_BATCH != 0 {
+            self.batch_end_off = f.end;
+            self.batch_end_lsn = self.lsn;
+            self.batch_end_crc = f.crc;
+        }
+        Some(f)
+    }
+
     /// Validates and steps over the next record. `Ok(None)` at the exact end
     /// of `data`.
     #[inline]
@@ -192,6 +221,29 @@ impl Cursor {
         data: &'a [u8],
         max: u32,
     ) -> Result<Option<RawRecord<'a>>, Bad> {
+        let start = self.off;
+        if let Some(f) = self.advance(data, max) {
+            let payload_start = start + RECORD_HEADER_LEN;
+            return Ok(Some(RawRecord {
+                crc: f.crc,
+                prev: f.prev,
+                flags: f.flags,
+                lsn: f.lsn,
+                batch_index: f.batch_index,
+                payload_start,
+                // In bounds: `valid_frame` found the whole record in `data`.
+                payload: data.get(payload_start..f.end).unwrap_or(&[]),
+                end: f.end,
+            }));
+        }
+        self.step_checked(data, max)
+    }
+
+    /// [`Cursor::step`] the long way, every check spelled out with its
+    /// error: taken only at the end of the bytes or at a bad record.
+    #[cold]
+    #[inline(never)]
+    fn step_checked<'a>(&mut self, data: &'a [u8], max: u32) -> Result<Option<RawRecord<'a>>, Bad> {
         if self.off >= data.len() {
             return Ok(None);
         }
@@ -266,7 +318,10 @@ pub(crate) struct SegmentScan {
 pub(crate) fn scan_segment(data: &[u8], h: &SegmentHeader, max: u32, last: bool) -> SegmentScan {
     let mut c = Cursor::at_start(h);
     let failure = loop {
-        match c.step(data, max) {
+        if c.advance(data, max).is_some() {
+            continue;
+        }
+        match c.step_checked(data, max) {
             Ok(Some(_)) => {}
             Ok(None) => break None,
             Err(bad) => break Some(bad),

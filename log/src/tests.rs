@@ -254,3 +254,40 @@ fn a_segment_claiming_the_last_lsn_does_not_panic() {
     let err = LogReader::open_with(sim.handle(), "/d", LogOptions::default()).expect_err("refused");
     assert!(err.is_corruption(), "{err}");
 }
+
+/// `verify` maps each next segment on a helper thread while it checks the
+/// current one; damage in a middle segment must still be reported there,
+/// with the segments before it counted and nothing after it believed.
+#[test]
+fn verify_reports_damage_in_a_middle_segment_where_it_is() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let log = open(&fs, small());
+    for i in 0..60u32 {
+        log.append(&[format!("record {i}").as_bytes()])
+            .expect("append");
+    }
+    drop(log);
+    let mut segs: Vec<_> = sim
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    assert!(segs.len() > 6, "{segs:?}");
+    let middle = &segs[segs.len() / 2];
+    let mut data = sim.read_file(middle).expect("segment");
+    let last = data.len() - 1;
+    data[last] ^= 0x01;
+    sim.write_file(middle, &data);
+    let r = LogReader::open_with(Arc::clone(&fs), "/d", small()).expect("reader");
+    let mut calls = 0;
+    let v = r.verify(|_, _| calls += 1).expect("verify");
+    let crate::VerifyOutcome::Corrupt(LogError::Corruption { segment, .. }) = &v.outcome else {
+        panic!("{v:?}")
+    };
+    assert_eq!(segment, middle);
+    assert_eq!(v.segments, segs.len() as u64 / 2 + 1);
+    // One call before the first segment, one after each segment checked.
+    assert_eq!(calls, segs.len() / 2 + 2);
+}

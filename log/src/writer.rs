@@ -447,6 +447,10 @@ impl Log {
             }
             s.syncing = true;
             let mut rounds = 0;
+            // Covered callers are moved here under the lock and woken after
+            // it is dropped: each wake-up is a syscall, and callers woken
+            // early would otherwise find the lock held by the rest of them.
+            let mut woken: Vec<Waiter> = Vec::new();
             let result = loop {
                 if s.expected_back > 0 {
                     let wait = (s.last_fsync / 2).min(GATHER_WAIT_MAX);
@@ -479,15 +483,14 @@ impl Log {
                 }
                 let durable = s.durable;
                 let failed = result.is_err() || self.poisoned.load(Ordering::Acquire);
-                let queued = s.waiters.len();
-                s.waiters.retain(|w| {
-                    let wake = failed || w.upto <= durable;
-                    if wake {
-                        w.wake(WAKE_COVERED);
+                for w in std::mem::take(&mut s.waiters) {
+                    if failed || w.upto <= durable {
+                        woken.push(w);
+                    } else {
+                        s.waiters.push_back(w);
                     }
-                    !wake
-                });
-                s.expected_back = if failed { 0 } else { queued - s.waiters.len() };
+                }
+                s.expected_back = if failed { 0 } else { woken.len() };
                 // Callers still queued wrote during that fsync. Leading their
                 // fsync at once, rather than waking one of them to do it,
                 // saves a thread wake-up; after a few rounds the lead is
@@ -495,12 +498,23 @@ impl Log {
                 if failed || s.waiters.is_empty() || rounds >= LEAD_ROUNDS_MAX {
                     break result;
                 }
+                drop(s);
+                for w in woken.drain(..) {
+                    w.wake(WAKE_COVERED);
+                }
+                s = lock(&self.sync);
             };
             s.syncing = false;
-            if let Some(w) = s.waiters.pop_front() {
+            let next_leader = s.waiters.pop_front();
+            drop(s);
+            for w in woken {
+                w.wake(WAKE_COVERED);
+            }
+            if let Some(w) = next_leader {
                 w.wake(WAKE_LEAD);
             }
             result?;
+            s = lock(&self.sync);
         }
     }
 
