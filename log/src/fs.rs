@@ -19,7 +19,8 @@ pub trait Fs: Send + Sync + fmt::Debug {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// True if the path exists (file or directory).
     fn exists(&self, path: &Path) -> io::Result<bool>;
-    /// Creates a new, empty file, owner-only (0600), truncating any old one.
+    /// Creates a new, empty file, owner-only (0600), replacing any old one
+    /// (a symbolic link is replaced, never followed).
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FsFile>>;
     /// Opens an existing file for writing.
     fn open_write(&self, path: &Path) -> io::Result<Arc<dyn FsFile>>;
@@ -39,6 +40,13 @@ pub trait Fs: Send + Sync + fmt::Debug {
     /// Takes an exclusive advisory lock on `path` (creating it 0600), or
     /// `None` if someone else holds it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>>;
+    /// What is at `path`, without following a symbolic link: `None` for a
+    /// regular file, else what it is ("a symbolic link", "a directory", ...).
+    /// A file system without links or special files (the simulated one) has
+    /// only regular files.
+    fn not_regular(&self, _path: &Path) -> io::Result<Option<&'static str>> {
+        Ok(None)
+    }
 }
 
 /// An open file the log writes to.
@@ -139,10 +147,16 @@ impl Fs for RealFs {
         path.try_exists()
     }
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+        // Remove whatever is there and create with O_EXCL, which never
+        // follows a symbolic link: a link planted at a temporary name must
+        // not make the log truncate and write a file outside its directory.
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(path)?;
         Ok(Arc::new(RealFile(f)))
@@ -176,6 +190,13 @@ impl Fs for RealFs {
         std::fs::read(path)
     }
     fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>> {
+        // Opening follows links and creates their targets: refuse a link.
+        if let Some(what) = self.not_regular(path)?.filter(|w| *w == SYMLINK) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the lock file is {what}, which is refused"),
+            ));
+        }
         let f = OpenOptions::new()
             .read(true)
             .write(true)
@@ -189,4 +210,30 @@ impl Fs for RealFs {
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
+    fn not_regular(&self, path: &Path) -> io::Result<Option<&'static str>> {
+        let t = match std::fs::symlink_metadata(path) {
+            Ok(m) => m.file_type(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        use std::os::unix::fs::FileTypeExt;
+        Ok(if t.is_file() {
+            None
+        } else if t.is_symlink() {
+            Some(SYMLINK)
+        } else if t.is_dir() {
+            Some("a directory")
+        } else if t.is_fifo() {
+            Some("a FIFO")
+        } else if t.is_socket() {
+            Some("a socket")
+        } else if t.is_block_device() || t.is_char_device() {
+            Some("a device")
+        } else {
+            Some("not a regular file")
+        })
+    }
 }
+
+/// How [`Fs::not_regular`] names a symbolic link.
+const SYMLINK: &str = "a symbolic link";

@@ -58,6 +58,20 @@ pub(crate) fn list_segments(fs: &dyn Fs, seg_dir: &Path) -> Result<Vec<SegRef>, 
             })
         })
         .collect();
+    // A segment is read whole and, for the last, written and truncated: a
+    // link could point it anywhere (a FIFO or /dev/zero would hang a reader
+    // or exhaust its memory), so only regular files are segments.
+    for s in &segs {
+        let what = fs
+            .not_regular(&s.path)
+            .map_err(|e| LogError::io(&s.path, "stat", e))?;
+        if let Some(found) = what {
+            return Err(LogError::NotRegularFile {
+                path: s.path.clone(),
+                found,
+            });
+        }
+    }
     segs.sort_by_key(|s| s.base);
     Ok(segs)
 }
