@@ -426,3 +426,87 @@ fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// What a hostile log puts in a key, an error and a prompt: a title change,
+/// a screen clear, a forged table row, a C1 control sequence introducer.
+const HOSTILE_TEXT: &str = "agent\u{1b}]0;owned\u{7}\u{1b}[2J\nforged-row\u{9b}31m\u{7f}";
+
+#[test]
+fn text_from_the_log_never_reaches_the_terminal_as_control_characters() {
+    let scratch = TempDir::new("escapes");
+    let data = scratch.join("data");
+    let (engine, _) = open(&data);
+    let job = engine
+        .submit(Submit::new(HOSTILE_TEXT, HOSTILE_TEXT).fingerprint(HOSTILE_TEXT))
+        .unwrap()
+        .job;
+    let run = engine.start_run(&job, None).unwrap();
+    engine.request_input(&job, &run, HOSTILE_TEXT).unwrap();
+    drop(engine); // in flight: `interrupted` lists it
+    let (engine, _) = open(&data);
+    engine.fail_run(&job, &run, HOSTILE_TEXT, false).unwrap();
+    engine
+        .finish_job(
+            &job,
+            JobOutcome::Failed {
+                error: HOSTILE_TEXT.into(),
+            },
+        )
+        .unwrap();
+    drop(engine);
+    let d = s(&data);
+    let id = job.to_string();
+    for args in [
+        vec!["jobs", d],
+        vec!["show", d, &id],
+        vec!["events", d],
+        vec!["interrupted", d],
+        vec!["replay", d, "--until-lsn", "3"],
+        vec!["verify", d],
+        vec!["show", d, HOSTILE_TEXT],
+    ] {
+        let o = Command::new(BIN).args(&args).output().unwrap();
+        for (what, bytes) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            let bad: Vec<char> = text
+                .chars()
+                .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+                .collect();
+            assert!(bad.is_empty(), "{args:?} {what}: {bad:?} in {text}");
+            assert!(!text.contains("\nforged-row"), "{args:?} {what}: {text}");
+        }
+        if o.status.code() != Some(0) {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        }
+    }
+    let o = Command::new(BIN).args(["jobs", d]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains(r"agent\u001b]0;owned\u0007\u001b[2J\u000aforged-row\u009b31m\u007f"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // JSON keeps the exact strings: the escapes are JSON's own.
+    for args in [vec!["jobs", d, "--json"], vec!["show", d, &id, "--json"]] {
+        let o = Command::new(BIN).args(&args).output().unwrap();
+        assert!(
+            !o.stdout.iter().any(|&b| b == 0x1b || b == 0x7f),
+            "{args:?}"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let key = if args[0] == "jobs" {
+            &v[0]["key"]
+        } else {
+            &v["key"]
+        };
+        assert_eq!(key.as_str(), Some(HOSTILE_TEXT), "{args:?}: {v}");
+    }
+    let o = Command::new(BIN)
+        .args(["events", d, "--json"])
+        .output()
+        .unwrap();
+    for line in String::from_utf8(o.stdout).unwrap().lines() {
+        let _: serde_json::Value = serde_json::from_str(line).unwrap();
+    }
+}

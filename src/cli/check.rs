@@ -370,11 +370,12 @@ pub fn recover(dir: &Path, salvage: bool, json: bool) -> Result<u8, Failure> {
             };
             writeln!(
                 w,
-                "    {} {}  was {}, now {} ({resume})",
-                r.job,
-                r.run,
+                "    {} {}  was {}, now {} ({})",
+                out::clean(r.job.as_str()),
+                out::clean(r.run.as_str()),
                 r.was.name(),
-                r.now.name()
+                r.now.name(),
+                out::clean(&resume)
             )?;
         }
     }
