@@ -786,6 +786,43 @@ const CASES: &[Case] = &[
         recover: 8,
         says: "is a symbolic link, not a regular file",
     },
+    Case {
+        name: "an extra segment at the end of the LSN space",
+        damage: |d| {
+            let base = u64::MAX;
+            let mut bytes = segment_header(1, 0, base, 0);
+            bytes.extend(frame(0, 3, 1, base, 0, b"abc"));
+            std::fs::write(d.join("segments").join(format!("{base:020}.seg")), bytes).unwrap();
+        },
+        engine: "corruption",
+        read_only: "corruption",
+        verify: 4,
+        recover: 4,
+        says: "corruption in segment",
+    },
+    Case {
+        name: "a lone segment at the end of the LSN space",
+        damage: |d| {
+            for s in segments(d) {
+                std::fs::remove_file(s).unwrap();
+            }
+            for s in snapshots(d) {
+                std::fs::remove_file(s).unwrap();
+            }
+            let base = u64::MAX - 1;
+            let mut bytes = segment_header(1, 0, base, 0);
+            let first = frame(0, 3, 1, base, 0, b"abc");
+            let crc = u32::from_le_bytes(first[0..4].try_into().unwrap());
+            bytes.extend(&first);
+            bytes.extend(frame(crc, 3, 1, base + 1, 0, b"def"));
+            std::fs::write(d.join("segments").join(format!("{base:020}.seg")), bytes).unwrap();
+        },
+        engine: "corruption",
+        read_only: "corruption",
+        verify: 4,
+        recover: 4,
+        says: "the end of the LSN space",
+    },
 ];
 
 fn snapshot_lsn(path: &Path) -> u64 {
