@@ -961,3 +961,43 @@ fn check_case(case: &Case, valid: &Path) -> usize {
     }
     17
 }
+
+#[test]
+fn a_file_or_nothing_where_the_directory_should_be() {
+    let scratch = TempDir::new("not-a-dir");
+    let file = scratch.join("file");
+    std::fs::write(&file, b"a file").unwrap();
+    let err = ReadOnly::open(&file, options(), AsOf::Latest).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is not a runlog log: it is a file, not a directory",
+            file.display()
+        )
+    );
+    assert!(matches!(
+        Engine::open(&file, options()),
+        Err(EngineError::Log(LogError::Io {
+            op: "create directory",
+            ..
+        }))
+    ));
+    let missing = scratch.join("missing");
+    let err = ReadOnly::open(&missing, options(), AsOf::Latest).unwrap_err();
+    assert!(matches!(err, EngineError::NoSuchDirectory { .. }), "{err}");
+    assert!(!missing.exists());
+    for cmd in ["jobs", "verify", "recover", "events", "interrupted"] {
+        let o = Command::new(BIN)
+            .args([cmd, file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(8), "{cmd}: {err}");
+        assert!(err.contains("is not a directory"), "{cmd}: {err}");
+    }
+    let o = Command::new(BIN)
+        .args(["demo", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(8), "{o:?}");
+}
