@@ -1001,3 +1001,60 @@ fn a_file_or_nothing_where_the_directory_should_be() {
         .unwrap();
     assert_eq!(o.status.code(), Some(8), "{o:?}");
 }
+
+/// A salvage cuts the log below a snapshot's LSN; the writer then appends
+/// new, different events at those LSNs. Once the log is long again, the old
+/// snapshot fits every check — and must not be believed: it folds events
+/// that are no longer in the log.
+#[test]
+fn a_snapshot_from_before_a_salvage_is_never_loaded_over_new_history() {
+    let scratch = TempDir::new("stale-snapshot");
+    let dir = scratch.join("data");
+    build_valid(&dir, "before");
+    let (engine, _) = Engine::open(&dir, options()).unwrap();
+    let stale = engine.snapshot().unwrap();
+    drop(engine);
+    // Damage a record in the second segment, then salvage: the log now
+    // ends well below the snapshot's LSN.
+    let second = segments(&dir)[1].clone();
+    write_at(&second, 32 + 30, b"\xde\xad");
+    let mut salvage = options();
+    salvage.recovery = runlog::RecoveryMode::Salvage;
+    let (engine, report) = Engine::open(&dir, salvage).unwrap();
+    assert!(report.recovery.salvaged.is_some());
+    assert!(engine.next_lsn() < stale.lsn);
+    // New history, past the old snapshot's LSN.
+    while engine.next_lsn() < stale.lsn + 10 {
+        let job = engine.submit(Submit::new("after", "new")).unwrap().job;
+        engine.start_run(&job, None).unwrap();
+    }
+    drop(engine); // no snapshot of the new history
+    let (engine, report) = Engine::open(&dir, options()).unwrap();
+    let mut fresh = runlog::projections::Projections::new();
+    engine
+        .for_each_event(0, |lsn, e| {
+            fresh.apply(lsn, &e).unwrap();
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_ne!(
+        report.snapshot.as_ref().map(|s| &s.path),
+        Some(&stale.path),
+        "the stale snapshot was loaded"
+    );
+    assert!(
+        engine.with_views(|v| v == &fresh),
+        "views differ from the log"
+    );
+    drop(engine);
+    let o = Command::new(BIN)
+        .args(["verify", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -244,8 +244,9 @@ impl Engine {
             from,
             mut last_at,
             snapshot: snapshot_used,
-            snapshots_skipped,
+            mut snapshots_skipped,
         } = start(&dir, log.first_lsn(), log.next_lsn(), None)?;
+        snapshot::remove_beyond(&dir, log.next_lsn(), &mut snapshots_skipped);
         let events_replayed = replay(&log, &mut views, from, Stop::Never, &mut last_at)?;
         snapshot::prune(&dir, options.snapshots_kept);
 

@@ -239,6 +239,31 @@ fn read(path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
     })
 }
 
+/// Removes the snapshots whose LSN lies beyond `next_lsn`, the end of the
+/// log a writer just opened, and notes it in their `skipped` entries.
+///
+/// Such a snapshot holds events the log no longer has (a salvage cut the
+/// log below it, or a disk lost synced data). The writer is about to give
+/// new, different events those LSNs; once the log is long enough the
+/// snapshot would pass every check and be loaded over the new history, so
+/// it goes now. Failures are reported in the entry, not returned: the open
+/// can go on, and the next writer's open tries again.
+pub(crate) fn remove_beyond(data_dir: &Path, next_lsn: Lsn, skipped: &mut [SkippedSnapshot]) {
+    for (lsn, path) in list(data_dir) {
+        if lsn <= next_lsn {
+            continue;
+        }
+        let outcome = match fs::remove_file(&path) {
+            Ok(()) => "; removed, since new events will take its LSNs".to_owned(),
+            Err(e) => format!("; could not be removed ({e}), and will be again"),
+        };
+        if let Some(s) = skipped.iter_mut().find(|s| s.path == path) {
+            s.reason.push_str(&outcome);
+        }
+    }
+    let _ = fsutil::sync_dir(&dir(data_dir));
+}
+
 /// Deletes all but the newest `keep` snapshots, and leftover temporary
 /// files. Failures are ignored: an extra snapshot costs disk, not
 /// correctness.
