@@ -944,6 +944,32 @@ fn check_case(case: &Case, valid: &Path) -> usize {
         check_cli(name, &d, &["verify", "--json"], case.verify, says);
         let d = make("recover");
         check_cli(name, &d, &["recover"], case.recover, says);
+        // Salvage keeps a valid prefix of whatever it is given: afterwards
+        // the directory verifies intact.
+        let d = make("salvage");
+        let o = runlog(&["recover".as_ref(), d.as_os_str(), "--salvage".as_ref()]);
+        let salvaged = o.status.code();
+        assert!(
+            salvaged.is_some_and(|c| c == 0 || DOCUMENTED.contains(&c)),
+            "{name}: recover --salvage: {:?} {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if salvaged == Some(0) {
+            let o = runlog(&["verify".as_ref(), d.as_os_str()]);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{name}: verify after salvage: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        if salvaged == Some(4) {
+            // The remedy that just failed is not offered again.
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!err.contains("keep"), "{name}: {err}");
+        }
         let d = make("demo");
         let o = runlog(&[
             "demo".as_ref(),
@@ -959,7 +985,7 @@ fn check_case(case: &Case, valid: &Path) -> usize {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    17
+    16
 }
 
 #[test]
