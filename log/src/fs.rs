@@ -230,7 +230,7 @@ impl Fs for RealFs {
         } else if t.is_block_device() || t.is_char_device() {
             Some("a device")
         } else {
-            Some("not a regular file")
+            Some("an unknown kind of file")
         })
     }
 }
