@@ -44,7 +44,14 @@ fn options() -> Options {
 /// A small valid data directory: jobs with steps across three or more
 /// segments, a snapshot, then a few more events after it.
 fn build_valid(dir: &Path, tag: &str) {
-    let (engine, _) = Engine::open(dir, options()).unwrap();
+    build_valid_from(dir, tag, support::T0);
+}
+
+/// [`build_valid`] with the clock starting at `t0` (ms since the epoch).
+fn build_valid_from(dir: &Path, tag: &str, t0: u64) {
+    let mut o = options();
+    o.clock = std::sync::Arc::new(runlog::ManualClock::new(runlog::Timestamp(t0)));
+    let (engine, _) = Engine::open(dir, o).unwrap();
     for i in 0..6 {
         let job = engine
             .submit(Submit::new(
@@ -1082,5 +1089,49 @@ fn a_snapshot_from_before_a_salvage_is_never_loaded_over_new_history() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A snapshot copied from another log of the same length passes every
+/// check of its own file; it must not be loaded over this log's history.
+#[test]
+fn a_snapshot_from_another_log_is_never_loaded() {
+    let scratch = TempDir::new("foreign-snapshot");
+    let mine = scratch.join("mine");
+    let theirs = scratch.join("theirs");
+    build_valid(&mine, "mine");
+    // Another instance, started an hour later: other ids and times.
+    build_valid_from(&theirs, "theirs", support::T0 + 3_600_000);
+    let ours = snapshots(&mine)[0].clone();
+    let foreign = snapshots(&theirs)[0].clone();
+    assert_eq!(ours.file_name(), foreign.file_name(), "same LSN");
+    std::fs::copy(&foreign, &ours).unwrap();
+
+    let ro = ReadOnly::open(&mine, options(), AsOf::Latest).unwrap();
+    assert!(ro.report().snapshot.is_none(), "{:?}", ro.report());
+    assert_eq!(ro.report().snapshots_skipped.len(), 1);
+    assert!(
+        ro.report().snapshots_skipped[0]
+            .reason
+            .starts_with("does not match the log: its last event is not the log's event at LSN"),
+        "{:?}",
+        ro.report().snapshots_skipped
+    );
+    let mut fresh = runlog::projections::Projections::new();
+    ro.for_each_event(0, |l, e| {
+        fresh.apply(l, &e).unwrap();
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(
+        ro.with_views(|v| v == &fresh),
+        "read-only: views of another log"
+    );
+    drop(ro);
+    let (engine, report) = Engine::open(&mine, options()).unwrap();
+    assert!(report.snapshot.is_none(), "{report:?}");
+    assert!(
+        engine.with_views(|v| v == &fresh),
+        "writer: views of another log"
     );
 }

@@ -87,7 +87,7 @@ impl ReadOnly {
             mut last_at,
             snapshot: snapshot_used,
             snapshots_skipped,
-        } = start(dir, reader.first_lsn(), end, not_after)?;
+        } = start(dir, &reader, reader.first_lsn(), end, not_after)?;
         let events_replayed = replay(&reader, &mut views, from, stop, &mut last_at)?;
         let next_lsn = views.last_lsn().map_or(from, |l| l + 1);
         Ok(ReadOnly {

@@ -139,14 +139,20 @@ pub(crate) fn list(data_dir: &Path) -> Vec<(Lsn, PathBuf)> {
     found
 }
 
+/// What a loaded snapshot's (lsn, last_at, views) must satisfy to belong
+/// to the log it is loaded for; `Err` says why not.
+pub(crate) type MatchesLog<'a> = dyn Fn(Lsn, Timestamp, &Projections) -> Result<(), String> + 'a;
+
 /// Loads the newest snapshot that passes every check and fits the log:
-/// its LSN lies within `[first_lsn, next_lsn]` and, with `not_after`, its
-/// last event is no later than that time. Returns what was skipped too.
+/// its LSN lies within `[first_lsn, next_lsn]`, `matches_log` accepts it,
+/// and, with `not_after`, its last event is no later than that time.
+/// Returns what was skipped too.
 pub(crate) fn load_newest(
     data_dir: &Path,
     first_lsn: Lsn,
     next_lsn: Lsn,
     not_after: Option<Timestamp>,
+    matches_log: &MatchesLog<'_>,
 ) -> (Option<Loaded>, Vec<SkippedSnapshot>) {
     let mut skipped = Vec::new();
     for (lsn, path) in list(data_dir) {
@@ -172,7 +178,13 @@ pub(crate) fn load_newest(
                     reason: "newer than the time asked for".into(),
                 })
             }
-            Ok(loaded) => return (Some(loaded), skipped),
+            Ok(loaded) => match matches_log(loaded.lsn, loaded.last_at, &loaded.state) {
+                Ok(()) => return (Some(loaded), skipped),
+                Err(reason) => skipped.push(SkippedSnapshot {
+                    path,
+                    reason: format!("does not match the log: {reason}"),
+                }),
+            },
             Err(reason) => skipped.push(SkippedSnapshot { path, reason }),
         }
     }
