@@ -21,7 +21,8 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
-    /// Another writer holds the directory's `LOCK`.
+    /// Another writer holds the directory's `LOCK` (still, after a wait of
+    /// about 130 ms).
     #[error("the log at {} is locked by another writer", path.display())]
     Locked {
         /// The `LOCK` file.

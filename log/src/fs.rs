@@ -9,6 +9,7 @@ use std::ops::Deref;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The file-system operations the log uses. Implemented by [`RealFs`] and,
 /// for tests, by `SimFs`.
@@ -204,10 +205,22 @@ impl Fs for RealFs {
             .truncate(false)
             .mode(0o600)
             .open(path)?;
-        match f.try_lock() {
-            Ok(()) => Ok(Some(LockGuard::new(f))),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        // An flock belongs to the open file, and a child forked by any
+        // thread of a process shares the file until it execs (close-on-exec
+        // closes it only then): a writer reopened right after a close may
+        // find the lock held for that instant by a child being spawned.
+        // Only a lock still held after a short wait is another writer's.
+        let mut wait = Duration::from_millis(1);
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(Some(LockGuard::new(f))),
+                Err(std::fs::TryLockError::WouldBlock) if wait <= LOCK_WAIT_MAX => {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
         }
     }
     fn not_regular(&self, path: &Path) -> io::Result<Option<&'static str>> {
@@ -234,6 +247,10 @@ impl Fs for RealFs {
         })
     }
 }
+
+/// The longest single wait for a `LOCK` held by someone else before it is
+/// reported as held: waits of 1, 2, 4, … ms up to this, about 130 ms in all.
+const LOCK_WAIT_MAX: Duration = Duration::from_millis(64);
 
 /// How [`Fs::not_regular`] names a symbolic link.
 const SYMLINK: &str = "a symbolic link";
