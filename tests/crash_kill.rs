@@ -19,7 +19,8 @@
 //! of every command — submits, runs, steps with checkpoints of 0 B to
 //! 600 KiB across 64 KiB segments, phases, delegation and child return,
 //! input requested and provided, completions, failures, resumes,
-//! continuations, finished jobs, snapshots — and prints `ack` lines. The
+//! continuations, finished and cancelled jobs, external statuses, snapshots
+//! — and prints `ack` lines. The
 //! parent kills it after a seeded number of acknowledgements plus a seeded
 //! delay (or during start-up and recovery), checks, and starts the next child
 //! in the same directory, so that a recovered log is recovered again.
@@ -266,6 +267,30 @@ fn act(engine: &Engine, rng: &mut Rng, seed: u64, life: u64, n: u64) -> Result<(
     let Some(j) = rng.pick(&running) else {
         return Ok(());
     };
+    if rng.chance(2) {
+        // A remote system's status, or (rarely) a cancel: final for the job.
+        let (status, detail) = (runlog::ExternalStatus::Running, format!("poll {n}"));
+        let change = Change::ExternalStatusObserved {
+            status,
+            detail: detail.clone(),
+        };
+        if refused(engine.observe_external(&j.id, status, detail))?.is_some() {
+            ack(engine, &j.id, &change, "");
+        }
+        return Ok(());
+    }
+    if rng.chance(1) {
+        let reason = format!("cancelled by child {life}");
+        let change = Change::JobFinished {
+            outcome: JobOutcome::Cancelled {
+                reason: reason.clone(),
+            },
+        };
+        if refused(engine.cancel_job(&j.id, reason))?.is_some() {
+            ack(engine, &j.id, &change, "");
+        }
+        return Ok(());
+    }
     let job = engine.job(&j.id).map_err(|e| e.to_string())?;
     let in_flight: Vec<_> = job
         .runs
