@@ -133,6 +133,13 @@ fn retention(seed: u64) -> bool {
     seed.is_multiple_of(3)
 }
 
+/// How many threads a child runs commands from: three in every third
+/// directory (not those with retention), so that kills land among commits
+/// sharing an fsync. Their acknowledgements carry no LSN.
+fn threads(seed: u64) -> u64 {
+    if seed % 3 == 1 { 3 } else { 1 }
+}
+
 fn options(clock: ManualClock, retention: bool) -> Options {
     let mut o = Options::default();
     o.keep_full_history = !retention;
@@ -179,7 +186,13 @@ fn say(line: &str) {
 /// Acknowledges the event just appended: the command returned, so it is
 /// durable. `extra` carries what the parent checks through the views.
 fn ack(engine: &Engine, job: &JobId, change: &Change, extra: &str) {
-    let lsn = engine.next_lsn() - 1;
+    // With one thread the event just appended is the log's last; with
+    // several, another thread's may have followed it.
+    let lsn = if THREADED.load(std::sync::atomic::Ordering::Relaxed) {
+        "-".to_owned()
+    } else {
+        (engine.next_lsn() - 1).to_string()
+    };
     say(&format!(
         "ack\t{lsn}\t{job}\t{:08x}\t{}\t{extra}",
         digest(job, change),
@@ -197,18 +210,38 @@ fn refused<T>(r: Result<T, EngineError>) -> Result<Option<T>, String> {
     }
 }
 
+/// Set in a child running commands from several threads.
+static THREADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn child(dir: &Path, seed: u64, life: u64) -> Result<(), String> {
-    let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(life));
     let clock = ManualClock::new(Timestamp(support::T0 + life * 86_400_000));
     let (engine, _) = Engine::open(dir, options(clock.clone(), retention(seed)))
         .map_err(|e| format!("open: {e}"))?;
     // End the line libtest began ("test kill_child ... ") first.
     say("");
     say("opened");
-    for n in 0..CHILD_COMMANDS_MAX {
-        clock.advance(Duration::from_millis(rng.below(4000)));
-        act(&engine, &mut rng, seed, life, n)?;
-    }
+    let n_threads = threads(seed);
+    THREADED.store(n_threads > 1, std::sync::atomic::Ordering::Relaxed);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..n_threads)
+            .map(|t| {
+                let (engine, clock) = (&engine, &clock);
+                s.spawn(move || {
+                    let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(life) ^ (t << 40));
+                    for n in 0..CHILD_COMMANDS_MAX {
+                        clock.advance(Duration::from_millis(rng.below(4000)));
+                        // n stays unique across threads: it names fingerprints.
+                        act(engine, &mut rng, seed, life, t * 1_000_000 + n)?;
+                    }
+                    Ok::<(), String>(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().map_err(|_| "a worker panicked".to_owned())??;
+        }
+        Ok::<(), String>(())
+    })?;
     say("done");
     Ok(())
 }
@@ -508,7 +541,8 @@ fn running_action(
 /// One acknowledged command, as the child printed it.
 #[derive(Clone, Debug)]
 struct Ack {
-    lsn: u64,
+    /// `None` from a child with several threads.
+    lsn: Option<u64>,
     job: JobId,
     digest: u32,
     kind: String,
@@ -521,7 +555,10 @@ fn parse_ack(line: &str) -> Option<Ack> {
         return None;
     }
     Some(Ack {
-        lsn: f.next()?.parse().ok()?,
+        lsn: match f.next()? {
+            "-" => None,
+            l => Some(l.parse().ok()?),
+        },
         job: JobId::from(f.next()?),
         digest: u32::from_str_radix(f.next()?, 16).ok()?,
         kind: f.next()?.to_owned(),
@@ -684,8 +721,32 @@ struct Tally {
     killed_before_open: u64,
     killed_creating: u64,
     history_dropped: u64,
+    threaded_acks: u64,
     snapshots_used: u64,
     segments_max: usize,
+}
+
+/// A step's checkpoint and a job's input, acknowledged, read back through
+/// the views with their exact bytes.
+fn check_through_views(engine: &Engine, a: &Ack) -> Result<(), String> {
+    match (a.kind.as_str(), a.extra.as_slice()) {
+        ("step_recorded", [cp, seed, len]) => {
+            let got = engine
+                .checkpoint(&a.job, &CheckpointId::from(cp.as_str()))
+                .map_err(|e| format!("acknowledged checkpoint {cp}: {e}"))?;
+            if got.payload != payload(seed.parse().unwrap(), len.parse().unwrap()) {
+                return Err(format!("checkpoint {cp} of {}: payload differs", a.job));
+            }
+        }
+        ("job_created", [seed, len]) => {
+            let got = engine.job_input(&a.job).map_err(|e| e.to_string())?;
+            if got != payload(seed.parse().unwrap(), len.parse().unwrap()) {
+                return Err(format!("input of {} differs", a.job));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Everything checked after one kill; `acks` holds every acknowledgement
@@ -784,13 +845,30 @@ fn check(
             ControlFlow::Continue(())
         })
         .map_err(|e| e.to_string())?;
+    // Acknowledgements without an LSN (several threads) are matched by
+    // content: each takes one event of its job with its digest.
+    let mut unclaimed: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    for e in events.values() {
+        *unclaimed
+            .entry((e.job.to_string(), digest(&e.job, &e.change)))
+            .or_default() += 1;
+    }
     for a in acks {
-        if a.lsn < first {
+        let Some(lsn) = a.lsn else {
+            let n = unclaimed
+                .get_mut(&(a.job.to_string(), a.digest))
+                .filter(|n| **n > 0)
+                .ok_or_else(|| format!("acknowledged {} of {} is lost", a.kind, a.job))?;
+            *n -= 1;
+            check_through_views(&engine, a)?;
+            continue;
+        };
+        if lsn < first {
             // Dropped by retention, which keeps what unfinished jobs need:
             // the job (and a step's checkpoint) is still in the views.
             let job = engine
                 .job(&a.job)
-                .map_err(|e| format!("acknowledged {} at LSN {}: {e}", a.kind, a.lsn))?;
+                .map_err(|e| format!("acknowledged {} at LSN {lsn}: {e}", a.kind))?;
             if let ("step_recorded", [cp, ..]) = (a.kind.as_str(), a.extra.as_slice())
                 && !job.checkpoints.iter().any(|c| c.id.as_str() == cp)
             {
@@ -798,42 +876,25 @@ fn check(
             }
             if job.status == runlog::JobStatus::Running {
                 return Err(format!(
-                    "{} is unfinished, but its record at LSN {} was dropped",
-                    a.job, a.lsn
+                    "{} is unfinished, but its record at LSN {lsn} was dropped",
+                    a.job
                 ));
             }
             continue;
         }
-        let Some(e) = events.get(&a.lsn) else {
-            return Err(format!("acknowledged {} at LSN {} is lost", a.kind, a.lsn));
+        let Some(e) = events.get(&lsn) else {
+            return Err(format!("acknowledged {} at LSN {lsn} is lost", a.kind));
         };
         if e.job != a.job || digest(&e.job, &e.change) != a.digest {
             return Err(format!(
-                "acknowledged {} of {} at LSN {} reads back as {} of {}",
+                "acknowledged {} of {} at LSN {lsn} reads back as {} of {}",
                 a.kind,
                 a.job,
-                a.lsn,
                 e.change.kind(),
                 e.job
             ));
         }
-        match (a.kind.as_str(), a.extra.as_slice()) {
-            ("step_recorded", [cp, seed, len]) => {
-                let got = engine
-                    .checkpoint(&a.job, &CheckpointId::from(cp.as_str()))
-                    .map_err(|e| format!("acknowledged checkpoint {cp}: {e}"))?;
-                if got.payload != payload(seed.parse().unwrap(), len.parse().unwrap()) {
-                    return Err(format!("checkpoint {cp} of {}: payload differs", a.job));
-                }
-            }
-            ("job_created", [seed, len]) => {
-                let got = engine.job_input(&a.job).map_err(|e| e.to_string())?;
-                if got != payload(seed.parse().unwrap(), len.parse().unwrap()) {
-                    return Err(format!("input of {} differs", a.job));
-                }
-            }
-            _ => {}
-        }
+        check_through_views(&engine, a)?;
     }
     if let Some(&newest) = snaps.iter().max() {
         let used = report.snapshot.as_ref().map(|s| s.lsn);
@@ -911,6 +972,7 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
             }
             tally.kills += 1;
             tally.acks += l.acks.len() as u64;
+            tally.threaded_acks += l.acks.iter().filter(|a| a.lsn.is_none()).count() as u64;
             if !l.opened {
                 tally.killed_before_open += 1;
             }
@@ -952,4 +1014,5 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     assert!(tally.snapshots_used > 0, "{tally:?}");
     assert!(tally.segments_max > 1, "{tally:?}");
     assert!(tally.history_dropped > 0, "{tally:?}");
+    assert!(tally.threaded_acks > 0, "{tally:?}");
 }
