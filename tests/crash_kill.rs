@@ -7,7 +7,8 @@
 //! The invariant, checked after every kill: every command the child
 //! acknowledged (printed after the engine returned, under
 //! `SyncPolicy::Always`) is in the log exactly — the event at its LSN is the
-//! one the child asked for, a step's checkpoint gives back its exact payload,
+//! one the child asked for (from a child with three threads sharing fsyncs,
+//! an event of its job with the same digest), a step's checkpoint gives back its exact payload,
 //! a job its exact input — and the views an open builds (newest snapshot +
 //! replay + the batch interrupting what was in flight) equal a fresh fold of
 //! the recovered events; the runs that open interrupted are exactly those a
@@ -23,7 +24,9 @@
 //! — and prints `ack` lines. The
 //! parent kills it after a seeded number of acknowledgements plus a seeded
 //! delay (or during start-up and recovery), checks, and starts the next child
-//! in the same directory, so that a recovered log is recovered again.
+//! in the same directory, so that a recovered log is recovered again. Every
+//! third directory runs its children on three threads; every third other
+//! one drops history (`keep_full_history = false`).
 //!
 //! CI runs a bounded slice: 50 directories × 4 kills, cut short after 50 s
 //! (once 100 kills are done) on a busy machine. The long version:
