@@ -26,7 +26,9 @@
 //! delay (or during start-up and recovery), checks, and starts the next child
 //! in the same directory, so that a recovered log is recovered again. Every
 //! third directory runs its children on three threads; every third other
-//! one drops history (`keep_full_history = false`).
+//! one drops history (`keep_full_history = false`). While a child runs on a
+//! log that exists, a thread of the parent opens it read-only over and over
+//! and checks each open's views against a fresh fold of what it read.
 //!
 //! CI runs a bounded slice: 50 directories × 4 kills, cut short after 50 s
 //! (once 100 kills are done) on a busy machine. The long version:
@@ -575,6 +577,8 @@ struct Life {
     acks: Vec<Ack>,
     snapshots: Vec<u64>,
     opened: bool,
+    /// Read-only opens checked beside the live child.
+    audits: u64,
     /// How long after its start the child said it had opened the engine.
     opened_after: Option<Duration>,
     done: bool,
@@ -614,6 +618,14 @@ fn run_child(dir: &Path, seed: u64, life: u64, at: KillAt) -> Life {
         .spawn()
         .unwrap();
     let started = Instant::now();
+    // An auditor beside the live writer, in directories that keep their
+    // history and once the log exists: read-only opens that take no lock
+    // must see whole batches that fold to the views they load.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let auditor = (life > 0 && !retention(seed)).then(|| {
+        let (dir, stop) = (dir.to_path_buf(), Arc::clone(&stop));
+        std::thread::spawn(move || audit(&dir, seed, &stop))
+    });
     let stdout = child.stdout.take().unwrap();
     // Read on a thread, so that a kill at a fixed time does not wait for a
     // line; the lines written before the kill stay readable in the pipe.
@@ -670,11 +682,34 @@ fn run_child(dir: &Path, seed: u64, life: u64, at: KillAt) -> Life {
         let _ = child.kill();
     }
     let _ = child.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(a) = auditor {
+        match a.join().unwrap() {
+            Ok(n) => life_.audits = n,
+            Err(e) => life_.error = Some(format!("read-only open beside the writer: {e}")),
+        }
+    }
     let _ = reader.join();
     for line in rx.try_iter() {
         note(&line, &mut life_);
     }
     life_
+}
+
+/// Opens `dir` read-only again and again until `stop`, checking each time
+/// that the views loaded (snapshot + tail) equal a fresh fold of the records
+/// the reader sees. Returns how many opens it checked.
+fn audit(dir: &Path, seed: u64, stop: &std::sync::atomic::AtomicBool) -> Result<u64, String> {
+    let opts = options(ManualClock::new(Timestamp(support::T0)), retention(seed));
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let ro = ReadOnly::open(dir, opts.clone(), AsOf::Latest).map_err(|e| e.to_string())?;
+        if ro.with_views(Projections::clone) != fold(&ro)? {
+            return Err("views differ from a fresh fold".into());
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// A fresh fold of every event in the log, from LSN 0.
@@ -725,6 +760,7 @@ struct Tally {
     killed_creating: u64,
     history_dropped: u64,
     threaded_acks: u64,
+    audits: u64,
     snapshots_used: u64,
     segments_max: usize,
 }
@@ -975,6 +1011,7 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
             }
             tally.kills += 1;
             tally.acks += l.acks.len() as u64;
+            tally.audits += l.audits;
             tally.threaded_acks += l.acks.iter().filter(|a| a.lsn.is_none()).count() as u64;
             if !l.opened {
                 tally.killed_before_open += 1;
@@ -1018,4 +1055,5 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     assert!(tally.segments_max > 1, "{tally:?}");
     assert!(tally.history_dropped > 0, "{tally:?}");
     assert!(tally.threaded_acks > 0, "{tally:?}");
+    assert!(tally.audits > 0, "{tally:?}");
 }
