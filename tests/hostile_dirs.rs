@@ -1357,3 +1357,36 @@ fn a_long_zero_filled_tail_is_crossed_quickly_and_searched_exactly() {
         "{err:?}"
     );
 }
+
+/// Torn tails are kept, never deleted: two crashes that tear the log at the
+/// same offset (the write after the first cut torn again) keep both tails.
+#[test]
+fn a_second_torn_tail_at_the_same_offset_keeps_the_first() {
+    let scratch = TempDir::new("torn-twice");
+    let dir = scratch.join("data");
+    build_valid(&dir, "torn");
+    let last = segments(&dir).pop().unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    let mut kept = Vec::new();
+    for (round, tail) in [noise(1, 77), noise(2, 91), noise(1, 77)]
+        .iter()
+        .enumerate()
+    {
+        append(&last, tail);
+        let (engine, report) = Engine::open(&dir, options()).unwrap();
+        let t = report.recovery.torn_tail.clone().unwrap();
+        assert_eq!(t.offset, len, "round {round}");
+        let side = t.side_file.unwrap();
+        assert_eq!(&std::fs::read(&side).unwrap(), tail, "round {round}");
+        kept.push(side);
+        drop(engine); // nothing in flight: nothing written at the cut
+        assert_eq!(std::fs::metadata(&last).unwrap().len(), len);
+    }
+    // The first two tails differ and both are kept; the third repeats the
+    // first (a recovery run again after a crash) and reuses its file.
+    assert_ne!(kept[0], kept[1]);
+    assert_eq!(kept[2], kept[0]);
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), noise(1, 77));
+    assert_eq!(std::fs::read(&kept[1]).unwrap(), noise(2, 91));
+    assert_eq!(std::fs::read_dir(dir.join("torn")).unwrap().count(), 2);
+}
