@@ -1390,3 +1390,43 @@ fn a_second_torn_tail_at_the_same_offset_keeps_the_first() {
     assert_eq!(std::fs::read(&kept[1]).unwrap(), noise(2, 91));
     assert_eq!(std::fs::read_dir(dir.join("torn")).unwrap().count(), 2);
 }
+
+/// What salvage sets aside is kept: a second salvage whose segments or cut
+/// bear the names of an earlier one's (the log regrew through the same
+/// LSNs) keeps both.
+#[test]
+fn a_second_salvage_keeps_what_the_first_set_aside() {
+    let scratch = TempDir::new("salvage-twice");
+    let dir = scratch.join("data");
+    build_valid(&dir, "salvage");
+    let segs = segments(&dir);
+    assert!(segs.len() >= 3);
+    // Damage a record in the first segment: the rest of it and every later
+    // segment go to quarantine.
+    write_at(&segs[0], 32 + 30, b"\xde\xad");
+    let q = dir.join("quarantine");
+    std::fs::create_dir(&q).unwrap();
+    let earlier: Vec<PathBuf> = segs[1..]
+        .iter()
+        .map(|s| q.join(s.file_name().unwrap()))
+        .collect();
+    for (i, p) in earlier.iter().enumerate() {
+        std::fs::write(p, format!("set aside by an earlier salvage {i}")).unwrap();
+    }
+    let mut o = options();
+    o.recovery = runlog::RecoveryMode::Salvage;
+    let (_engine, report) = Engine::open(&dir, o).unwrap();
+    let s = report.recovery.salvaged.unwrap();
+    for (i, p) in earlier.iter().enumerate() {
+        assert_eq!(
+            std::fs::read_to_string(p).unwrap(),
+            format!("set aside by an earlier salvage {i}")
+        );
+    }
+    assert_eq!(s.segments_moved.len(), segs.len() - 1);
+    for (moved, original) in s.segments_moved.iter().zip(&segs[1..]) {
+        let name = format!("{}.1", original.file_name().unwrap().to_str().unwrap());
+        assert_eq!(moved, &q.join(name));
+        assert!(moved.is_file());
+    }
+}

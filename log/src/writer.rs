@@ -766,6 +766,25 @@ fn create_segment(
     Ok((file, path))
 }
 
+/// `dir/name`, or the first of `name.1`, `name.2`, … that does not exist.
+fn unused_path(fs: &dyn Fs, dir: &Path, name: &str) -> Result<PathBuf, LogError> {
+    let mut path = dir.join(name);
+    for n in 1..=SIDE_FILE_VERSIONS_MAX {
+        if !fs
+            .exists(&path)
+            .map_err(|e| LogError::io(&path, "stat", e))?
+        {
+            return Ok(path);
+        }
+        path = dir.join(format!("{name}.{n}"));
+    }
+    Err(LogError::io(
+        &path,
+        "choose a file name",
+        std::io::Error::other("too many files of this name"),
+    ))
+}
+
 /// How many side files may share one name (`name`, `name.1`, …).
 const SIDE_FILE_VERSIONS_MAX: u32 = 1000;
 
@@ -1143,13 +1162,14 @@ fn salvage(fs: &dyn Fs, dir: &Path, segs: &[SegRef], d: Damage) -> Result<Salvag
     let mut segments_moved = Vec::new();
     for later in &segs[d.seg + 1..] {
         bytes += fs.file_len(&later.path).unwrap_or(0);
-        let to = qdir.join(
-            later
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
+        let name = later
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // An earlier salvage may have set aside a segment of this name (the
+        // log regrew through the same LSNs): keep it too.
+        let to = unused_path(fs, &qdir, &name)?;
         fs.rename(&later.path, &to)
             .map_err(|e| LogError::io(&later.path, "move to quarantine", e))?;
         segments_moved.push(to);
