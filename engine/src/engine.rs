@@ -244,8 +244,9 @@ impl Engine {
             from,
             mut last_at,
             snapshot: snapshot_used,
-            snapshots_skipped,
-        } = start(&dir, log.first_lsn(), log.next_lsn(), None)?;
+            mut snapshots_skipped,
+        } = start(&dir, &log, log.first_lsn(), log.next_lsn(), None)?;
+        snapshot::remove_beyond(&dir, log.next_lsn(), &mut snapshots_skipped);
         let events_replayed = replay(&log, &mut views, from, Stop::Never, &mut last_at)?;
         snapshot::prune(&dir, options.snapshots_kept);
 
@@ -910,11 +911,15 @@ pub(crate) struct Start {
 /// that is `HistoryMissing`, never views with jobs missing.
 pub(crate) fn start(
     dir: &Path,
+    source: &dyn Source,
     first_lsn: Lsn,
     end: Lsn,
     not_after: Option<Timestamp>,
 ) -> Result<Start, EngineError> {
-    let (loaded, snapshots_skipped) = snapshot::load_newest(dir, first_lsn, end, not_after);
+    let matches_log =
+        |lsn, last_at, views: &Projections| last_event_matches(source, lsn, last_at, views);
+    let (loaded, snapshots_skipped) =
+        snapshot::load_newest(dir, first_lsn, end, not_after, &matches_log);
     match loaded {
         Some(l) => Ok(Start {
             views: l.state,
@@ -938,6 +943,49 @@ pub(crate) fn start(
             snapshots_skipped,
         }),
     }
+}
+
+/// Whether views said to hold every event below `lsn`, the last stamped
+/// `last_at`, are views of this log: the log's event at `lsn - 1` must be
+/// the last one they applied — same timestamp, and its job's last event.
+/// A snapshot from another log, or from before a salvage rewrote this one,
+/// fails here rather than being loaded under the wrong history. When that
+/// record was dropped by retention only the LSNs can be checked.
+fn last_event_matches(
+    source: &dyn Source,
+    lsn: Lsn,
+    last_at: Timestamp,
+    views: &Projections,
+) -> Result<(), String> {
+    let Some(last) = lsn.checked_sub(1) else {
+        return match views.last_lsn() {
+            None => Ok(()),
+            Some(l) => Err(format!("its views include LSN {l}, not below its LSN 0")),
+        };
+    };
+    if views.last_lsn() != Some(last) {
+        return Err(format!(
+            "its views end at LSN {:?}, not at LSN {last}",
+            views.last_lsn()
+        ));
+    }
+    let bytes = match source.read_record(last) {
+        Ok(bytes) => bytes,
+        Err(LogError::LsnOutOfRange { first, .. }) if last < first => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "the log's record at LSN {last} cannot be read: {e}"
+            ));
+        }
+    };
+    let event = codec::decode(last, &bytes).map_err(|e| e.to_string())?;
+    let ends_job = views.job(&event.job).is_some_and(|j| j.last_lsn == last);
+    if event.at != last_at || !ends_job {
+        return Err(format!(
+            "its last event is not the log's event at LSN {last} (another log's snapshot, or one from before the log was rewritten)"
+        ));
+    }
+    Ok(())
 }
 
 /// When replay stops.

@@ -17,10 +17,17 @@ pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-/// Creates (truncating) a file with mode 0600.
+/// Creates a file with mode 0600, replacing whatever held the name. The
+/// old entry is removed and the file created with `O_EXCL`, which never
+/// follows a symbolic link: a link planted at a temporary name must not make
+/// the engine overwrite a file outside the data directory.
 pub(crate) fn create_file(path: &Path) -> io::Result<File> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

@@ -53,10 +53,26 @@ impl ReadOnly {
         as_of: AsOf,
     ) -> Result<ReadOnly, EngineError> {
         let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(EngineError::NoSuchDirectory {
-                path: dir.to_path_buf(),
-            });
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(EngineError::Log(LogError::NotALog {
+                    path: dir.to_path_buf(),
+                    reason: "it is a file, not a directory".into(),
+                }));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(EngineError::NoSuchDirectory {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(source) => {
+                return Err(EngineError::Log(LogError::Io {
+                    path: dir.to_path_buf(),
+                    op: "stat",
+                    source,
+                }));
+            }
         }
         let reader = LogReader::open(dir, options.log_options())?;
         let log_next_lsn = reader.next_lsn();
@@ -71,7 +87,7 @@ impl ReadOnly {
             mut last_at,
             snapshot: snapshot_used,
             snapshots_skipped,
-        } = start(dir, reader.first_lsn(), end, not_after)?;
+        } = start(dir, &reader, reader.first_lsn(), end, not_after)?;
         let events_replayed = replay(&reader, &mut views, from, stop, &mut last_at)?;
         let next_lsn = views.last_lsn().map_or(from, |l| l + 1);
         Ok(ReadOnly {

@@ -145,14 +145,20 @@ pub(crate) fn list(data_dir: &Path) -> Vec<(Lsn, PathBuf)> {
     found
 }
 
+/// What a loaded snapshot's (lsn, last_at, views) must satisfy to belong
+/// to the log it is loaded for; `Err` says why not.
+pub(crate) type MatchesLog<'a> = dyn Fn(Lsn, Timestamp, &Projections) -> Result<(), String> + 'a;
+
 /// Loads the newest snapshot that passes every check and fits the log:
-/// its LSN lies within `[first_lsn, next_lsn]` and, with `not_after`, its
-/// last event is no later than that time. Returns what was skipped too.
+/// its LSN lies within `[first_lsn, next_lsn]`, `matches_log` accepts it,
+/// and, with `not_after`, its last event is no later than that time.
+/// Returns what was skipped too.
 pub(crate) fn load_newest(
     data_dir: &Path,
     first_lsn: Lsn,
     next_lsn: Lsn,
     not_after: Option<Timestamp>,
+    matches_log: &MatchesLog<'_>,
 ) -> (Option<Loaded>, Vec<SkippedSnapshot>) {
     let mut skipped = Vec::new();
     for (lsn, path) in list(data_dir) {
@@ -178,7 +184,13 @@ pub(crate) fn load_newest(
                     reason: "newer than the time asked for".into(),
                 })
             }
-            Ok(loaded) => return (Some(loaded), skipped),
+            Ok(loaded) => match matches_log(loaded.lsn, loaded.last_at, &loaded.state) {
+                Ok(()) => return (Some(loaded), skipped),
+                Err(reason) => skipped.push(SkippedSnapshot {
+                    path,
+                    reason: format!("does not match the log: {reason}"),
+                }),
+            },
             Err(reason) => skipped.push(SkippedSnapshot { path, reason }),
         }
     }
@@ -252,6 +264,31 @@ fn read(path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
         last_at: Timestamp(u64_at(OFFSET_LAST_AT)),
         state,
     })
+}
+
+/// Removes the snapshots whose LSN lies beyond `next_lsn`, the end of the
+/// log a writer just opened, and notes it in their `skipped` entries.
+///
+/// Such a snapshot holds events the log no longer has (a salvage cut the
+/// log below it, or a disk lost synced data). The writer is about to give
+/// new, different events those LSNs; once the log is long enough the
+/// snapshot would pass every check and be loaded over the new history, so
+/// it goes now. Failures are reported in the entry, not returned: the open
+/// can go on, and the next writer's open tries again.
+pub(crate) fn remove_beyond(data_dir: &Path, next_lsn: Lsn, skipped: &mut [SkippedSnapshot]) {
+    for (lsn, path) in list(data_dir) {
+        if lsn <= next_lsn {
+            continue;
+        }
+        let outcome = match fs::remove_file(&path) {
+            Ok(()) => "; removed, since new events will take its LSNs".to_owned(),
+            Err(e) => format!("; could not be removed ({e}), and will be again"),
+        };
+        if let Some(s) = skipped.iter_mut().find(|s| s.path == path) {
+            s.reason.push_str(&outcome);
+        }
+    }
+    let _ = fsutil::sync_dir(&dir(data_dir));
 }
 
 /// Deletes all but the newest `keep` snapshots, and leftover temporary

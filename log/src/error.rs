@@ -21,7 +21,8 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
-    /// Another writer holds the directory's `LOCK`.
+    /// Another writer holds the directory's `LOCK` (still, after a wait of
+    /// about 130 ms).
     #[error("the log at {} is locked by another writer", path.display())]
     Locked {
         /// The `LOCK` file.
@@ -90,6 +91,15 @@ pub enum LogError {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// A segment's name is not a regular file (a symbolic link, a
+    /// directory, a FIFO, a device): it is refused rather than followed.
+    #[error("{} is {found}, not a regular file; segments must be regular files", path.display())]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        found: &'static str,
     },
     /// An LSN outside `first..next` was asked for.
     #[error("LSN {lsn} is not in the log, which holds LSNs {first}..{next}")]

@@ -9,6 +9,7 @@ use std::ops::Deref;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The file-system operations the log uses. Implemented by [`RealFs`] and,
 /// for tests, by `SimFs`.
@@ -19,7 +20,8 @@ pub trait Fs: Send + Sync + fmt::Debug {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// True if the path exists (file or directory).
     fn exists(&self, path: &Path) -> io::Result<bool>;
-    /// Creates a new, empty file, owner-only (0600), truncating any old one.
+    /// Creates a new, empty file, owner-only (0600), replacing any old one
+    /// (a symbolic link is replaced, never followed).
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FsFile>>;
     /// Opens an existing file for writing.
     fn open_write(&self, path: &Path) -> io::Result<Arc<dyn FsFile>>;
@@ -39,6 +41,13 @@ pub trait Fs: Send + Sync + fmt::Debug {
     /// Takes an exclusive advisory lock on `path` (creating it 0600), or
     /// `None` if someone else holds it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>>;
+    /// What is at `path`, without following a symbolic link: `None` for a
+    /// regular file, else what it is ("a symbolic link", "a directory", ...).
+    /// A file system without links or special files (the simulated one) has
+    /// only regular files.
+    fn not_regular(&self, _path: &Path) -> io::Result<Option<&'static str>> {
+        Ok(None)
+    }
 }
 
 /// An open file the log writes to.
@@ -139,10 +148,16 @@ impl Fs for RealFs {
         path.try_exists()
     }
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+        // Remove whatever is there and create with O_EXCL, which never
+        // follows a symbolic link: a link planted at a temporary name must
+        // not make the log truncate and write a file outside its directory.
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(path)?;
         Ok(Arc::new(RealFile(f)))
@@ -176,6 +191,13 @@ impl Fs for RealFs {
         std::fs::read(path)
     }
     fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>> {
+        // Opening follows links and creates their targets: refuse a link.
+        if let Some(what) = self.not_regular(path)?.filter(|w| *w == SYMLINK) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the lock file is {what}, which is refused"),
+            ));
+        }
         let f = OpenOptions::new()
             .read(true)
             .write(true)
@@ -183,10 +205,52 @@ impl Fs for RealFs {
             .truncate(false)
             .mode(0o600)
             .open(path)?;
-        match f.try_lock() {
-            Ok(()) => Ok(Some(LockGuard::new(f))),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        // An flock belongs to the open file, and a child forked by any
+        // thread of a process shares the file until it execs (close-on-exec
+        // closes it only then): a writer reopened right after a close may
+        // find the lock held for that instant by a child being spawned.
+        // Only a lock still held after a short wait is another writer's.
+        let mut wait = Duration::from_millis(1);
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(Some(LockGuard::new(f))),
+                Err(std::fs::TryLockError::WouldBlock) if wait <= LOCK_WAIT_MAX => {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
         }
     }
+    fn not_regular(&self, path: &Path) -> io::Result<Option<&'static str>> {
+        let t = match std::fs::symlink_metadata(path) {
+            Ok(m) => m.file_type(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        use std::os::unix::fs::FileTypeExt;
+        Ok(if t.is_file() {
+            None
+        } else if t.is_symlink() {
+            Some(SYMLINK)
+        } else if t.is_dir() {
+            Some("a directory")
+        } else if t.is_fifo() {
+            Some("a FIFO")
+        } else if t.is_socket() {
+            Some("a socket")
+        } else if t.is_block_device() || t.is_char_device() {
+            Some("a device")
+        } else {
+            Some("an unknown kind of file")
+        })
+    }
 }
+
+/// The longest single wait for a `LOCK` held by someone else before it is
+/// reported as held: waits of 1, 2, 4, … ms up to this, about 130 ms in all.
+const LOCK_WAIT_MAX: Duration = Duration::from_millis(64);
+
+/// How [`Fs::not_regular`] names a symbolic link.
+const SYMLINK: &str = "a symbolic link";

@@ -58,6 +58,20 @@ pub(crate) fn list_segments(fs: &dyn Fs, seg_dir: &Path) -> Result<Vec<SegRef>, 
             })
         })
         .collect();
+    // A segment is read whole and, for the last, written and truncated: a
+    // link could point it anywhere (a FIFO or /dev/zero would hang a reader
+    // or exhaust its memory), so only regular files are segments.
+    for s in &segs {
+        let what = fs
+            .not_regular(&s.path)
+            .map_err(|e| LogError::io(&s.path, "stat", e))?;
+        if let Some(found) = what {
+            return Err(LogError::NotRegularFile {
+                path: s.path.clone(),
+                found,
+            });
+        }
+    }
     segs.sort_by_key(|s| s.base);
     Ok(segs)
 }
@@ -399,6 +413,17 @@ fn later_batch_exists(data: &[u8], from: usize, expected: Lsn, open_batch: Lsn, 
     let last_start = data.len().saturating_sub(RECORD_HEADER_LEN);
     let mut q = from + 1;
     while q <= last_start {
+        // A header of 28 zero bytes is never a record (its checksum cannot
+        // hold), so a run of zeros — a zero-filled or sparse tail, possibly
+        // gigabytes — is crossed at memory speed, not one offset at a time.
+        if data[q] == 0 && data[q..q + RECORD_HEADER_LEN].iter().all(|&b| b == 0) {
+            match data[q..].iter().position(|&b| b != 0) {
+                // The first header that can hold this non-zero byte.
+                Some(z) => q += z + 1 - RECORD_HEADER_LEN,
+                None => break,
+            }
+            continue;
+        }
         if let Some((lsn, index, len)) = format::peek_lsn_index(data, q) {
             let plausible = lsn >= expected
                 && lsn - expected <= room

@@ -780,13 +780,71 @@ fn create_segment(
     Ok((file, path))
 }
 
+/// `dir/name`, or the first of `name.1`, `name.2`, … that does not exist.
+fn unused_path(fs: &dyn Fs, dir: &Path, name: &str) -> Result<PathBuf, LogError> {
+    let mut path = dir.join(name);
+    for n in 1..=SIDE_FILE_VERSIONS_MAX {
+        if !fs
+            .exists(&path)
+            .map_err(|e| LogError::io(&path, "stat", e))?
+        {
+            return Ok(path);
+        }
+        path = dir.join(format!("{name}.{n}"));
+    }
+    Err(LogError::io(
+        &path,
+        "choose a file name",
+        std::io::Error::other("too many files of this name"),
+    ))
+}
+
+/// How many side files may share one name (`name`, `name.1`, …).
+const SIDE_FILE_VERSIONS_MAX: u32 = 1000;
+
 /// Writes `bytes` durably to `dir/name` (temporary file, sync, rename,
 /// directory sync). Used for side files, so a crash leaves either the old
 /// state or the whole file; recovery may write the same file again.
+///
+/// Side files are kept, never replaced: when `name` holds other bytes (a
+/// second tail torn at the same offset), `name.1`, `name.2`, … is used; a
+/// name that already holds these bytes (recovery run again) is reused.
 fn write_side_file(fs: &dyn Fs, dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, LogError> {
     fs.create_dir_all(dir)
         .map_err(|e| LogError::io(dir, "create directory", e))?;
-    let path = dir.join(name);
+    let mut path = dir.join(name);
+    let mut n = 0u32;
+    while fs
+        .exists(&path)
+        .map_err(|e| LogError::io(&path, "stat", e))?
+    {
+        // Compare lengths first: a planted file is not read into memory.
+        let len = fs
+            .file_len(&path)
+            .map_err(|e| LogError::io(&path, "stat", e))?;
+        if len == bytes.len() as u64
+            && fs
+                .read_all(&path)
+                .map_err(|e| LogError::io(&path, "read", e))?
+                == bytes
+        {
+            return Ok(path);
+        }
+        n += 1;
+        if n > SIDE_FILE_VERSIONS_MAX {
+            return Err(LogError::io(
+                &path,
+                "choose a side file name",
+                std::io::Error::other("too many side files of this name"),
+            ));
+        }
+        path = dir.join(format!("{name}.{n}"));
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(name)
+        .to_owned();
     let tmp = dir.join(format!("{name}{TEMP_EXT}"));
     let f = fs
         .create(&tmp)
@@ -1118,13 +1176,14 @@ fn salvage(fs: &dyn Fs, dir: &Path, segs: &[SegRef], d: Damage) -> Result<Salvag
     let mut segments_moved = Vec::new();
     for later in &segs[d.seg + 1..] {
         bytes += fs.file_len(&later.path).unwrap_or(0);
-        let to = qdir.join(
-            later
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
+        let name = later
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // An earlier salvage may have set aside a segment of this name (the
+        // log regrew through the same LSNs): keep it too.
+        let to = unused_path(fs, &qdir, &name)?;
         fs.rename(&later.path, &to)
             .map_err(|e| LogError::io(&later.path, "move to quarantine", e))?;
         segments_moved.push(to);

@@ -5,7 +5,7 @@ use super::fail::{self, CORRUPT, Failure, OPERATIONAL, TORN_TAIL};
 use super::out::{self, num};
 use runlog::log::{LogError, LogOptions, LogReader, VerifyOutcome};
 use runlog::projections::Projections;
-use runlog::{AsOf, Engine, JobStatus, Options, Query, RecoveryMode};
+use runlog::{AsOf, Engine, EngineError, JobStatus, Options, Query, RecoveryMode};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
@@ -274,7 +274,7 @@ pub fn recover(dir: &Path, salvage: bool, json: bool) -> Result<u8, Failure> {
     };
     let (engine, report) = match Engine::open(dir, options) {
         Ok(x) => x,
-        Err(e) if e.is_corruption() && !salvage => {
+        Err(e @ EngineError::Log(LogError::Corruption { .. })) if !salvage => {
             return Err(Failure::new(
                 CORRUPT,
                 format!(
@@ -370,11 +370,12 @@ pub fn recover(dir: &Path, salvage: bool, json: bool) -> Result<u8, Failure> {
             };
             writeln!(
                 w,
-                "    {} {}  was {}, now {} ({resume})",
-                r.job,
-                r.run,
+                "    {} {}  was {}, now {} ({})",
+                out::clean(r.job.as_str()),
+                out::clean(r.run.as_str()),
                 r.was.name(),
-                r.now.name()
+                r.now.name(),
+                out::clean(&resume)
             )?;
         }
     }

@@ -54,11 +54,20 @@ impl Failure {
             | EngineError::UnknownCheckpoint { .. }) => {
                 Failure::new(NOT_FOUND, format!("{e} in {dir_s}"))
             }
-            e @ (EngineError::BadEvent { .. }
-            | EngineError::Replay { .. }
-            | EngineError::HistoryMissing { .. }) => Failure::new(
+            // Salvage cuts the log at damaged bytes; these records' bytes
+            // are sound, so it cannot help, and must not be suggested.
+            e @ (EngineError::BadEvent { .. } | EngineError::Replay { .. }) => Failure::new(
                 CORRUPT,
-                format!("{e} (in {dir_s}; see `runlog verify` and `runlog recover --salvage`)"),
+                format!(
+                    "{e} (in {dir_s}; the record's checksum holds, so it was written this way: \
+                     `runlog events` shows the history up to it, and `recover --salvage` cannot remove it)"
+                ),
+            ),
+            e @ EngineError::HistoryMissing { .. } => Failure::new(
+                CORRUPT,
+                format!(
+                    "{e} (restore the dropped segments, or a snapshot that covers them, into {dir_s})"
+                ),
             ),
             e @ EngineError::NewerEventFormat { .. } => {
                 Failure::new(OPERATIONAL, format!("{e} (in {dir_s})"))

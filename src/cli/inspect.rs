@@ -272,20 +272,23 @@ pub fn show(dir: &Path, job_id: &str, json: bool) -> Result<u8, Failure> {
     } else {
         ""
     };
-    writeln!(w, "job          {}", job.id)?;
-    writeln!(w, "key          {}", job.key)?;
+    // Every string below comes from the log: one line each, whatever it holds.
+    let clean = out::clean;
+    writeln!(w, "job          {}", clean(job.id.as_str()))?;
+    writeln!(w, "key          {}", clean(&job.key))?;
     let mut status = job.status.name().to_owned();
     if let Some((_, Some(reason))) = &finish {
         status.push_str(&format!(": {reason}"));
     }
-    writeln!(w, "status       {status}")?;
+    writeln!(w, "status       {}", clean(&status))?;
     writeln!(
         w,
-        "input        {preview}{ellipsis} ({} bytes)",
+        "input        {}{ellipsis} ({} bytes)",
+        clean(&preview),
         input.len()
     )?;
     if let Some(fp) = &job.fingerprint {
-        writeln!(w, "fingerprint  {fp}")?;
+        writeln!(w, "fingerprint  {}", clean(fp))?;
     }
     writeln!(w, "steps        {}", num(job.total_steps))?;
     writeln!(
@@ -310,7 +313,7 @@ pub fn show(dir: &Path, job_id: &str, json: bool) -> Result<u8, Failure> {
             w,
             "external     {:?}: {} ({})",
             x.status,
-            x.detail,
+            clean(&x.detail),
             out::human_time(x.at)
         )?;
     }
@@ -381,17 +384,18 @@ pub fn checkpoint(dir: &Path, job_id: &str, cp_id: &str, payload: bool) -> Resul
     let cp = ro
         .checkpoint(&JobId::from(job_id), &CheckpointId::from(cp_id))
         .map_err(|e| Failure::engine(dir, e))?;
-    let mut w = out::stdout();
     if payload {
+        let mut w = out::raw_stdout();
         w.write_all(&cp.payload)?;
         w.flush()?;
         return Ok(0);
     }
+    let mut w = out::stdout();
     let c = &cp.view;
-    writeln!(w, "job          {}", c.job)?;
-    writeln!(w, "checkpoint   {}", c.id)?;
+    writeln!(w, "job          {}", out::clean(c.job.as_str()))?;
+    writeln!(w, "checkpoint   {}", out::clean(c.id.as_str()))?;
     writeln!(w, "step         {}", c.step)?;
-    writeln!(w, "run          {}", c.run)?;
+    writeln!(w, "run          {}", out::clean(c.run.as_str()))?;
     if let Some(p) = c.phase {
         writeln!(w, "phase        {p}")?;
     }
@@ -676,7 +680,7 @@ pub fn events(dir: &Path, job: Option<&str>, from: u64, json: bool) -> Result<u8
                 event.change.run().map_or("-", |r| r.as_str()),
                 event.change.kind()
             );
-            writeln!(w, "{}", line.trim_end())
+            writeln!(w, "{}", out::clean(line.trim_end()))
         };
         match result {
             Ok(()) => ControlFlow::Continue(()),

@@ -264,7 +264,8 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(f) if f.is_broken_pipe() => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("runlog: {}", f.message);
+            // One line, whatever ids or log contents the message quotes.
+            eprintln!("runlog: {}", out::clean(&f.message));
             ExitCode::from(f.code)
         }
     }

@@ -12,10 +12,91 @@ pub fn open(dir: &Path, as_of: AsOf) -> Result<ReadOnly, Failure> {
     ReadOnly::open(dir, Options::default(), as_of).map_err(|e| Failure::engine(dir, e))
 }
 
-/// A buffered, locked stdout. Errors (a closed pipe) propagate as
+/// A buffered, locked stdout for text and JSON, with control characters
+/// escaped (see [`Escaped`]). Errors (a closed pipe) propagate as
 /// [`Failure`]s instead of the panics `println!` would give.
-pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
+pub fn stdout() -> Escaped<io::BufWriter<io::StdoutLock<'static>>> {
+    Escaped(raw_stdout())
+}
+
+/// A buffered, locked stdout that passes bytes through untouched: for a
+/// checkpoint's raw payload only.
+pub fn raw_stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::new(io::stdout().lock())
+}
+
+/// Whether `c` must not reach a terminal as it is: a control character
+/// (C0, DEL, C1) other than the newline and tab our own output uses.
+fn is_hostile(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
+/// Writes `c` as a JSON-style `\u001b` escape: readable in text, and inside
+/// a JSON string the same character, so JSON output keeps its meaning.
+fn escape(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "\\u{:04x}", u32::from(c));
+}
+
+/// A writer that escapes control characters on their way to stdout.
+///
+/// Ids, keys, prompts and errors come from the log, and a log may come from
+/// anyone: an escape sequence in a job's key must not retitle, clear or
+/// rewrite the terminal of the auditor listing it. serde_json escapes C0
+/// characters itself, so in JSON this only touches DEL and C1 characters,
+/// and only inside strings, where `\u00XX` means the same character.
+#[derive(Debug)]
+pub struct Escaped<W: Write>(W);
+
+impl<W: Write> Write for Escaped<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        // Fast path: no C0 control but newline and tab, no DEL, and no 0xC2
+        // (the lead byte of every C1 character in UTF-8).
+        if !buf
+            .iter()
+            .any(|&b| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7F || b == 0xC2)
+        {
+            return self.0.write_all(buf);
+        }
+        // write_fmt hands over whole `str` pieces, so a character is never
+        // split between two calls.
+        let text = String::from_utf8_lossy(buf);
+        let mut out = String::with_capacity(text.len() + 16);
+        for c in text.chars() {
+            if is_hostile(c) {
+                escape(&mut out, c);
+            } else {
+                out.push(c);
+            }
+        }
+        self.0.write_all(out.as_bytes())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// `s` with every control character escaped, newlines and tabs too: for a
+/// table cell or a one-line message, whose shape a newline would break.
+pub fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if c.is_control() {
+            escape(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A table: a header row and rows of cells; numeric columns align right.
@@ -37,6 +118,14 @@ impl Table {
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
+        // A newline in a cell (a job key from the log) would forge a row.
+        let cells = cells
+            .into_iter()
+            .map(|c| match clean(&c) {
+                std::borrow::Cow::Borrowed(_) => c,
+                std::borrow::Cow::Owned(o) => o,
+            })
+            .collect();
         self.rows.push(cells);
     }
 
