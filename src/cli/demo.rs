@@ -205,9 +205,7 @@ impl Demo {
         if let Some(p) = phase {
             step = step.phase(p);
         }
-        self.engine
-            .record_step(job, run, step)
-            .map_err(|e| self.fail(e))
+        self.cmd(|e| e.record_step(job, run, step))
     }
 
     fn steps(
@@ -237,9 +235,7 @@ impl Demo {
     /// Finishes the job and, under `--sync always`, says it is durable.
     fn finish(&mut self, job: &JobId, outcome: JobOutcome) -> Result<(), Failure> {
         self.wait(1, 5);
-        self.engine
-            .finish_job(job, outcome)
-            .map_err(|e| self.fail(e))?;
+        self.cmd(|e| e.finish_job(job, outcome))?;
         self.committed.push(job.clone());
         // Under `--sync always` the finish returned only once durable; under
         // the other policies it may still be in the page cache or buffered.
@@ -254,6 +250,71 @@ impl Demo {
         Ok(())
     }
 
+    /// Runs one engine command, turning its error into the CLI's failure.
+    fn cmd<T>(
+        &self,
+        command: impl FnOnce(&Engine) -> Result<T, runlog::EngineError>,
+    ) -> Result<T, Failure> {
+        command(&self.engine).map_err(|e| self.fail(e))
+    }
+
+    /// Completes `run` with a small output saying `what`.
+    fn complete(&mut self, job: &JobId, run: &RunId, what: &str) -> Result<(), Failure> {
+        let o = self.output(what);
+        self.cmd(|e| e.complete_run(job, run, o))
+    }
+
+    /// The run hands a sub-task to a child run: the child records `lo` to
+    /// `hi` steps and completes with `what`, and its result returns to the
+    /// waiting parent a moment later.
+    fn sub_task(
+        &mut self,
+        job: &JobId,
+        run: &RunId,
+        task: &str,
+        (lo, hi): (u64, u64),
+        what: &str,
+    ) -> Result<(), Failure> {
+        let child = self.cmd(|e| e.delegate(job, run))?;
+        self.steps(job, &child, task, lo, hi)?;
+        self.complete(job, &child, what)?;
+        self.wait(1, 3);
+        self.cmd(|e| e.return_child(job, run, &child))
+    }
+
+    /// The run asks a human, who answers `answer` after `lo` to `hi`
+    /// seconds.
+    fn approval(
+        &mut self,
+        job: &JobId,
+        run: &RunId,
+        prompt: String,
+        (lo, hi): (u64, u64),
+        answer: &[u8],
+    ) -> Result<(), Failure> {
+        self.cmd(|e| e.request_input(job, run, prompt))?;
+        self.wait(lo, hi);
+        self.cmd(|e| e.provide_input(job, run, answer.to_vec()))
+    }
+
+    /// A killed `agent run --wait` submits the same command line again:
+    /// it attaches to the running job instead of starting a second one.
+    fn resubmit(
+        &mut self,
+        key: &str,
+        task: &str,
+        fingerprint: String,
+        job: &JobId,
+    ) -> Result<(), Failure> {
+        let again = self.cmd(|e| {
+            e.submit(Submit::new(key, task.as_bytes().to_vec()).fingerprint(fingerprint))
+        })?;
+        if again.outcome == SubmitOutcome::Attached && again.job == *job {
+            self.attached += 1;
+        }
+        Ok(())
+    }
+
     /// One job of the workload; the scenario follows from its index.
     fn job(&mut self, index: u32, in_flight: bool) -> Result<(), Failure> {
         let (key, tasks) = AGENTS[(self.rng.next() % AGENTS.len() as u64) as usize];
@@ -262,15 +323,14 @@ impl Demo {
         let fingerprint = format!("agent run {key} --task {task:?} --n {index}");
         self.wait(20, 400);
         let job = self
-            .engine
-            .submit(Submit::new(key, task.as_bytes().to_vec()).fingerprint(fingerprint.clone()))
-            .map_err(|err| self.fail(err))?
+            .cmd(|e| {
+                e.submit(
+                    Submit::new(key, task.as_bytes().to_vec()).fingerprint(fingerprint.clone()),
+                )
+            })?
             .job;
         self.wait(1, 4);
-        let run = self
-            .engine
-            .start_run(&job, None)
-            .map_err(|err| self.fail(err))?;
+        let run = self.cmd(|e| e.start_run(&job, None))?;
         if in_flight {
             return self.leave_in_flight(index, &job, &run, task);
         }
@@ -280,20 +340,11 @@ impl Demo {
                 self.steps(&job, &run, task, 3, 6)?;
                 if index % 12 == 6 {
                     let why = *self.rng.pick(&FAILURES);
-                    self.engine
-                        .fail_run(&job, &run, why, false)
-                        .map_err(|err| self.fail(err))?;
-                    self.finish(
-                        &job,
-                        JobOutcome::Failed {
-                            error: why.to_owned(),
-                        },
-                    )?;
+                    self.cmd(|e| e.fail_run(&job, &run, why, false))?;
+                    let error = why.to_owned();
+                    self.finish(&job, JobOutcome::Failed { error })?;
                 } else {
-                    let o = self.output("done");
-                    self.engine
-                        .complete_run(&job, &run, o)
-                        .map_err(|err| self.fail(err))?;
+                    self.complete(&job, &run, "done")?;
                     self.finish(&job, JobOutcome::Completed)?;
                 }
             }
@@ -301,50 +352,22 @@ impl Demo {
             // waits for it; a killed `--wait` resubmits and attaches.
             1 => {
                 self.steps(&job, &run, task, 1, 2)?;
-                let again = self
-                    .engine
-                    .submit(Submit::new(key, task.as_bytes().to_vec()).fingerprint(fingerprint))
-                    .map_err(|err| self.fail(err))?;
-                if again.outcome == SubmitOutcome::Attached && again.job == job {
-                    self.attached += 1;
-                }
+                self.resubmit(key, task, fingerprint, &job)?;
                 for _ in 0..self.rng.range(1, 2) {
-                    let child = self
-                        .engine
-                        .delegate(&job, &run)
-                        .map_err(|err| self.fail(err))?;
-                    self.steps(&job, &child, task, 2, 4)?;
-                    let o = self.output("sub-task done");
-                    self.engine
-                        .complete_run(&job, &child, o)
-                        .map_err(|err| self.fail(err))?;
-                    self.wait(1, 3);
-                    self.engine
-                        .return_child(&job, &run, &child)
-                        .map_err(|err| self.fail(err))?;
+                    self.sub_task(&job, &run, task, (2, 4), "sub-task done")?;
                 }
                 self.steps(&job, &run, task, 1, 2)?;
-                let o = self.output("merged");
-                self.engine
-                    .complete_run(&job, &run, o)
-                    .map_err(|err| self.fail(err))?;
+                self.complete(&job, &run, "merged")?;
                 self.finish(&job, JobOutcome::Completed)?;
             }
             // A human approves the plan before the run goes on.
             2 => {
                 self.steps(&job, &run, task, 2, 3)?;
-                self.engine
-                    .request_input(&job, &run, format!("Approve the plan for: {task}?"))
-                    .map_err(|err| self.fail(err))?;
-                self.wait(120, 1800);
-                self.engine
-                    .provide_input(&job, &run, b"approved; keep the diff small".to_vec())
-                    .map_err(|err| self.fail(err))?;
+                let prompt = format!("Approve the plan for: {task}?");
+                let answer = b"approved; keep the diff small";
+                self.approval(&job, &run, prompt, (120, 1800), answer)?;
                 self.steps(&job, &run, task, 2, 3)?;
-                let o = self.output("done after approval");
-                self.engine
-                    .complete_run(&job, &run, o)
-                    .map_err(|err| self.fail(err))?;
+                self.complete(&job, &run, "done after approval")?;
                 self.finish(&job, JobOutcome::Completed)?;
             }
             // A run fails; a fresh run resumes from the checkpoint before
@@ -354,89 +377,37 @@ impl Demo {
             // checkpoint, and a wait for approval.
             3 => {
                 let mut cps = self.steps(&job, &run, task, 1, 2)?;
-                let child = self
-                    .engine
-                    .delegate(&job, &run)
-                    .map_err(|err| self.fail(err))?;
-                self.steps(&job, &child, task, 2, 3)?;
-                let o = self.output("sources collected");
-                self.engine
-                    .complete_run(&job, &child, o)
-                    .map_err(|err| self.fail(err))?;
-                self.wait(1, 3);
-                self.engine
-                    .return_child(&job, &run, &child)
-                    .map_err(|err| self.fail(err))?;
+                self.sub_task(&job, &run, task, (2, 3), "sources collected")?;
                 cps.extend(self.steps(&job, &run, task, 2, 3)?);
                 let why = *self.rng.pick(&FAILURES);
                 self.wait(5, 30);
-                self.engine
-                    .fail_run(&job, &run, why, true)
-                    .map_err(|err| self.fail(err))?;
-                let again = self
-                    .engine
-                    .submit(Submit::new(key, task.as_bytes().to_vec()).fingerprint(fingerprint))
-                    .map_err(|err| self.fail(err))?;
-                if again.outcome == SubmitOutcome::Attached && again.job == job {
-                    self.attached += 1;
-                }
+                self.cmd(|e| e.fail_run(&job, &run, why, true))?;
+                self.resubmit(key, task, fingerprint, &job)?;
                 self.wait(10, 60);
                 let from = cps.get(cps.len().saturating_sub(2)).cloned();
-                let retry = self
-                    .engine
-                    .start_run(&job, from)
-                    .map_err(|err| self.fail(err))?;
+                let retry = self.cmd(|e| e.start_run(&job, from))?;
                 self.steps(&job, &retry, task, 1, 2)?;
-                self.engine
-                    .request_input(
-                        &job,
-                        &retry,
-                        format!("Approve the final answer for: {task}?"),
-                    )
-                    .map_err(|err| self.fail(err))?;
-                self.wait(240, 900);
-                self.engine
-                    .provide_input(&job, &retry, b"approved".to_vec())
-                    .map_err(|err| self.fail(err))?;
+                let prompt = format!("Approve the final answer for: {task}?");
+                self.approval(&job, &retry, prompt, (240, 900), b"approved")?;
                 self.steps(&job, &retry, task, 1, 2)?;
-                let o = self.output("done on retry");
-                self.engine
-                    .complete_run(&job, &retry, o)
-                    .map_err(|err| self.fail(err))?;
+                self.complete(&job, &retry, "done on retry")?;
                 self.finish(&job, JobOutcome::Completed)?;
             }
             // Finished, then continued with a follow-up turn; remote status
             // observed on the way.
             4 => {
-                self.engine
-                    .observe_external(&job, ExternalStatus::Running, "remote sandbox sb-7 running")
-                    .map_err(|err| self.fail(err))?;
+                let status = "remote sandbox sb-7 running";
+                self.cmd(|e| e.observe_external(&job, ExternalStatus::Running, status))?;
                 self.steps(&job, &run, task, 2, 4)?;
-                let o = self.output("first answer");
-                self.engine
-                    .complete_run(&job, &run, o)
-                    .map_err(|err| self.fail(err))?;
+                self.complete(&job, &run, "first answer")?;
                 self.wait(1, 5);
-                self.engine
-                    .finish_job(&job, JobOutcome::Completed)
-                    .map_err(|err| self.fail(err))?;
+                self.cmd(|e| e.finish_job(&job, JobOutcome::Completed))?;
                 self.wait(300, 3600);
-                let follow_up = self
-                    .engine
-                    .start_run(&job, None)
-                    .map_err(|err| self.fail(err))?;
+                let follow_up = self.cmd(|e| e.start_run(&job, None))?;
                 self.steps(&job, &follow_up, task, 1, 3)?;
-                let o = self.output("follow-up answer");
-                self.engine
-                    .complete_run(&job, &follow_up, o)
-                    .map_err(|err| self.fail(err))?;
-                self.engine
-                    .observe_external(
-                        &job,
-                        ExternalStatus::Completed,
-                        "remote sandbox sb-7 exited 0",
-                    )
-                    .map_err(|err| self.fail(err))?;
+                self.complete(&job, &follow_up, "follow-up answer")?;
+                let status = "remote sandbox sb-7 exited 0";
+                self.cmd(|e| e.observe_external(&job, ExternalStatus::Completed, status))?;
                 self.finish(&job, JobOutcome::Completed)?;
             }
             // Two phases; a deploy interrupts the run between them and it
@@ -445,32 +416,20 @@ impl Demo {
                 for _ in 0..self.rng.range(2, 3) {
                     self.step(&job, &run, task, Some(0))?;
                 }
-                self.engine
-                    .complete_phase(&job, &run, 0, "gather", b"notes".to_vec())
-                    .map_err(|err| self.fail(err))?;
-                self.engine
-                    .interrupt_run(&job, &run, runlog::InterruptReason::Shutdown)
-                    .map_err(|err| self.fail(err))?;
+                self.cmd(|e| e.complete_phase(&job, &run, 0, "gather", b"notes".to_vec()))?;
+                self.cmd(|e| e.interrupt_run(&job, &run, runlog::InterruptReason::Shutdown))?;
                 self.wait(60, 300);
-                self.engine
-                    .resume_run(&job, &run, None)
-                    .map_err(|err| self.fail(err))?;
+                self.cmd(|e| e.resume_run(&job, &run, None))?;
                 for _ in 0..self.rng.range(2, 3) {
                     self.step(&job, &run, task, Some(1))?;
                 }
-                self.engine
-                    .complete_phase(&job, &run, 1, "draft", b"draft".to_vec())
-                    .map_err(|err| self.fail(err))?;
-                let o = self.output("drafted");
-                self.engine
-                    .complete_run(&job, &run, o)
-                    .map_err(|err| self.fail(err))?;
+                self.cmd(|e| e.complete_phase(&job, &run, 1, "draft", b"draft".to_vec()))?;
+                self.complete(&job, &run, "drafted")?;
                 self.finish(&job, JobOutcome::Completed)?;
             }
         }
         Ok(())
     }
-
     /// `--crash`: a job caught mid-step, one waiting for approval, one
     /// waiting on a child run that is mid-step.
     fn leave_in_flight(
@@ -483,12 +442,12 @@ impl Demo {
         self.steps(job, run, task, 1, 3)?;
         match index % 3 {
             0 => {}
-            1 => self
-                .engine
-                .request_input(job, run, format!("Approve the plan for: {task}?"))
-                .map_err(|e| self.fail(e))?,
+            1 => {
+                let prompt = format!("Approve the plan for: {task}?");
+                self.cmd(|e| e.request_input(job, run, prompt))?;
+            }
             _ => {
-                let child = self.engine.delegate(job, run).map_err(|e| self.fail(e))?;
+                let child = self.cmd(|e| e.delegate(job, run))?;
                 self.steps(job, &child, task, 1, 2)?;
             }
         }
