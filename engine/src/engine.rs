@@ -3,6 +3,7 @@
 
 use crate::codec;
 use crate::error::EngineError;
+use crate::files::Files;
 use crate::options::Options;
 use crate::query::{Query, Source, sealed};
 use crate::snapshot::{self, SkippedSnapshot};
@@ -30,6 +31,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 pub struct Engine {
     dir: PathBuf,
     log: Log,
+    /// Where snapshots are written: the log's file system.
+    files: Files,
     views: RwLock<Projections>,
     order: Mutex<Order>,
     snapshotting: Mutex<()>,
@@ -239,19 +242,45 @@ impl Engine {
     ) -> Result<(Engine, OpenReport), EngineError> {
         let dir = dir.as_ref().to_path_buf();
         let (log, recovery) = Log::open(&dir, options.log_options())?;
+        Engine::open_on(dir, options, Files::Real, log, recovery)
+    }
+
+    /// [`Engine::open`] on a given file system (test support, feature
+    /// `sim`): the log and the snapshots both live on `fs`, so a simulated
+    /// crash or fault reaches everything the engine writes.
+    #[cfg(feature = "sim")]
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        options: Options,
+        fs: std::sync::Arc<dyn runlog_log::Fs>,
+    ) -> Result<(Engine, OpenReport), EngineError> {
+        let dir = dir.as_ref().to_path_buf();
+        let (log, recovery) = Log::open_with(fs.clone(), &dir, options.log_options())?;
+        Engine::open_on(dir, options, Files::Sim(fs), log, recovery)
+    }
+
+    /// The rest of an open, once the log is recovered.
+    fn open_on(
+        dir: PathBuf,
+        options: Options,
+        files: Files,
+        log: Log,
+        recovery: RecoveryReport,
+    ) -> Result<(Engine, OpenReport), EngineError> {
         let Start {
             mut views,
             from,
             mut last_at,
             snapshot: snapshot_used,
             snapshots_skipped,
-        } = start(&dir, log.first_lsn(), log.next_lsn(), None)?;
+        } = start(&files, &dir, log.first_lsn(), log.next_lsn(), None)?;
         let events_replayed = replay(&log, &mut views, from, Stop::Never, &mut last_at)?;
-        snapshot::prune(&dir, options.snapshots_kept);
+        snapshot::prune(&files, &dir, options.snapshots_kept);
 
         let engine = Engine {
             dir,
             log,
+            files,
             views: RwLock::new(views),
             order: Mutex::new(Order {
                 last_at,
@@ -659,13 +688,13 @@ impl Engine {
             order.bytes_since_snapshot = 0;
             (lsn, order.last_at, body, keep_from)
         };
-        let path = snapshot::write(&self.dir, lsn, last_at, &body)?;
+        let path = snapshot::write(&self.files, &self.dir, lsn, last_at, &body)?;
         let segments_dropped = if self.options.keep_full_history {
             0
         } else {
             self.log.drop_segments_below(keep_from)?
         };
-        snapshot::prune(&self.dir, self.options.snapshots_kept);
+        snapshot::prune(&self.files, &self.dir, self.options.snapshots_kept);
         Ok(SnapshotInfo {
             path,
             lsn,
@@ -909,12 +938,13 @@ pub(crate) struct Start {
 /// snapshot, a log whose first segments were dropped cannot be replayed:
 /// that is `HistoryMissing`, never views with jobs missing.
 pub(crate) fn start(
+    files: &Files,
     dir: &Path,
     first_lsn: Lsn,
     end: Lsn,
     not_after: Option<Timestamp>,
 ) -> Result<Start, EngineError> {
-    let (loaded, snapshots_skipped) = snapshot::load_newest(dir, first_lsn, end, not_after);
+    let (loaded, snapshots_skipped) = snapshot::load_newest(files, dir, first_lsn, end, not_after);
     match loaded {
         Some(l) => Ok(Start {
             views: l.state,
