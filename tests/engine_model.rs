@@ -65,10 +65,10 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (idx(), bytes(16)).prop_map(|(run, output)| Op::CompleteRun { run, output }),
         1 => (idx(), any::<bool>()).prop_map(|(run, retryable)| Op::FailRun { run, retryable }),
         1 => (idx(), any::<bool>()).prop_map(|(run, panic)| Op::InterruptRun { run, panic }),
-        2 => (idx(), any::<bool>()).prop_map(|(job, failed)| Op::FinishJob { job, failed }),
+        4 => (idx(), any::<bool>()).prop_map(|(job, failed)| Op::FinishJob { job, failed }),
         1 => idx().prop_map(|job| Op::CancelJob { job }),
         1 => (idx(), any::<u8>()).prop_map(|(job, status)| Op::Observe { job, status }),
-        2 => Just(Op::Snapshot),
+        3 => Just(Op::Snapshot),
         2 => (0u16..2000).prop_map(|millis| Op::Tick { millis }),
         2 => any::<u8>().prop_map(|at_sync| Op::ArmCrash { at_sync }),
         1 => (any::<u8>(), fault()).prop_map(|(n, fault)| Op::ArmWriteFault { n, fault }),
@@ -80,24 +80,19 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    (
-        any::<u16>(),
-        any::<u8>(),
-        any::<bool>(),
-        any::<u8>(),
-        any::<u8>(),
+    let sizes = (any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>());
+    (sizes, any::<bool>(), any::<bool>()).prop_map(
+        |((segment_size, snapshot_every, snapshots_kept, attempts_max), drop_history, on_close)| {
+            Setup {
+                segment_size,
+                drop_history,
+                snapshot_every,
+                snapshot_on_close: on_close,
+                snapshots_kept,
+                attempts_max,
+            }
+        },
     )
-        .prop_map(
-            |(segment_size, snapshot_every, snapshot_on_close, snapshots_kept, attempts_max)| {
-                Setup {
-                    segment_size,
-                    snapshot_every,
-                    snapshot_on_close,
-                    snapshots_kept,
-                    attempts_max,
-                }
-            },
-        )
 }
 
 fn cases() -> u32 {
@@ -118,8 +113,8 @@ fn engine_survives_crashes_and_faults_as_the_model_says() {
     let config = Config {
         cases: cases(),
         source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
-            "proptest-regressions",
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/engine_model.proptest-regressions",
         ))),
         ..Config::default()
     };
@@ -138,7 +133,7 @@ fn engine_survives_crashes_and_faults_as_the_model_says() {
     eprintln!(
         "engine model: {} cases; {} commands acknowledged, {} refused; {} crashes ({} inside an open); \
          {} injected faults surfaced; {} reopens checked; unacknowledged batches: {} recovered whole, {} lost; \
-         {} commands refused by a poisoned engine",
+         {} commands refused by a poisoned engine; {} reopens of a log whose first segments were dropped",
         cases(),
         t.acked,
         t.refused,
@@ -148,7 +143,8 @@ fn engine_survives_crashes_and_faults_as_the_model_says() {
         t.reopens,
         t.unacked_recovered,
         t.unacked_lost,
-        t.poisoned_refusals
+        t.poisoned_refusals,
+        t.reopens_after_drop
     );
     // The generator must reach what the invariant is about; if a change
     // made it stop crashing or failing, this test would prove nothing.
@@ -157,6 +153,10 @@ fn engine_survives_crashes_and_faults_as_the_model_says() {
         "too few crashes: {t:?}"
     );
     assert!(t.faults >= u64::from(cases()) / 8, "too few faults: {t:?}");
+    assert!(
+        t.reopens_after_drop >= u64::from(cases()) / 64,
+        "too few reopens after segments were dropped: {t:?}"
+    );
     assert!(
         t.acked >= u64::from(cases()) * 5,
         "too few acknowledged commands: {t:?}"

@@ -43,6 +43,9 @@ const ANY: &str = "\u{0}<made by the engine>";
 pub struct Setup {
     /// Segment size (small, so segments roll over often).
     pub segment_size: u16,
+    /// Let snapshots drop the segments they cover (`keep_full_history`
+    /// false).
+    pub drop_history: bool,
     /// Automatic snapshot every this many events (0: never).
     pub snapshot_every: u8,
     /// Snapshot on a clean close.
@@ -190,6 +193,8 @@ pub struct Stats {
     pub unacked_lost: u64,
     /// Commands refused because the engine was poisoned.
     pub poisoned_refusals: u64,
+    /// Reopens of a log whose first segments a snapshot had dropped.
+    pub reopens_after_drop: u64,
 }
 
 impl Stats {
@@ -204,6 +209,7 @@ impl Stats {
         self.unacked_recovered += o.unacked_recovered;
         self.unacked_lost += o.unacked_lost;
         self.poisoned_refusals += o.poisoned_refusals;
+        self.reopens_after_drop += o.reopens_after_drop;
     }
 }
 
@@ -289,10 +295,10 @@ fn fill(expected: &Event, got: &Event) -> Event {
     e
 }
 
-/// Every event in the engine's log, in order.
-fn all_events(q: &impl Query) -> Vec<Event> {
+/// Every event in a log from `first` on, in order.
+fn events_from(q: &impl Query, first: Lsn) -> Vec<Event> {
     let mut out = Vec::new();
-    q.for_each_event(0, |_, e| {
+    q.for_each_event(first, |_, e| {
         out.push(e);
         ControlFlow::Continue(())
     })
@@ -316,7 +322,7 @@ impl Harness {
         let clock = ManualClock::new(Timestamp(1_000_000));
         let mut options = Options::default();
         options.sync = SyncPolicy::Always;
-        options.segment_size_max = 256 + u64::from(setup.segment_size % 2048);
+        options.segment_size_max = 256 + u64::from(setup.segment_size % 1024);
         options.record_size_max = 4096;
         options.snapshot_every_events = u64::from(setup.snapshot_every % 8);
         options.snapshot_every_bytes = 0;
@@ -325,6 +331,7 @@ impl Harness {
         options.recovery_attempts_max = u32::from(setup.attempts_max % 3);
         options.fingerprint_staleness = Duration::from_millis(1500);
         options.code_version = Some("v1".into());
+        options.keep_full_history = !setup.drop_history;
         options.clock = Arc::new(clock.clone());
         let mut h = Harness {
             sim: SimFs::new(),
@@ -1033,7 +1040,7 @@ impl Harness {
                     self.sim.restart(tear.tear());
                     // The interrupt batch of the failed open may be there,
                     // after what that open recovered.
-                    let recovered = self.read_only_events();
+                    let recovered = self.read_only_history();
                     let held = self.match_prefix(&recovered);
                     let batch =
                         self.interrupt_batch(&fold(&recovered[..held]), InterruptReason::Crash);
@@ -1047,7 +1054,7 @@ impl Harness {
         // aside, and its views are the fold of it. (Before the first open
         // there is no directory to read.)
         if self.stats.reopens > 0 {
-            let ro = self.read_only_events();
+            let ro = self.read_only_history();
             let _ = self.match_prefix(&ro);
         }
 
@@ -1057,17 +1064,33 @@ impl Harness {
         self.check_recovered();
     }
 
-    /// Events of a read-only open of the current disk, checked against its
-    /// own views.
-    fn read_only_events(&self) -> Vec<Event> {
+    /// The whole history a log holds, given its events from its first LSN
+    /// on: segments a snapshot covered may have been dropped, and those
+    /// events can only be the acknowledged ones.
+    fn history(&self, first: Lsn, events: Vec<Event>) -> Vec<Event> {
+        let first = usize::try_from(first).unwrap_or(usize::MAX);
+        assert!(
+            first <= self.acked.len(),
+            "the log starts at LSN {first}, after the {} acknowledged events",
+            self.acked.len()
+        );
+        let mut full = self.acked[..first].to_vec();
+        full.extend(events);
+        full
+    }
+
+    /// The history of a read-only open of the current disk; its views must
+    /// be the fold of it.
+    fn read_only_history(&self) -> Vec<Event> {
         let ro = ReadOnly::open_with(DIR, self.options.clone(), AsOf::Latest, self.sim.handle())
             .unwrap_or_else(|e| panic!("read-only open after a crash failed: {e}"));
-        let events = all_events(&ro);
+        let first = ro.log().first_lsn();
+        let full = self.history(first, events_from(&ro, first));
         assert!(
-            ro.with_views(Projections::clone) == fold(&events),
+            ro.with_views(Projections::clone) == fold(&full),
             "read-only views differ from the fold of the log"
         );
-        events
+        full
     }
 
     /// Checks that `events` = acked ++ whole pending batches (a prefix of
@@ -1102,7 +1125,14 @@ impl Harness {
     /// batches ++ the open's interrupt batch, and the views are its fold.
     fn check_recovered(&mut self) {
         self.stats.reopens += 1;
-        let events = all_events(self.engine());
+        let first = ReadOnly::open_with(DIR, self.options.clone(), AsOf::Latest, self.sim.handle())
+            .unwrap_or_else(|e| panic!("read-only open beside the engine failed: {e}"))
+            .log()
+            .first_lsn();
+        if first > 0 {
+            self.stats.reopens_after_drop += 1;
+        }
+        let events = self.history(first, events_from(self.engine(), first));
         let held = self.match_prefix(&events);
         // Pending batches found whole become acknowledged history.
         let mut at = self.acked.len();
