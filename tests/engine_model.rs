@@ -81,9 +81,15 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn setup() -> impl Strategy<Value = Setup> {
     let sizes = (any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>());
-    (sizes, any::<bool>(), any::<bool>()).prop_map(
-        |((segment_size, snapshot_every, snapshots_kept, attempts_max), drop_history, on_close)| {
+    (sizes, any::<bool>(), any::<bool>(), any::<u8>()).prop_map(
+        |(
+            (segment_size, snapshot_every, snapshots_kept, attempts_max),
+            drop_history,
+            on_close,
+            sync,
+        )| {
             Setup {
+                sync,
                 segment_size,
                 drop_history,
                 snapshot_every,
@@ -133,7 +139,8 @@ fn engine_survives_crashes_and_faults_as_the_model_says() {
     eprintln!(
         "engine model: {} cases; {} commands acknowledged, {} refused; {} crashes ({} inside an open); \
          {} injected faults surfaced; {} reopens checked; unacknowledged batches: {} recovered whole, {} lost; \
-         {} commands refused by a poisoned engine; {} reopens of a log whose first segments were dropped",
+         {} commands refused by a poisoned engine; {} reopens of a log whose first segments were dropped; \
+         {} acknowledged events lost unsynced (lossy sync policies)",
         cases(),
         t.acked,
         t.refused,
@@ -144,7 +151,8 @@ fn engine_survives_crashes_and_faults_as_the_model_says() {
         t.unacked_recovered,
         t.unacked_lost,
         t.poisoned_refusals,
-        t.reopens_after_drop
+        t.reopens_after_drop,
+        t.unsynced_lost
     );
     // The generator must reach what the invariant is about; if a change
     // made it stop crashing or failing, this test would prove nothing.

@@ -54,6 +54,9 @@ pub struct Setup {
     pub snapshots_kept: u8,
     /// Recovery attempts before a run is failed at open.
     pub attempts_max: u8,
+    /// Sync policy: mostly `Always`; 4 is `Bytes(200)`, 5 is `Never`
+    /// (modulo 6), whose acknowledged commands a crash may lose from the end.
+    pub sync: u8,
 }
 
 /// A fault to inject.
@@ -195,6 +198,8 @@ pub struct Stats {
     pub poisoned_refusals: u64,
     /// Reopens of a log whose first segments a snapshot had dropped.
     pub reopens_after_drop: u64,
+    /// Acknowledged but unsynced events a crash took (lossy sync policies).
+    pub unsynced_lost: u64,
 }
 
 impl Stats {
@@ -210,6 +215,7 @@ impl Stats {
         self.unacked_lost += o.unacked_lost;
         self.poisoned_refusals += o.poisoned_refusals;
         self.reopens_after_drop += o.reopens_after_drop;
+        self.unsynced_lost += o.unsynced_lost;
     }
 }
 
@@ -221,6 +227,14 @@ pub struct Harness {
     engine: Option<Engine>,
     /// Events of acknowledged commands, in log order.
     acked: Vec<Event>,
+    /// How many of `acked` are certainly durable: all of them under
+    /// `SyncPolicy::Always`; under a lossy policy, those before the last
+    /// sync the model knows of (a snapshot, a close).
+    durable: usize,
+    /// Positions in `acked` where a batch ends: a crash keeps whole batches.
+    batch_ends: std::collections::BTreeSet<usize>,
+    /// Every acknowledged command is durable (`SyncPolicy::Always`).
+    always: bool,
     /// Batches of commands that failed after they may have been written.
     pending: Vec<Vec<Event>>,
     /// A plain fold of `acked`.
@@ -321,7 +335,11 @@ impl Harness {
     pub fn new(setup: &Setup) -> Harness {
         let clock = ManualClock::new(Timestamp(1_000_000));
         let mut options = Options::default();
-        options.sync = SyncPolicy::Always;
+        options.sync = match setup.sync % 6 {
+            4 => SyncPolicy::Bytes(200),
+            5 => SyncPolicy::Never,
+            _ => SyncPolicy::Always,
+        };
         options.segment_size_max = 256 + u64::from(setup.segment_size % 1024);
         options.record_size_max = 4096;
         options.snapshot_every_events = u64::from(setup.snapshot_every % 8);
@@ -339,6 +357,9 @@ impl Harness {
             options,
             engine: None,
             acked: Vec::new(),
+            durable: 0,
+            batch_ends: std::collections::BTreeSet::from([0]),
+            always: setup.sync % 6 < 4,
             pending: Vec::new(),
             views: Projections::new(),
             jobs: Vec::new(),
@@ -355,6 +376,40 @@ impl Harness {
     fn now(&self) -> Timestamp {
         let last = self.acked.last().map_or(0, |e: &Event| e.at.0);
         Timestamp(self.clock.now().0.max(last))
+    }
+
+    /// Records an acknowledged batch; `synced` if the engine said it
+    /// synced the log after it (always so under `SyncPolicy::Always`).
+    fn ack_batch(&mut self, batch: Vec<Event>, synced: bool) {
+        for e in batch {
+            self.ack(e);
+        }
+        self.batch_ends.insert(self.acked.len());
+        if synced || self.always {
+            self.durable = self.acked.len();
+        }
+    }
+
+    /// Forgets acknowledged events a crash took (lossy sync policies only):
+    /// the model restarts from the first `keep`.
+    fn truncate(&mut self, keep: usize) {
+        assert!(
+            !self.always && keep >= self.durable,
+            "acknowledged durable events lost: {keep} of {} recovered ({} durable)",
+            self.acked.len(),
+            self.durable
+        );
+        self.stats.unsynced_lost += (self.acked.len() - keep) as u64;
+        let kept = self.acked[..keep].to_vec();
+        self.acked.clear();
+        self.views = Projections::new();
+        self.jobs.clear();
+        self.runs.clear();
+        self.checkpoints.clear();
+        for e in kept {
+            self.ack(e);
+        }
+        self.batch_ends.retain(|&b| b <= keep);
     }
 
     /// Records an acknowledged event in the model.
@@ -777,15 +832,16 @@ impl Harness {
                     "an acknowledged command wrote one event"
                 );
                 // (A crash in the automatic snapshot after the commit leaves
-                // nothing readable until the restart.)
-                if !self.sim.crashed() {
+                // nothing readable until the restart; under a lossy policy
+                // a read would flush the buffer the test means to lose.)
+                if !self.sim.crashed() && self.always {
                     let written = self.read_event(before);
                     assert_eq!(
                         written, event,
                         "the event in the log is the one the command made"
                     );
                 }
-                self.ack(event);
+                self.ack_batch(vec![event], false);
                 self.stats.acked += 1;
                 self.check_views();
             }
@@ -939,10 +995,13 @@ impl Harness {
                     self.acked.len() as Lsn,
                     "a snapshot covers every event"
                 );
+                // A snapshot syncs the log first.
+                self.ack_batch(Vec::new(), true);
             }
             // A snapshot file that could not be written is not a log
-            // failure: the engine goes on.
+            // failure: the engine goes on. The log was synced before.
             Err(EngineError::SnapshotIo { .. }) => {
+                self.ack_batch(Vec::new(), true);
                 if !self.sim.crashed() {
                     self.stats.faults += 1;
                 }
@@ -987,15 +1046,12 @@ impl Harness {
                 assert!(!self.poisoned, "a poisoned engine closed cleanly");
                 assert_eq!(interrupted.len(), batch.len());
                 self.stats.acked += 1;
-                for e in batch {
-                    self.ack(e);
-                }
+                self.ack_batch(batch, true);
             }
-            // The shutdown batch was committed; only the snapshot failed.
+            // The shutdown batch was committed and synced; only the
+            // snapshot failed.
             Err(EngineError::SnapshotIo { .. }) if !self.poisoned => {
-                for e in batch {
-                    self.ack(e);
-                }
+                self.ack_batch(batch, true);
             }
             Err(e) => {
                 if !self.poisoned {
@@ -1041,9 +1097,8 @@ impl Harness {
                     // The interrupt batch of the failed open may be there,
                     // after what that open recovered.
                     let recovered = self.read_only_history();
-                    let held = self.match_prefix(&recovered);
-                    let batch =
-                        self.interrupt_batch(&fold(&recovered[..held]), InterruptReason::Crash);
+                    self.absorb(&recovered);
+                    let batch = self.interrupt_batch(&self.views, InterruptReason::Crash);
                     if !batch.is_empty() {
                         self.pending.push(batch);
                     }
@@ -1093,32 +1148,82 @@ impl Harness {
         full
     }
 
-    /// Checks that `events` = acked ++ whole pending batches (a prefix of
-    /// them) ++ something; returns how many events that prefix holds.
-    fn match_prefix(&self, events: &[Event]) -> usize {
-        let n = self.acked.len();
+    /// Checks that `events` starts with the durable acknowledged events,
+    /// then more acknowledged ones up to a batch boundary (all of them
+    /// under `SyncPolicy::Always`), then — only if every acknowledged event
+    /// is there — a prefix of whole pending batches. Returns how many
+    /// acknowledged events are there, and where that prefix ends.
+    fn match_prefix(&self, events: &[Event]) -> (usize, usize) {
+        let durable = self.durable;
         assert!(
-            events.len() >= n,
-            "acknowledged events lost: {} recovered, {n} acknowledged",
+            events.len() >= durable,
+            "acknowledged durable events lost: {} recovered, {durable} durable",
             events.len()
         );
-        for (i, (got, want)) in events.iter().zip(&self.acked).enumerate() {
+        for (i, (got, want)) in events.iter().zip(&self.acked[..durable]).enumerate() {
             assert_eq!(
                 got, want,
                 "recovered event {i} differs from the acknowledged one"
             );
         }
-        let mut at = n;
+        let mut kept = durable;
+        while kept < self.acked.len() && events.get(kept) == Some(&self.acked[kept]) {
+            kept += 1;
+        }
+        if kept < self.acked.len() {
+            assert!(
+                !self.always,
+                "acknowledged event {kept} lost or changed: {:?} recovered, {:?} acknowledged",
+                events.get(kept),
+                self.acked[kept]
+            );
+            // Unsynced commands are lost from the end, whole batches at a
+            // time: what follows the last whole batch is checked by the
+            // caller (nothing, or the open's interrupt batch).
+            let whole = self
+                .batch_ends
+                .range(..=kept)
+                .next_back()
+                .copied()
+                .unwrap_or(0);
+            return (whole, whole);
+        }
+        let mut at = kept;
         for batch in &self.pending {
             let Some(got) = events.get(at..at + batch.len()) else {
                 break;
             };
-            if batch.is_empty() || !batch.iter().zip(got).all(|(w, g)| &fill(w, g) == g) {
+            if !batch.iter().zip(got).all(|(w, g)| &fill(w, g) == g) {
                 break;
             }
             at += batch.len();
         }
-        at
+        (kept, at)
+    }
+
+    /// Takes what a restarted disk holds into the model: acknowledged
+    /// events a crash took are forgotten (lossy policies), pending batches
+    /// found whole become history, and all of it is now durable. Returns
+    /// where that history ends in `events`.
+    fn absorb(&mut self, events: &[Event]) -> usize {
+        let (kept, held) = self.match_prefix(events);
+        if kept < self.acked.len() {
+            self.truncate(kept);
+        }
+        let mut at = self.acked.len();
+        let pending = std::mem::take(&mut self.pending);
+        for batch in pending {
+            if at + batch.len() <= held {
+                self.ack_batch(events[at..at + batch.len()].to_vec(), false);
+                at += batch.len();
+                self.stats.unacked_recovered += 1;
+            } else {
+                self.stats.unacked_lost += 1;
+            }
+        }
+        assert_eq!(at, held);
+        self.durable = self.acked.len();
+        held
     }
 
     /// After an open: the log holds acked ++ a prefix of whole pending
@@ -1133,22 +1238,7 @@ impl Harness {
             self.stats.reopens_after_drop += 1;
         }
         let events = self.history(first, events_from(self.engine(), first));
-        let held = self.match_prefix(&events);
-        // Pending batches found whole become acknowledged history.
-        let mut at = self.acked.len();
-        let pending = std::mem::take(&mut self.pending);
-        for batch in pending {
-            if at + batch.len() <= held && !batch.is_empty() {
-                for e in &events[at..at + batch.len()] {
-                    self.ack(e.clone());
-                }
-                at += batch.len();
-                self.stats.unacked_recovered += 1;
-            } else if !batch.is_empty() {
-                self.stats.unacked_lost += 1;
-            }
-        }
-        assert_eq!(at, held);
+        let held = self.absorb(&events);
         // What follows is the open's own batch: every run in flight.
         let batch = self.interrupt_batch(&self.views, InterruptReason::Crash);
         let rest = &events[held..];
@@ -1160,14 +1250,38 @@ impl Harness {
         for (want, got) in batch.iter().zip(rest) {
             assert_eq!(&fill(want, got), got, "the open's interrupt batch");
         }
-        for e in rest {
-            self.ack(e.clone());
-        }
+        self.ack_batch(rest.to_vec(), false);
         self.poisoned = false;
         assert!(
             fold(&events) == self.views,
             "the model's fold differs from a fresh fold"
         );
         self.check_views();
+        self.check_as_of(&events, first);
+    }
+
+    /// A read-only open replayed to a past point (an LSN, a time) shows
+    /// the fold of the history up to it, snapshots or not.
+    fn check_as_of(&self, history: &[Event], first: Lsn) {
+        let n = history.len() / 2;
+        let by_time = history.get(n).map(|e| e.at);
+        let mut points = vec![(AsOf::Lsn(n as Lsn), n)];
+        if let Some(t) = by_time {
+            // Timestamps never go backwards, so the events at or before `t`
+            // are a prefix.
+            let upto = history.iter().take_while(|e| e.at <= t).count();
+            points.push((AsOf::Time(t), upto));
+        }
+        for (as_of, upto) in points {
+            match ReadOnly::open_with(DIR, self.options.clone(), as_of, self.sim.handle()) {
+                Ok(ro) => assert!(
+                    ro.with_views(Projections::clone) == fold(&history[..upto]),
+                    "views as of {as_of:?} differ from the fold of the first {upto} events"
+                ),
+                // Dropped segments and no snapshot early enough.
+                Err(EngineError::HistoryMissing { .. }) if first > 0 => {}
+                Err(e) => panic!("read-only open as of {as_of:?} failed: {e}"),
+            }
+        }
     }
 }
