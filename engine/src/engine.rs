@@ -14,6 +14,7 @@ use runlog_projections::{
 };
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An open, writable data directory: the embedded runlog.
@@ -36,6 +37,10 @@ pub struct Engine {
     views: RwLock<Projections>,
     order: Mutex<Order>,
     snapshotting: Mutex<()>,
+    /// Records below this LSN may be gone: the log's first LSN at open,
+    /// raised (under the ordering lock) before a snapshot drops segments.
+    /// A finished job whose input lies below it is not continued.
+    history_floor: AtomicU64,
     options: Options,
 }
 
@@ -276,6 +281,7 @@ impl Engine {
         } = start(&files, &dir, log.first_lsn(), log.next_lsn(), None)?;
         let events_replayed = replay(&log, &mut views, from, Stop::Never, &mut last_at)?;
         snapshot::prune(&files, &dir, options.snapshots_kept);
+        let first_lsn = log.first_lsn();
 
         let engine = Engine {
             dir,
@@ -288,6 +294,7 @@ impl Engine {
                 bytes_since_snapshot: 0,
             }),
             snapshotting: Mutex::new(()),
+            history_floor: AtomicU64::new(first_lsn),
             options,
         };
         let interrupted = engine.interrupt_in_flight(InterruptReason::Crash)?;
@@ -401,13 +408,30 @@ impl Engine {
     /// Starts a top-level run in `job`: its first run, a continuation of a
     /// finished job (a follow-up turn), or — with `resume_from` — a fresh
     /// run resuming from one of the job's checkpoints. A checkpoint of
-    /// another job is refused with [`EngineError::CheckpointOfAnotherJob`].
+    /// another job is refused with [`EngineError::CheckpointOfAnotherJob`];
+    /// a finished job whose input a snapshot dropped (`keep_full_history`
+    /// off) with [`EngineError::InputDropped`].
     pub fn start_run(
         &self,
         job: &JobId,
         resume_from: Option<CheckpointId>,
     ) -> Result<RunId, EngineError> {
         self.command(|views, lsn, at| {
+            // A job never runs without its original input (DESIGN, problem
+            // 5). Unfinished jobs keep theirs; a finished one may have lost
+            // it to retention, and then cannot be continued.
+            if let Some(view) = views.job(job)
+                && matches!(view.status, JobStatus::Completed | JobStatus::Failed)
+            {
+                let kept_from = self.history_floor.load(Ordering::Acquire);
+                if view.input.lsn < kept_from {
+                    return Err(EngineError::InputDropped {
+                        job: job.clone(),
+                        input_lsn: view.input.lsn,
+                        kept_from,
+                    });
+                }
+            }
             if let Some(cp) = &resume_from {
                 check_checkpoint_owner(views, job, cp)?;
             }
@@ -686,6 +710,11 @@ impl Engine {
                 .min(lsn);
             order.events_since_snapshot = 0;
             order.bytes_since_snapshot = 0;
+            if !self.options.keep_full_history {
+                // Raised before the drop, under the ordering lock: a job
+                // continued after this point has its input above it.
+                self.history_floor.fetch_max(keep_from, Ordering::AcqRel);
+            }
             (lsn, order.last_at, body, keep_from)
         };
         let path = snapshot::write(&self.files, &self.dir, lsn, last_at, &body)?;

@@ -873,7 +873,8 @@ impl Harness {
             | EngineError::UnknownJob { .. }
             | EngineError::UnknownRun { .. }
             | EngineError::UnknownCheckpoint { .. }
-            | EngineError::CheckpointOfAnotherJob { .. } => {
+            | EngineError::CheckpointOfAnotherJob { .. }
+            | EngineError::InputDropped { .. } => {
                 assert_eq!(
                     self.engine().next_lsn(),
                     before,
@@ -1258,6 +1259,45 @@ impl Harness {
         );
         self.check_views();
         self.check_as_of(&events, first);
+        self.check_payloads(&events, first);
+    }
+
+    /// Inputs and checkpoint payloads read back from the log as written.
+    /// With full history every one must; otherwise those of every job
+    /// still running must (the engine keeps the segments holding them).
+    fn check_payloads(&self, history: &[Event], first: Lsn) {
+        let engine = self.engine();
+        for (lsn, e) in history.iter().enumerate() {
+            let must = first == 0
+                || self
+                    .views
+                    .job(&e.job)
+                    .is_some_and(|j| j.status == JobStatus::Running);
+            let (got, want) = match &e.change {
+                Change::JobCreated { input, .. } => (engine.job_input(&e.job), input),
+                Change::StepRecorded {
+                    checkpoint,
+                    payload,
+                    ..
+                } => (
+                    engine.checkpoint(&e.job, checkpoint).map(|c| c.payload),
+                    payload,
+                ),
+                _ => continue,
+            };
+            match got {
+                Ok(got) => assert_eq!(&got, want, "payload of the event at LSN {lsn}"),
+                Err(err) if !must => {
+                    assert!(
+                        (lsn as Lsn) < first,
+                        "payload at LSN {lsn} unreadable: {err}"
+                    )
+                }
+                Err(err) => panic!(
+                    "payload at LSN {lsn} of a running job unreadable (log starts at {first}): {err}"
+                ),
+            }
+        }
     }
 
     /// A read-only open replayed to a past point (an LSN, a time) shows
