@@ -64,6 +64,22 @@ fn engine_ops_seeds() {
     run_all("engine_ops", checks::engine_ops);
 }
 
+/// Prints what an `engine_ops` input stands for, to read a crash:
+/// `ENGINE_OPS=path cargo test --test fuzz_seeds show -- --ignored --nocapture`
+/// (add `MODEL_TRACE=1` to see the model's state before every op).
+#[test]
+#[ignore = "a debugging aid; needs ENGINE_OPS=<file>"]
+fn show_engine_ops_input() {
+    let path = std::env::var("ENGINE_OPS").expect("ENGINE_OPS=<file>");
+    let bytes = std::fs::read(&path).expect("read the input");
+    let (setup, ops) = checks::engine_ops_input(&bytes).expect("too short for a setup");
+    eprintln!("{setup:#?}");
+    for (i, op) in ops.iter().enumerate() {
+        eprintln!("{i:3} {op:?}");
+    }
+    checks::engine_ops(&bytes);
+}
+
 /// Writes the starting seeds: real segments and real event records made by
 /// the engine on the simulated file system, and pseudo-random command
 /// bytes. Run once by hand (`cargo test --test fuzz_seeds -- --ignored`);

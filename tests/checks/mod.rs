@@ -209,10 +209,15 @@ pub fn event_bytes(data: &[u8]) {
 /// faults, run through the engine on the simulated file system and checked
 /// against the model (see `model`).
 pub fn engine_ops(data: &[u8]) {
+    if let Some((setup, ops)) = engine_ops_input(data) {
+        model::run(&setup, &ops);
+    }
+}
+
+/// The setup and ops an `engine_ops` input stands for (at most 64 ops).
+pub fn engine_ops_input(data: &[u8]) -> Option<(model::Setup, Vec<model::Op>)> {
     let mut u = Unstructured::new(data);
-    let Ok(setup) = model::Setup::arbitrary(&mut u) else {
-        return;
-    };
+    let setup = model::Setup::arbitrary(&mut u).ok()?;
     let mut ops = Vec::new();
     while ops.len() < 64 && !u.is_empty() {
         match model::Op::arbitrary(&mut u) {
@@ -220,5 +225,5 @@ pub fn engine_ops(data: &[u8]) {
             Err(_) => break,
         }
     }
-    model::run(&setup, &ops);
+    Some((setup, ops))
 }

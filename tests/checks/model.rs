@@ -498,6 +498,16 @@ impl Harness {
 
     /// Runs one op and checks the engine against the model.
     pub fn step(&mut self, op: &Op) {
+        if std::env::var("MODEL_TRACE").is_ok() {
+            eprintln!(
+                "acked {} durable {} pending {} poisoned {} crashed {} | {op:?}",
+                self.acked.len(),
+                self.durable,
+                self.pending.len(),
+                self.poisoned,
+                self.sim.crashed()
+            );
+        }
         match op {
             Op::Tick { millis } => {
                 self.clock
@@ -1076,6 +1086,15 @@ impl Harness {
             self.stats.crashes += 1;
         }
         self.sim.restart(tear.tear());
+        // What a restarted disk holds is durable. A read-only open sees it
+        // (whole batches; the torn tail is where it stops), and its views
+        // are the fold of it. (Before the first open there is no directory.)
+        let mut on_disk = 0;
+        if self.stats.reopens > 0 {
+            let ro = self.read_only_history();
+            let _ = self.match_prefix(&ro);
+            on_disk = ro.len();
+        }
         if let Some(k) = crash_in_open {
             self.sim.crash_at_sync(u64::from(k % 6) + 1);
             match Engine::open_with(DIR, self.options.clone(), self.sim.handle()) {
@@ -1084,7 +1103,7 @@ impl Harness {
                     // stays armed for the commands that follow. What the
                     // open recovered is checked like any reopen.
                     self.engine = Some(engine);
-                    self.check_recovered();
+                    self.check_recovered(on_disk);
                     return;
                 }
                 Err(e) => {
@@ -1098,7 +1117,8 @@ impl Harness {
                     // The interrupt batch of the failed open may be there,
                     // after what that open recovered.
                     let recovered = self.read_only_history();
-                    self.absorb(&recovered);
+                    on_disk = recovered.len();
+                    self.absorb(&recovered, on_disk);
                     let batch = self.interrupt_batch(&self.views, InterruptReason::Crash);
                     if !batch.is_empty() {
                         self.pending.push(batch);
@@ -1106,18 +1126,10 @@ impl Harness {
                 }
             }
         }
-        // A read-only open sees what the writer will recover, torn tail
-        // aside, and its views are the fold of it. (Before the first open
-        // there is no directory to read.)
-        if self.stats.reopens > 0 {
-            let ro = self.read_only_history();
-            let _ = self.match_prefix(&ro);
-        }
-
         let (engine, _) = Engine::open_with(DIR, self.options.clone(), self.sim.handle())
             .unwrap_or_else(|e| panic!("reopen after a crash failed: {e}"));
         self.engine = Some(engine);
-        self.check_recovered();
+        self.check_recovered(on_disk);
     }
 
     /// The whole history a log holds, given its events from its first LSN
@@ -1204,9 +1216,10 @@ impl Harness {
 
     /// Takes what a restarted disk holds into the model: acknowledged
     /// events a crash took are forgotten (lossy policies), pending batches
-    /// found whole become history, and all of it is now durable. Returns
-    /// where that history ends in `events`.
-    fn absorb(&mut self, events: &[Event]) -> usize {
+    /// found whole become history, and the first `on_disk` events (what the
+    /// restarted disk held) are durable. Returns where that history ends in
+    /// `events`.
+    fn absorb(&mut self, events: &[Event], on_disk: usize) -> usize {
         let (kept, held) = self.match_prefix(events);
         if kept < self.acked.len() {
             self.truncate(kept);
@@ -1223,13 +1236,14 @@ impl Harness {
             }
         }
         assert_eq!(at, held);
-        self.durable = self.acked.len();
+        // Not the open's own batch, which a lossy policy leaves unsynced.
+        self.durable = on_disk.min(self.acked.len());
         held
     }
 
     /// After an open: the log holds acked ++ a prefix of whole pending
     /// batches ++ the open's interrupt batch, and the views are its fold.
-    fn check_recovered(&mut self) {
+    fn check_recovered(&mut self, on_disk: usize) {
         self.stats.reopens += 1;
         let first = ReadOnly::open_with(DIR, self.options.clone(), AsOf::Latest, self.sim.handle())
             .unwrap_or_else(|e| panic!("read-only open beside the engine failed: {e}"))
@@ -1239,7 +1253,7 @@ impl Harness {
             self.stats.reopens_after_drop += 1;
         }
         let events = self.history(first, events_from(self.engine(), first));
-        let held = self.absorb(&events);
+        let held = self.absorb(&events, on_disk);
         // What follows is the open's own batch: every run in flight.
         let batch = self.interrupt_batch(&self.views, InterruptReason::Crash);
         let rest = &events[held..];
