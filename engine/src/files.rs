@@ -123,3 +123,40 @@ impl Files {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Files;
+    use std::path::PathBuf;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("runlog-engine-files-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    /// The real file system still refuses a planted symlink where a
+    /// snapshot should be, and still writes a file it reads back.
+    #[test]
+    fn real_files_refuse_a_symlinked_snapshot() {
+        let dir = temp_dir("symlink");
+        let files = Files::Real;
+        let path = dir.join("00000000000000000001.snap");
+        files
+            .write_durably(&dir, &dir.join("x.tmp"), &path, &[b"head", b"body"])
+            .map_err(|f| f.source)
+            .expect("write");
+        assert_eq!(files.read(&path).expect("read"), b"headbody");
+        assert_eq!(files.list(&dir), vec!["00000000000000000001.snap"]);
+
+        let outside = dir.join("outside");
+        std::fs::write(&outside, b"secret").expect("write outside");
+        let link = dir.join("00000000000000000002.snap");
+        std::os::unix::fs::symlink(&outside, &link).expect("symlink");
+        let err = files.read(&link).expect_err("a symlink is refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
