@@ -70,6 +70,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (idx(), any::<u8>()).prop_map(|(job, status)| Op::Observe { job, status }),
         3 => Just(Op::Snapshot),
         2 => (0u16..2000).prop_map(|millis| Op::Tick { millis }),
+        1 => (0u16..3000).prop_map(|millis| Op::ClockBack { millis }),
         2 => any::<u8>().prop_map(|at_sync| Op::ArmCrash { at_sync }),
         1 => (any::<u8>(), fault()).prop_map(|(n, fault)| Op::ArmWriteFault { n, fault }),
         1 => (any::<u8>(), fault()).prop_map(|(n, fault)| Op::ArmSyncFault { n, fault }),

@@ -159,6 +159,9 @@ pub enum Op {
     Snapshot,
     /// Move the clock forward.
     Tick { millis: u16 },
+    /// Move the clock back (a host whose clock steps back): events are
+    /// still stamped no earlier than the last one.
+    ClockBack { millis: u16 },
     /// Crash the machine at the k-th sync from now.
     ArmCrash { at_sync: u8 },
     /// Fail the n-th write from now.
@@ -512,6 +515,11 @@ impl Harness {
             Op::Tick { millis } => {
                 self.clock
                     .advance(Duration::from_millis(u64::from(*millis)));
+            }
+            Op::ClockBack { millis } => {
+                let now = self.clock.now().0;
+                self.clock
+                    .set(Timestamp(now.saturating_sub(u64::from(*millis))));
             }
             Op::ArmCrash { at_sync } => self.sim.crash_at_sync(u64::from(*at_sync % 12) + 1),
             Op::ArmWriteFault { n, fault } => {
