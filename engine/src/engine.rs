@@ -3,6 +3,7 @@
 
 use crate::codec;
 use crate::error::EngineError;
+use crate::files::Files;
 use crate::options::Options;
 use crate::query::{Query, Source, sealed};
 use crate::snapshot::{self, SkippedSnapshot};
@@ -13,6 +14,7 @@ use runlog_projections::{
 };
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An open, writable data directory: the embedded runlog.
@@ -30,9 +32,15 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 pub struct Engine {
     dir: PathBuf,
     log: Log,
+    /// Where snapshots are written: the log's file system.
+    files: Files,
     views: RwLock<Projections>,
     order: Mutex<Order>,
     snapshotting: Mutex<()>,
+    /// Records below this LSN may be gone: the log's first LSN at open,
+    /// raised (under the ordering lock) before a snapshot drops segments.
+    /// A finished job whose input lies below it is not continued.
+    history_floor: AtomicU64,
     options: Options,
 }
 
@@ -239,20 +247,47 @@ impl Engine {
     ) -> Result<(Engine, OpenReport), EngineError> {
         let dir = dir.as_ref().to_path_buf();
         let (log, recovery) = Log::open(&dir, options.log_options())?;
+        Engine::open_on(dir, options, Files::Real, log, recovery)
+    }
+
+    /// [`Engine::open`] on a given file system (test support, feature
+    /// `sim`): the log and the snapshots both live on `fs`, so a simulated
+    /// crash or fault reaches everything the engine writes.
+    #[cfg(feature = "sim")]
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        options: Options,
+        fs: std::sync::Arc<dyn runlog_log::Fs>,
+    ) -> Result<(Engine, OpenReport), EngineError> {
+        let dir = dir.as_ref().to_path_buf();
+        let (log, recovery) = Log::open_with(fs.clone(), &dir, options.log_options())?;
+        Engine::open_on(dir, options, Files::Sim(fs), log, recovery)
+    }
+
+    /// The rest of an open, once the log is recovered.
+    fn open_on(
+        dir: PathBuf,
+        options: Options,
+        files: Files,
+        log: Log,
+        recovery: RecoveryReport,
+    ) -> Result<(Engine, OpenReport), EngineError> {
         let Start {
             mut views,
             from,
             mut last_at,
             snapshot: snapshot_used,
             mut snapshots_skipped,
-        } = start(&dir, &log, log.first_lsn(), log.next_lsn(), None)?;
-        snapshot::remove_beyond(&dir, log.next_lsn(), &mut snapshots_skipped);
+        } = start(&files, &dir, &log, log.first_lsn(), log.next_lsn(), None)?;
+        snapshot::remove_beyond(&files, &dir, log.next_lsn(), &mut snapshots_skipped)?;
         let events_replayed = replay(&log, &mut views, from, Stop::Never, &mut last_at)?;
-        snapshot::prune(&dir, options.snapshots_kept);
+        snapshot::prune(&files, &dir, options.snapshots_kept);
+        let first_lsn = log.first_lsn();
 
         let engine = Engine {
             dir,
             log,
+            files,
             views: RwLock::new(views),
             order: Mutex::new(Order {
                 last_at,
@@ -260,6 +295,7 @@ impl Engine {
                 bytes_since_snapshot: 0,
             }),
             snapshotting: Mutex::new(()),
+            history_floor: AtomicU64::new(first_lsn),
             options,
         };
         let interrupted = engine.interrupt_in_flight(InterruptReason::Crash)?;
@@ -373,13 +409,30 @@ impl Engine {
     /// Starts a top-level run in `job`: its first run, a continuation of a
     /// finished job (a follow-up turn), or — with `resume_from` — a fresh
     /// run resuming from one of the job's checkpoints. A checkpoint of
-    /// another job is refused with [`EngineError::CheckpointOfAnotherJob`].
+    /// another job is refused with [`EngineError::CheckpointOfAnotherJob`];
+    /// a finished job whose input a snapshot dropped (`keep_full_history`
+    /// off) with [`EngineError::InputDropped`].
     pub fn start_run(
         &self,
         job: &JobId,
         resume_from: Option<CheckpointId>,
     ) -> Result<RunId, EngineError> {
         self.command(|views, lsn, at| {
+            // A job never runs without its original input (DESIGN, problem
+            // 5). Unfinished jobs keep theirs; a finished one may have lost
+            // it to retention, and then cannot be continued.
+            if let Some(view) = views.job(job)
+                && matches!(view.status, JobStatus::Completed | JobStatus::Failed)
+            {
+                let kept_from = self.history_floor.load(Ordering::Acquire);
+                if view.input.lsn < kept_from {
+                    return Err(EngineError::InputDropped {
+                        job: job.clone(),
+                        input_lsn: view.input.lsn,
+                        kept_from,
+                    });
+                }
+            }
             if let Some(cp) = &resume_from {
                 check_checkpoint_owner(views, job, cp)?;
             }
@@ -658,15 +711,20 @@ impl Engine {
                 .min(lsn);
             order.events_since_snapshot = 0;
             order.bytes_since_snapshot = 0;
+            if !self.options.keep_full_history {
+                // Raised before the drop, under the ordering lock: a job
+                // continued after this point has its input above it.
+                self.history_floor.fetch_max(keep_from, Ordering::AcqRel);
+            }
             (lsn, order.last_at, body, keep_from)
         };
-        let path = snapshot::write(&self.dir, lsn, last_at, &body)?;
+        let path = snapshot::write(&self.files, &self.dir, lsn, last_at, &body)?;
         let segments_dropped = if self.options.keep_full_history {
             0
         } else {
             self.log.drop_segments_below(keep_from)?
         };
-        snapshot::prune(&self.dir, self.options.snapshots_kept);
+        snapshot::prune(&self.files, &self.dir, self.options.snapshots_kept);
         Ok(SnapshotInfo {
             path,
             lsn,
@@ -910,6 +968,7 @@ pub(crate) struct Start {
 /// snapshot, a log whose first segments were dropped cannot be replayed:
 /// that is `HistoryMissing`, never views with jobs missing.
 pub(crate) fn start(
+    files: &Files,
     dir: &Path,
     source: &dyn Source,
     first_lsn: Lsn,
@@ -919,7 +978,7 @@ pub(crate) fn start(
     let matches_log =
         |lsn, last_at, views: &Projections| last_event_matches(source, lsn, last_at, views);
     let (loaded, snapshots_skipped) =
-        snapshot::load_newest(dir, first_lsn, end, not_after, &matches_log);
+        snapshot::load_newest(files, dir, first_lsn, end, not_after, &matches_log);
     match loaded {
         Some(l) => Ok(Start {
             views: l.state,

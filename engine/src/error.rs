@@ -105,6 +105,21 @@ pub enum EngineError {
         first_lsn: Lsn,
     },
 
+    /// A finished job cannot be continued: with `keep_full_history` off, a
+    /// snapshot dropped the segment holding its input, and a job never runs
+    /// without its original input. Nothing was written.
+    #[error(
+        "job {job} cannot be continued: its input (LSN {input_lsn}) was dropped with the history below LSN {kept_from}"
+    )]
+    InputDropped {
+        /// The job.
+        job: JobId,
+        /// Where its input was.
+        input_lsn: Lsn,
+        /// The log's history below this LSN may be gone.
+        kept_from: Lsn,
+    },
+
     /// A snapshot file could not be written or read.
     #[error("snapshot {path}: {op}: {source}")]
     SnapshotIo {

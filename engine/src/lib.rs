@@ -6,6 +6,12 @@
 //! answering queries from the projections — with a read-only open for tools
 //! and audits.
 //!
+//! Cargo feature `sim` (test support, off by default) adds
+//! `Engine::open_with` and `ReadOnly::open_with`, which run the engine —
+//! its log and its snapshots — on a given `runlog_log::Fs`, such as the
+//! simulated `SimFs` that crashes at the k-th sync and injects EIO, ENOSPC
+//! and short writes. Enable it in `[dev-dependencies]` only.
+//!
 //! What it is not for: framing bytes on disk (that is `runlog-log`) or
 //! deciding which transitions are legal (that is `runlog-projections`).
 //!
@@ -33,6 +39,7 @@
 mod codec;
 mod engine;
 mod error;
+mod files;
 mod fsutil;
 mod guard;
 mod options;

@@ -102,7 +102,9 @@ pub struct Options {
     pub snapshots_kept: usize,
     /// Keep every segment forever (the log is the audit trail). When false,
     /// segments wholly covered by a durable snapshot, and holding no input
-    /// or checkpoint of an unfinished job, are deleted. Default true.
+    /// or checkpoint of an unfinished job, are deleted; a finished job
+    /// whose input went with them can no longer be continued
+    /// ([`crate::EngineError::InputDropped`]). Default true.
     pub keep_full_history: bool,
     /// A submit with a fingerprint attaches to the newest unfinished job
     /// with that fingerprint only if it is younger than this. Default 24 h.

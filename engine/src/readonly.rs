@@ -3,6 +3,7 @@
 use crate::engine::SnapshotUsed;
 use crate::engine::{Start, Stop, replay, start};
 use crate::error::EngineError;
+use crate::files::Files;
 use crate::options::{AsOf, Options};
 use crate::query::{Query, Source, sealed};
 use crate::snapshot::SkippedSnapshot;
@@ -74,7 +75,39 @@ impl ReadOnly {
                 }));
             }
         }
+        let files = Files::Real;
         let reader = LogReader::open(dir, options.log_options())?;
+        ReadOnly::open_on(dir, options, as_of, &files, reader)
+    }
+
+    /// [`ReadOnly::open`] on a given file system (test support, feature
+    /// `sim`): the log and the snapshots are read from `fs`.
+    #[cfg(feature = "sim")]
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        options: Options,
+        as_of: AsOf,
+        fs: std::sync::Arc<dyn runlog_log::Fs>,
+    ) -> Result<ReadOnly, EngineError> {
+        let dir = dir.as_ref();
+        let files = Files::Sim(fs.clone());
+        if !files.is_dir(dir) {
+            return Err(EngineError::NoSuchDirectory {
+                path: dir.to_path_buf(),
+            });
+        }
+        let reader = LogReader::open_with(fs, dir, options.log_options())?;
+        ReadOnly::open_on(dir, options, as_of, &files, reader)
+    }
+
+    /// The rest of a read-only open, once the log reader is open.
+    fn open_on(
+        dir: &Path,
+        options: Options,
+        as_of: AsOf,
+        files: &Files,
+        reader: LogReader,
+    ) -> Result<ReadOnly, EngineError> {
         let log_next_lsn = reader.next_lsn();
         let (end, not_after, stop) = match as_of {
             AsOf::Latest => (log_next_lsn, None, Stop::Never),
@@ -87,7 +120,7 @@ impl ReadOnly {
             mut last_at,
             snapshot: snapshot_used,
             snapshots_skipped,
-        } = start(dir, &reader, reader.first_lsn(), end, not_after)?;
+        } = start(files, dir, &reader, reader.first_lsn(), end, not_after)?;
         let events_replayed = replay(&reader, &mut views, from, stop, &mut last_at)?;
         let next_lsn = views.last_lsn().map_or(from, |l| l + 1);
         Ok(ReadOnly {

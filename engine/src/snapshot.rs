@@ -27,10 +27,8 @@
 //! that fails any check is skipped, never believed: the log is the truth.
 
 use crate::error::EngineError;
-use crate::fsutil;
+use crate::files::{Files, WriteFailure};
 use runlog_projections::{Lsn, Projections, SNAPSHOT_FORMAT_VERSION, Timestamp};
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"RUNLOGSN";
@@ -81,17 +79,20 @@ pub(crate) fn encode(state: &Projections) -> Result<Vec<u8>, EngineError> {
 /// atomically. The caller has made the log durable up to `lsn` first, so a
 /// snapshot never covers events a crash could lose.
 pub(crate) fn write(
+    files: &Files,
     data_dir: &Path,
     lsn: Lsn,
     last_at: Timestamp,
     body: &[u8],
 ) -> Result<PathBuf, EngineError> {
     let dir = dir(data_dir);
-    fsutil::create_dir(&dir).map_err(|source| EngineError::SnapshotIo {
-        path: dir.clone(),
-        op: "create directory",
-        source,
-    })?;
+    files
+        .create_dir(&dir)
+        .map_err(|source| EngineError::SnapshotIo {
+            path: dir.clone(),
+            op: "create directory",
+            source,
+        })?;
     let mut header = [0u8; HEADER_LEN];
     header[0..8].copy_from_slice(MAGIC);
     header[8..12].copy_from_slice(&VERSION.to_le_bytes());
@@ -106,39 +107,30 @@ pub(crate) fn write(
 
     let path = dir.join(file_name(lsn));
     let tmp = dir.join(format!("{}.tmp", file_name(lsn)));
-    let io = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| EngineError::SnapshotIo {
-            path: p,
-            op,
-            source,
-        }
-    };
-    let mut file = fsutil::create_file(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(&header).map_err(io("write", &tmp))?;
-    file.write_all(body).map_err(io("write", &tmp))?;
-    file.sync_all().map_err(io("fsync", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
-    fsutil::sync_dir(&dir).map_err(io("fsync directory", &dir))?;
+    files
+        .write_durably(&dir, &tmp, &path, &[&header, body])
+        .map_err(
+            |WriteFailure { op, path, source }| EngineError::SnapshotIo {
+                path: path.to_path_buf(),
+                op,
+                source,
+            },
+        )?;
     Ok(path)
 }
 
 /// Snapshot files in the directory, newest (highest LSN) first.
-pub(crate) fn list(data_dir: &Path) -> Vec<(Lsn, PathBuf)> {
-    let Ok(entries) = fs::read_dir(dir(data_dir)) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(Lsn, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name();
-            let name = name.to_str()?;
+pub(crate) fn list(files: &Files, data_dir: &Path) -> Vec<(Lsn, PathBuf)> {
+    let dir = dir(data_dir);
+    let mut found: Vec<(Lsn, PathBuf)> = files
+        .list(&dir)
+        .into_iter()
+        .filter_map(|name| {
             let digits = name.strip_suffix(".snap")?;
             if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            Some((digits.parse().ok()?, e.path()))
+            Some((digits.parse().ok()?, dir.join(&name)))
         })
         .collect();
     found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
@@ -154,6 +146,7 @@ pub(crate) type MatchesLog<'a> = dyn Fn(Lsn, Timestamp, &Projections) -> Result<
 /// and, with `not_after`, its last event is no later than that time.
 /// Returns what was skipped too.
 pub(crate) fn load_newest(
+    files: &Files,
     data_dir: &Path,
     first_lsn: Lsn,
     next_lsn: Lsn,
@@ -161,7 +154,7 @@ pub(crate) fn load_newest(
     matches_log: &MatchesLog<'_>,
 ) -> (Option<Loaded>, Vec<SkippedSnapshot>) {
     let mut skipped = Vec::new();
-    for (lsn, path) in list(data_dir) {
+    for (lsn, path) in list(files, data_dir) {
         if lsn > next_lsn {
             skipped.push(SkippedSnapshot {
                 path,
@@ -177,7 +170,7 @@ pub(crate) fn load_newest(
             });
             continue;
         }
-        match read(&path, lsn) {
+        match read(files, &path, lsn) {
             Ok(loaded) if not_after.is_some_and(|t| loaded.last_at > t) => {
                 skipped.push(SkippedSnapshot {
                     path,
@@ -198,8 +191,8 @@ pub(crate) fn load_newest(
 }
 
 /// Reads and checks one snapshot file.
-fn read(path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
-    let bytes = fsutil::read_regular_file(path).map_err(|e| format!("cannot read: {e}"))?;
+fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
+    let bytes = files.read(path).map_err(|e| format!("cannot read: {e}"))?;
     let header = bytes
         .get(..HEADER_LEN)
         .ok_or_else(|| format!("{} bytes, shorter than the header", bytes.len()))?;
@@ -273,39 +266,60 @@ fn read(path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
 /// log below it, or a disk lost synced data). The writer is about to give
 /// new, different events those LSNs; once the log is long enough the
 /// snapshot would pass every check and be loaded over the new history, so
-/// it goes now. Failures are reported in the entry, not returned: the open
-/// can go on, and the next writer's open tries again.
-pub(crate) fn remove_beyond(data_dir: &Path, next_lsn: Lsn, skipped: &mut [SkippedSnapshot]) {
-    for (lsn, path) in list(data_dir) {
+/// it goes now. A file that cannot be removed is reported in its entry, not
+/// returned: the open goes on, the check that a snapshot ends with the
+/// log's own last event still keeps it out, and the next writer's open
+/// tries again. Once a file is removed, the directory is fsync'ed and a
+/// failure of that fails the open.
+pub(crate) fn remove_beyond(
+    files: &Files,
+    data_dir: &Path,
+    next_lsn: Lsn,
+    skipped: &mut [SkippedSnapshot],
+) -> Result<(), EngineError> {
+    let mut removed = false;
+    for (lsn, path) in list(files, data_dir) {
         if lsn <= next_lsn {
             continue;
         }
-        let outcome = match fs::remove_file(&path) {
-            Ok(()) => "; removed, since new events will take its LSNs".to_owned(),
+        let outcome = match files.remove(&path) {
+            Ok(()) => {
+                removed = true;
+                "; removed, since new events will take its LSNs".to_owned()
+            }
             Err(e) => format!("; could not be removed ({e}), and will be again"),
         };
         if let Some(s) = skipped.iter_mut().find(|s| s.path == path) {
             s.reason.push_str(&outcome);
         }
     }
-    let _ = fsutil::sync_dir(&dir(data_dir));
+    if !removed {
+        return Ok(());
+    }
+    // A removal that a crash could undo would bring the snapshot back
+    // after new events took its LSNs: the open goes on only once it is
+    // durable.
+    let dir = dir(data_dir);
+    files
+        .sync_dir(&dir)
+        .map_err(|source| EngineError::SnapshotIo {
+            path: dir,
+            op: "fsync directory",
+            source,
+        })
 }
 
 /// Deletes all but the newest `keep` snapshots, and leftover temporary
 /// files. Failures are ignored: an extra snapshot costs disk, not
 /// correctness.
-pub(crate) fn prune(data_dir: &Path, keep: usize) {
-    for (_, path) in list(data_dir).into_iter().skip(keep.max(1)) {
-        let _ = fs::remove_file(path);
+pub(crate) fn prune(files: &Files, data_dir: &Path, keep: usize) {
+    for (_, path) in list(files, data_dir).into_iter().skip(keep.max(1)) {
+        let _ = files.remove(&path);
     }
-    if let Ok(entries) = fs::read_dir(dir(data_dir)) {
-        for e in entries.filter_map(Result::ok) {
-            if e.file_name()
-                .to_str()
-                .is_some_and(|n| n.ends_with(".snap.tmp"))
-            {
-                let _ = fs::remove_file(e.path());
-            }
+    let dir = dir(data_dir);
+    for name in files.list(&dir) {
+        if name.ends_with(".snap.tmp") {
+            let _ = files.remove(&dir.join(name));
         }
     }
 }
