@@ -80,15 +80,15 @@ mod state;
 mod types;
 mod view;
 
-pub use error::{Refusal, StateFound, TransitionError};
+pub use error::{DetailError, Refusal, StateFound, TransitionError};
 pub use event::{
     Change, ChangeRef, EVENT_FORMAT_VERSION, Event, EventRef, ExternalStatus, FailCause,
     InterruptReason, JobOutcome, JobOutcomeRef,
 };
-pub use snapshot::SNAPSHOT_FORMAT_VERSION;
+pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SnapshotCodec, SnapshotError};
 pub use state::Projections;
 pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 pub use view::{
-    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobStatus, JobView,
-    PhaseView, Resumability, RunError, RunStatus, RunView,
+    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobDetail, JobStatus,
+    JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
 };

@@ -56,6 +56,7 @@ impl Failure {
             }
             e @ (EngineError::BadEvent { .. }
             | EngineError::Replay { .. }
+            | EngineError::DetailUnreadable(_)
             | EngineError::HistoryMissing { .. }) => Failure::new(
                 CORRUPT,
                 format!("{e} (in {dir_s}; see `runlog verify` and `runlog recover --salvage`)"),
