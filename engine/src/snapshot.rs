@@ -39,7 +39,6 @@ use serde::de::DeserializeOwned;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// The snapshot body's serde format: postcard.
 pub(crate) struct Postcard;
@@ -263,10 +262,11 @@ fn read(path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
     if crc32fast::hash(body) != u32_at(OFFSET_BODY_CRC) {
         return Err("body checksum mismatch".into());
     }
-    // The views keep the body: each job's runs and checkpoints are decoded
+    // The views keep the file: each job's runs and checkpoints are decoded
     // from it when first used. The version is checked by number first.
+    let last_at = Timestamp(u64_at(OFFSET_LAST_AT));
     let state =
-        Projections::from_snapshot::<Postcard>(Arc::from(body)).map_err(|e| e.to_string())?;
+        Projections::from_snapshot::<Postcard>(bytes, HEADER_LEN).map_err(|e| e.to_string())?;
     // A snapshot's views hold exactly the events below its LSN.
     if state.last_lsn().is_some_and(|last| last >= lsn) {
         return Err(format!(
@@ -277,7 +277,7 @@ fn read(path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
     Ok(Loaded {
         path: path.to_path_buf(),
         lsn,
-        last_at: Timestamp(u64_at(OFFSET_LAST_AT)),
+        last_at,
         state,
     })
 }

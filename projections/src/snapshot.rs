@@ -269,7 +269,7 @@ impl Projections {
             let (runs, live) = match (job.loaded_detail(), job.detail.lazy.as_deref()) {
                 (None, Some(lazy)) if lazy.format == TypeId::of::<C>() => {
                     let bytes = lazy
-                        .body
+                        .file
                         .get(lazy.start..lazy.end)
                         .ok_or_else(|| unwritable(job, "detail out of its body".into()))?;
                     details.extend_from_slice(bytes);
@@ -321,18 +321,29 @@ impl Projections {
     }
 
     /// Restores views from a snapshot body written by
-    /// [`Projections::to_snapshot`] with codec `C`. Decodes the version and
-    /// the job summaries, checks how the parts fit (module docs), and keeps
-    /// each job's runs and checkpoints as bytes of `body` until first used
-    /// — except for jobs with runs in flight or interrupted, decoded now.
-    pub fn from_snapshot<C: SnapshotCodec>(body: Arc<[u8]>) -> Result<Self, SnapshotError> {
-        let (version, used) = C::decode_prefix::<u8>(&body).map_err(malformed)?;
+    /// [`Projections::to_snapshot`] with codec `C`: the body is
+    /// `file[body_at..]` (the whole file is taken so that the body need not
+    /// be copied out of it). Decodes the version and the job summaries,
+    /// checks how the parts fit (module docs), and keeps each job's runs
+    /// and checkpoints as bytes of the file until first used — except for
+    /// jobs with runs in flight or interrupted, decoded now.
+    pub fn from_snapshot<C: SnapshotCodec>(
+        file: Vec<u8>,
+        body_at: usize,
+    ) -> Result<Self, SnapshotError> {
+        let file = Arc::new(file);
+        let body = file
+            .get(body_at..)
+            .ok_or_else(|| malformed(format!("no body at byte {body_at}")))?;
+        let (version, used) = C::decode_prefix::<u8>(body).map_err(malformed)?;
         if version != SNAPSHOT_FORMAT_VERSION {
             return Err(SnapshotError::UnsupportedVersion { found: version });
         }
         let rest = body.get(used..).unwrap_or_default();
         let (head, head_len) = C::decode_prefix::<HeadIn>(rest).map_err(malformed)?;
-        let mut offset = used.saturating_add(head_len);
+        // Offsets from here on are into `file`.
+        let body = &file;
+        let mut offset = body_at.saturating_add(used).saturating_add(head_len);
         let mut jobs = Vec::with_capacity(head.jobs.len());
         for job in head.jobs {
             let left = body.len().saturating_sub(offset);
@@ -357,7 +368,7 @@ impl Projections {
                 last = Some(position);
             }
             let lazy = LazyDetail {
-                body: Arc::clone(&body),
+                file: Arc::clone(&file),
                 start: offset,
                 end: offset + len,
                 decode: decode_detail_with::<C>,
@@ -405,7 +416,7 @@ pub(crate) fn decode_detail(job: &JobView, lazy: &LazyDetail) -> Result<JobDetai
         reason,
     };
     let bytes = lazy
-        .body
+        .file
         .get(lazy.start..lazy.end)
         .ok_or_else(|| fail("detail out of its body".into()))?;
     let detail = (lazy.decode)(bytes).map_err(|e| fail(format!("does not decode: {e}")))?;

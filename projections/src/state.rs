@@ -706,12 +706,15 @@ impl Projections {
         last_lsn: Option<Lsn>,
     ) -> Result<Self, SnapshotError> {
         let mut state = Projections {
-            jobs: Vec::with_capacity(jobs.len()),
+            by_id: HashMap::with_capacity(jobs.len()),
             events_applied,
             last_lsn,
             ..Projections::default()
         };
-        for (ji, job) in jobs.into_iter().enumerate() {
+        // Jobs come in creation order, so each status's positions are
+        // sorted: the sets are built in bulk below, not one insert each.
+        let mut by_status: [Vec<usize>; 4] = Default::default();
+        for (ji, job) in jobs.iter().enumerate() {
             if state.by_id.insert(job.id.clone(), ji).is_some() {
                 return Err(SnapshotError::Malformed {
                     reason: format!("job {} appears twice", job.id),
@@ -731,9 +734,22 @@ impl Projections {
                 }
                 job.detail().map_err(SnapshotError::Detail)?;
             }
-            let status = job.status;
-            state.jobs.push(job);
-            state.index_status(ji, None, status);
+            by_status[job.status.index()].push(ji);
+            if !job.status.is_finished()
+                && let Some(fp) = &job.fingerprint
+            {
+                state
+                    .unfinished_by_fingerprint
+                    .entry(fp.clone())
+                    .or_default()
+                    .insert(ji);
+            }
+        }
+        // The list is kept as it came: a job view is a few hundred bytes,
+        // not worth moving.
+        state.jobs = jobs;
+        for (set, positions) in state.by_status.iter_mut().zip(by_status) {
+            *set = positions.into_iter().collect();
         }
         Ok(state)
     }

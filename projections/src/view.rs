@@ -496,9 +496,9 @@ pub(crate) struct Detail {
 /// of it, to check against once decoded.
 #[derive(Clone)]
 pub(crate) struct LazyDetail {
-    /// The whole snapshot body, shared by every job restored from it.
-    pub body: Arc<[u8]>,
-    /// This job's detail: `body[start..end]`.
+    /// The snapshot file, shared by every job restored from it.
+    pub file: Arc<Vec<u8>>,
+    /// This job's detail: `file[start..end]`.
     pub start: usize,
     pub end: usize,
     /// Decodes a detail in the format the body was written in.

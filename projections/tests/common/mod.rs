@@ -24,7 +24,6 @@
 use runlog_projections::*;
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::Arc;
 
 /// The engine's snapshot codec, postcard, for snapshot tests.
 pub struct Postcard;
@@ -49,7 +48,7 @@ pub fn snapshot(state: &Projections) -> Vec<u8> {
 
 /// Views restored from a postcard snapshot body.
 pub fn restore(body: &[u8]) -> Result<Projections, SnapshotError> {
-    Projections::from_snapshot::<Postcard>(Arc::from(body))
+    Projections::from_snapshot::<Postcard>(body.to_vec(), 0)
 }
 
 /// The resume bound used when rendering resumability and by `resume`
