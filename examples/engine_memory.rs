@@ -90,7 +90,11 @@ fn build(dir: &str, jobs: &str, steps: &str) -> Result<(), String> {
 fn open(dir: &str) -> Result<(), String> {
     let (engine, report) = Engine::open(dir, options()).map_err(|e| e.to_string())?;
     let jobs = engine.jobs(&JobFilter::all()).len();
-    let checkpoints: usize = engine.with_views(|v| v.jobs().map(|j| j.checkpoints.len()).sum());
+    let checkpoints: usize = engine.with_views(|v| {
+        v.jobs()
+            .map(|j| j.detail().map_or(0, |d| d.checkpoints().len()))
+            .sum()
+    });
     let kib = |field| status_kib(field).map_or("unknown".into(), |k| k.to_string());
     println!(
         "jobs={jobs} checkpoints={checkpoints} events_replayed={} peak_rss_kib={} rss_anon_kib={}",

@@ -330,21 +330,22 @@ fn act(engine: &Engine, rng: &mut Rng, seed: u64, life: u64, n: u64) -> Result<(
         return Ok(());
     }
     let job = engine.job(&j.id).map_err(|e| e.to_string())?;
-    let in_flight: Vec<_> = job
-        .runs
+    let detail = job.detail().map_err(|e| e.to_string())?;
+    let in_flight: Vec<_> = detail
+        .runs()
         .iter()
         .filter(|r| r.status.is_in_flight())
         .cloned()
         .collect();
     let Some(run) = rng.pick(&in_flight).cloned() else {
         // Nothing in flight: provide awaited input, resume, finish or start.
-        for r in &job.runs {
+        for r in detail.runs() {
             if r.status == RunStatus::Interrupted && r.awaiting_input.is_some() {
                 return provide(engine, rng, &job.id, &r.id);
             }
         }
-        let resumable: Vec<RunId> = job
-            .runs
+        let resumable: Vec<RunId> = detail
+            .runs()
             .iter()
             .filter(|r| {
                 engine
@@ -357,7 +358,7 @@ fn act(engine: &Engine, rng: &mut Rng, seed: u64, life: u64, n: u64) -> Result<(
             && rng.chance(70)
         {
             let from = if rng.chance(30) {
-                rng.pick(&job.checkpoints).map(|c| c.id.clone())
+                rng.pick(detail.checkpoints()).map(|c| c.id.clone())
             } else {
                 None
             };
@@ -390,7 +391,7 @@ fn act(engine: &Engine, rng: &mut Rng, seed: u64, life: u64, n: u64) -> Result<(
             return Ok(());
         }
         let from = if rng.chance(30) {
-            rng.pick(&job.checkpoints).map(|c| c.id.clone())
+            rng.pick(detail.checkpoints()).map(|c| c.id.clone())
         } else {
             None
         };
@@ -909,7 +910,12 @@ fn check(
                 .job(&a.job)
                 .map_err(|e| format!("acknowledged {} at LSN {lsn}: {e}", a.kind))?;
             if let ("step_recorded", [cp, ..]) = (a.kind.as_str(), a.extra.as_slice())
-                && !job.checkpoints.iter().any(|c| c.id.as_str() == cp)
+                && !job
+                    .detail()
+                    .map_err(|e| e.to_string())?
+                    .checkpoints()
+                    .iter()
+                    .any(|c| c.id.as_str() == cp)
             {
                 return Err(format!("checkpoint {cp} of {} is lost", a.job));
             }

@@ -69,9 +69,10 @@ fn p1_job_persisted_at_creation_and_totals_never_double_counted() {
         assert_eq!(view.total_steps, 5);
         assert_eq!(view.usage, usage(600 + 14, 30 + 6));
         assert_eq!(view.status, JobStatus::Completed);
-        let steps: Vec<u64> = view.checkpoints.iter().map(|c| c.step).collect();
+        let checkpoints = view.detail().expect("detail decodes").checkpoints();
+        let steps: Vec<u64> = checkpoints.iter().map(|c| c.step).collect();
         assert_eq!(steps, [1, 2, 3, 4, 5]);
-        assert_eq!(view.checkpoints[4].usage, view.usage);
+        assert_eq!(checkpoints[4].usage, view.usage);
     };
     check(&|| engine.job(&job).expect("job"));
     drop(engine);

@@ -403,7 +403,7 @@ fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     assert!(
         report.snapshots_skipped[0]
             .reason
-            .starts_with("snapshot body version 1 is not supported (this build reads 2)"),
+            .starts_with("snapshot body version 1 is not supported (this build reads 3)"),
         "{}",
         report.snapshots_skipped[0].reason
     );

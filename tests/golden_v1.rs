@@ -147,7 +147,8 @@ fn render(views: &Projections) -> String {
             job.external.as_ref().map(|e| (e.status, e.detail.as_str())),
         )
         .expect("infallible");
-        for run in &job.runs {
+        let detail = job.detail().expect("detail decodes");
+        for run in detail.runs() {
             writeln!(
                 out,
                 "  run {} parent={:?} children={:?} status={} steps={} usage={:?} phases={:?} attempts={} from={:?} code={:?} error={:?} interrupted_by={:?} output={:?}",
@@ -167,7 +168,7 @@ fn render(views: &Projections) -> String {
             )
             .expect("infallible");
         }
-        for cp in &job.checkpoints {
+        for cp in detail.checkpoints() {
             writeln!(
                 out,
                 "  checkpoint {} run={} step={} delta={:?} usage={:?} phase={:?} payload={:?} at={}",

@@ -10,7 +10,7 @@ use crate::snapshot::{self, SkippedSnapshot};
 use runlog_log::{Log, LogError, RecoveryReport};
 use runlog_projections::{
     Change, CheckpointId, Event, ExternalStatus, FailCause, InterruptReason, JobId, JobOutcome,
-    JobStatus, Lsn, Projections, Resumability, RunId, RunStatus, Timestamp, Usage,
+    JobStatus, Lsn, Projections, Refusal, Resumability, RunId, RunStatus, Timestamp, Usage,
 };
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -272,15 +272,25 @@ impl Engine {
         log: Log,
         recovery: RecoveryReport,
     ) -> Result<(Engine, OpenReport), EngineError> {
-        let Start {
-            mut views,
-            from,
-            mut last_at,
-            snapshot: snapshot_used,
-            mut snapshots_skipped,
-        } = start(&files, &dir, &log, log.first_lsn(), log.next_lsn(), None)?;
+        let (
+            Start {
+                views,
+                last_at,
+                snapshot: snapshot_used,
+                mut snapshots_skipped,
+                ..
+            },
+            events_replayed,
+        ) = start_and_replay(
+            &files,
+            &dir,
+            &log,
+            log.first_lsn(),
+            log.next_lsn(),
+            None,
+            Stop::Never,
+        )?;
         snapshot::remove_beyond(&files, &dir, log.next_lsn(), &mut snapshots_skipped)?;
-        let events_replayed = replay(&log, &mut views, from, Stop::Never, &mut last_at)?;
         snapshot::prune(&files, &dir, options.snapshots_kept);
         let first_lsn = log.first_lsn();
 
@@ -867,8 +877,10 @@ impl Engine {
         Ok(found
             .into_iter()
             .filter_map(|(job, run, was)| {
-                let view = views.run(&job, &run)?;
-                let resumability = views.resumability(&job, &run, code, max)?;
+                // These runs were in the in-flight index, whose jobs have
+                // their detail decoded: neither call fails.
+                let view = views.run(&job, &run).ok().flatten()?;
+                let resumability = views.resumability(&job, &run, code, max).ok().flatten()?;
                 Some(InterruptedRun {
                     now: view.status,
                     job,
@@ -919,11 +931,15 @@ fn check_checkpoint_owner(
     let Some(view) = views.job(job) else {
         return Err(EngineError::UnknownJob { job: job.clone() });
     };
-    if view.checkpoint(checkpoint).is_some() {
+    if view.detail()?.checkpoint(checkpoint).is_some() {
         return Ok(());
     }
-    // Only on this error path: find who owns it, to say so.
-    match views.jobs().find(|j| j.checkpoint(checkpoint).is_some()) {
+    // Only on this error path: find who owns it, to say so. A job whose
+    // detail cannot be read owns nothing that can be named.
+    let owns = |j: &&runlog_projections::JobView| {
+        j.detail().is_ok_and(|d| d.checkpoint(checkpoint).is_some())
+    };
+    match views.jobs().find(owns) {
         Some(owner) => Err(EngineError::CheckpointOfAnotherJob {
             job: job.clone(),
             checkpoint: checkpoint.clone(),
@@ -974,11 +990,12 @@ pub(crate) fn start(
     first_lsn: Lsn,
     end: Lsn,
     not_after: Option<Timestamp>,
+    refused: &[SkippedSnapshot],
 ) -> Result<Start, EngineError> {
     let matches_log =
         |lsn, last_at, views: &Projections| last_event_matches(source, lsn, last_at, views);
     let (loaded, snapshots_skipped) =
-        snapshot::load_newest(files, dir, first_lsn, end, not_after, &matches_log);
+        snapshot::load_newest(files, dir, first_lsn, end, not_after, &matches_log, refused);
     match loaded {
         Some(l) => Ok(Start {
             views: l.state,
@@ -1045,6 +1062,48 @@ fn last_event_matches(
         ));
     }
     Ok(())
+}
+
+/// [`start`], then [`replay`] up to `stop`. A snapshot whose job detail
+/// fails to decode while the log after it is replayed is refused like a
+/// snapshot that fails its checks: the next older one, or a full replay,
+/// is used instead, and the refusal reported. Returns the views (at the
+/// end of the replay) and the number of events replayed.
+pub(crate) fn start_and_replay(
+    files: &Files,
+    dir: &Path,
+    source: &dyn Source,
+    first_lsn: Lsn,
+    end: Lsn,
+    not_after: Option<Timestamp>,
+    stop: Stop,
+) -> Result<(Start, u64), EngineError> {
+    let mut refused: Vec<SkippedSnapshot> = Vec::new();
+    loop {
+        let mut begin = start(files, dir, source, first_lsn, end, not_after, &refused)?;
+        let Start {
+            views,
+            from,
+            last_at,
+            ..
+        } = &mut begin;
+        match replay(source, views, *from, stop, last_at) {
+            Ok(replayed) => return Ok((begin, replayed)),
+            Err(EngineError::Replay { lsn, source })
+                if matches!(source.refusal, Refusal::DetailUnreadable(_)) =>
+            {
+                // Each round refuses one more snapshot, so this ends.
+                let Some(used) = begin.snapshot else {
+                    return Err(EngineError::Replay { lsn, source });
+                };
+                refused.push(SkippedSnapshot {
+                    path: used.path,
+                    reason: format!("the event at LSN {lsn} found: {}", source.refusal),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// When replay stops.

@@ -1,7 +1,7 @@
 //! The engine's one error type.
 
 use runlog_log::LogError;
-use runlog_projections::{CheckpointId, JobId, Lsn, RunId, TransitionError};
+use runlog_projections::{CheckpointId, DetailError, JobId, Lsn, RunId, TransitionError};
 use std::path::PathBuf;
 
 /// What went wrong in an engine call. Each variant says what and where.
@@ -16,6 +16,14 @@ pub enum EngineError {
     /// The state machine refused the command; nothing was written.
     #[error(transparent)]
     Transition(Box<TransitionError>),
+
+    /// A job's runs and checkpoints, restored from a snapshot and decoded
+    /// on first use, do not decode or disagree with the job's summary: the
+    /// snapshot was written wrong or altered under a recomputed checksum.
+    /// Nothing was believed. Reopening without that snapshot (delete it)
+    /// replays the log, which is the truth.
+    #[error(transparent)]
+    DetailUnreadable(#[from] DetailError),
 
     /// No job has this id.
     #[error("unknown job {job}")]

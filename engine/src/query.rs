@@ -5,8 +5,8 @@ use crate::codec;
 use crate::error::EngineError;
 use runlog_log::LogError;
 use runlog_projections::{
-    Change, CheckpointId, CheckpointView, Event, JobId, JobStatus, JobView, Lsn, Projections,
-    Resumability, RunId, RunView, Timestamp, Usage,
+    Change, CheckpointId, CheckpointView, Event, JobDetail, JobId, JobStatus, JobView, Lsn,
+    Projections, Resumability, RunId, RunView, Timestamp, Usage,
 };
 use std::ops::ControlFlow;
 
@@ -125,7 +125,7 @@ impl From<&JobView> for JobSummary {
             started_at: job.started_at,
             finished_at: job.finished_at,
             fingerprint: job.fingerprint.clone(),
-            runs: job.runs.len(),
+            runs: job.run_count(),
         }
     }
 }
@@ -185,20 +185,30 @@ pub trait Query: sealed::Access {
         })
     }
 
-    /// One job, with its runs and checkpoints.
+    /// One job, with its runs and checkpoints (decoded: the copy's
+    /// [`JobView::detail`] does not fail).
     fn job(&self, job: &JobId) -> Result<JobView, EngineError> {
-        self.views(|v| v.job(job).cloned())
-            .ok_or_else(|| EngineError::UnknownJob { job: job.clone() })
+        self.views(|v| match v.job(job) {
+            None => Err(EngineError::UnknownJob { job: job.clone() }),
+            Some(j) => {
+                j.detail()?;
+                Ok(j.clone())
+            }
+        })
     }
 
     /// One run.
     fn run(&self, job: &JobId, run: &RunId) -> Result<RunView, EngineError> {
         self.views(|v| match v.job(job) {
             None => Err(EngineError::UnknownJob { job: job.clone() }),
-            Some(j) => j.run(run).cloned().ok_or_else(|| EngineError::UnknownRun {
-                job: job.clone(),
-                run: run.clone(),
-            }),
+            Some(j) => j
+                .detail()?
+                .run(run)
+                .cloned()
+                .ok_or_else(|| EngineError::UnknownRun {
+                    job: job.clone(),
+                    run: run.clone(),
+                }),
         })
     }
 
@@ -206,10 +216,11 @@ pub trait Query: sealed::Access {
     /// runs it delegated to.
     fn run_tree(&self, job: &JobId) -> Result<Vec<RunNode>, EngineError> {
         let job = self.job(job)?;
-        fn node(job: &JobView, run: &RunView, depth: usize) -> RunNode {
+        let job = job.detail()?;
+        fn node(job: &JobDetail, run: &RunView, depth: usize) -> RunNode {
             // Depth is bounded by the number of runs, so even views that
             // claimed a cycle could not recurse without end.
-            let children = if depth > job.runs.len() {
+            let children = if depth > job.runs().len() {
                 Vec::new()
             } else {
                 run.children
@@ -223,19 +234,23 @@ pub trait Query: sealed::Access {
                 children,
             }
         }
-        Ok(job.root_runs().map(|r| node(&job, r, 0)).collect())
+        Ok(job.root_runs().map(|r| node(job, r, 0)).collect())
     }
 
     /// A job's checkpoints in step order.
     fn checkpoints(&self, job: &JobId) -> Result<Vec<CheckpointView>, EngineError> {
-        self.views(|v| v.job(job).map(|j| j.checkpoints.clone()))
-            .ok_or_else(|| EngineError::UnknownJob { job: job.clone() })
+        self.views(|v| match v.job(job) {
+            None => Err(EngineError::UnknownJob { job: job.clone() }),
+            Some(j) => Ok(j.detail()?.checkpoints().to_vec()),
+        })
     }
 
     /// A job's latest checkpoint (highest step), if it has any.
     fn latest_checkpoint(&self, job: &JobId) -> Result<Option<CheckpointView>, EngineError> {
-        self.views(|v| v.job(job).map(|j| j.latest_checkpoint().cloned()))
-            .ok_or_else(|| EngineError::UnknownJob { job: job.clone() })
+        self.views(|v| match v.job(job) {
+            None => Err(EngineError::UnknownJob { job: job.clone() }),
+            Some(j) => Ok(j.detail()?.latest_checkpoint().cloned()),
+        })
     }
 
     /// One checkpoint, addressed as (job id, checkpoint id), with its
@@ -245,16 +260,15 @@ pub trait Query: sealed::Access {
         job: &JobId,
         checkpoint: &CheckpointId,
     ) -> Result<Checkpoint, EngineError> {
-        let view =
-            self.views(|v| match v.job(job) {
-                None => Err(EngineError::UnknownJob { job: job.clone() }),
-                Some(j) => j.checkpoint(checkpoint).cloned().ok_or_else(|| {
-                    EngineError::UnknownCheckpoint {
-                        job: job.clone(),
-                        checkpoint: checkpoint.clone(),
-                    }
-                }),
-            })?;
+        let view = self.views(|v| match v.job(job) {
+            None => Err(EngineError::UnknownJob { job: job.clone() }),
+            Some(j) => j.detail()?.checkpoint(checkpoint).cloned().ok_or_else(|| {
+                EngineError::UnknownCheckpoint {
+                    job: job.clone(),
+                    checkpoint: checkpoint.clone(),
+                }
+            }),
+        })?;
         let lsn = view.payload.lsn;
         let payload = match read_event(self.source(), lsn)?.change {
             Change::StepRecorded { payload, .. } => payload,
@@ -312,7 +326,11 @@ pub trait Query: sealed::Access {
         self.views(|v| {
             v.interrupted_runs()
                 .filter_map(|run| {
-                    let resumability = v.resumability(&run.job, &run.id, code, max)?;
+                    // Interrupted runs' jobs have their detail decoded.
+                    let resumability = v
+                        .resumability(&run.job, &run.id, code, max)
+                        .ok()
+                        .flatten()?;
                     Some(ResumableRun {
                         run: run.clone(),
                         resumability,
@@ -326,7 +344,7 @@ pub trait Query: sealed::Access {
     fn resumability(&self, job: &JobId, run: &RunId) -> Result<Resumability, EngineError> {
         let code = self.options().code_version.as_deref();
         let max = self.options().recovery_attempts_max;
-        self.views(|v| v.resumability(job, run, code, max))
+        self.views(|v| v.resumability(job, run, code, max))?
             .ok_or_else(|| EngineError::UnknownRun {
                 job: job.clone(),
                 run: run.clone(),
@@ -334,9 +352,15 @@ pub trait Query: sealed::Access {
     }
 
     /// The newest unfinished job submitted with this fingerprint (whatever
-    /// its age; compare `started_at` for a staleness window).
+    /// its age; compare `started_at` for a staleness window). Its detail is
+    /// decoded first, so the copy's [`JobView::detail`] gives what the
+    /// views hold, or the same error.
     fn job_for_fingerprint(&self, fingerprint: &str) -> Option<JobView> {
-        self.views(|v| v.newest_unfinished_with_fingerprint(fingerprint).cloned())
+        self.views(|v| {
+            let job = v.newest_unfinished_with_fingerprint(fingerprint)?;
+            let _decoded_or_failed = job.detail();
+            Some(job.clone())
+        })
     }
 }
 

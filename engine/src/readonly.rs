@@ -1,7 +1,7 @@
 //! The read-only open: for tools and audits.
 
 use crate::engine::SnapshotUsed;
-use crate::engine::{Start, Stop, replay, start};
+use crate::engine::{Start, Stop, start_and_replay};
 use crate::error::EngineError;
 use crate::files::Files;
 use crate::options::{AsOf, Options};
@@ -114,14 +114,24 @@ impl ReadOnly {
             AsOf::Lsn(lsn) => (lsn.min(log_next_lsn), None, Stop::BeforeLsn(lsn)),
             AsOf::Time(t) => (log_next_lsn, Some(t), Stop::AfterTime(t)),
         };
-        let Start {
-            mut views,
-            from,
-            mut last_at,
-            snapshot: snapshot_used,
-            snapshots_skipped,
-        } = start(files, dir, &reader, reader.first_lsn(), end, not_after)?;
-        let events_replayed = replay(&reader, &mut views, from, stop, &mut last_at)?;
+        let (
+            Start {
+                views,
+                from,
+                last_at,
+                snapshot: snapshot_used,
+                snapshots_skipped,
+            },
+            events_replayed,
+        ) = start_and_replay(
+            files,
+            dir,
+            &reader,
+            reader.first_lsn(),
+            end,
+            not_after,
+            stop,
+        )?;
         let next_lsn = views.last_lsn().map_or(from, |l| l + 1);
         Ok(ReadOnly {
             reader,

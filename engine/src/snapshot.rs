@@ -13,14 +13,19 @@
 //!     32     8  body_len, u64 LE
 //!     40     4  body_crc, u32 LE: CRC-32 (IEEE) of the body
 //!     44     4  header_crc, u32 LE: CRC-32 of bytes 0..44
-//!     48     …  body: postcard(Projections)
+//!     48     …  body: the views' snapshot form, postcard
 //! ```
 //!
 //! The body is the snapshot form of the views (`SNAPSHOT_FORMAT_VERSION` of
-//! runlog-projections, its version byte first): what the transitions fix,
-//! such as a checkpoint's step and its copies of its job's and run's ids, is
-//! left out and recomputed on restore. A body of another version fails to
-//! decode, so that snapshot is skipped and the log replayed.
+//! runlog-projections, its version byte first; FORMAT.md): job summaries,
+//! then each job's runs and checkpoints as a separate detail. An open
+//! decodes the summaries and keeps the body in memory; a job's detail is
+//! decoded when first used. What the transitions fix, such as a
+//! checkpoint's step and its copies of its job's and run's ids, is left
+//! out and recomputed. A body of another version, or whose parts do not
+//! fit together, is refused at open, so that snapshot is skipped and an
+//! older one or the log is used; a detail that fails later is a typed
+//! error (`EngineError::DetailUnreadable`), never a wrong view.
 //!
 //! A snapshot is written to `<name>.tmp`, fsync'ed, renamed, and the
 //! directory fsync'ed: it is either wholly there or not at all. A snapshot
@@ -28,8 +33,26 @@
 
 use crate::error::EngineError;
 use crate::files::{Files, WriteFailure};
-use runlog_projections::{Lsn, Projections, SNAPSHOT_FORMAT_VERSION, Timestamp};
+use runlog_projections::{Lsn, Projections, SnapshotCodec, Timestamp};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
+
+/// The snapshot body's serde format: postcard.
+pub(crate) struct Postcard;
+
+impl SnapshotCodec for Postcard {
+    fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        let buf = std::mem::take(out);
+        *out = postcard::to_extend(value, buf).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
+        let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
+        Ok((value, bytes.len() - rest.len()))
+    }
+}
 
 const MAGIC: &[u8; 8] = b"RUNLOGSN";
 const VERSION: u32 = 1;
@@ -70,9 +93,11 @@ pub struct SkippedSnapshot {
 /// Encodes the views as a snapshot body. Done under the engine's ordering
 /// lock, so the body matches the LSN it is written under.
 pub(crate) fn encode(state: &Projections) -> Result<Vec<u8>, EngineError> {
-    postcard::to_stdvec(state).map_err(|e| EngineError::Encode {
-        detail: e.to_string(),
-    })
+    state
+        .to_snapshot::<Postcard>()
+        .map_err(|e| EngineError::Encode {
+            detail: e.to_string(),
+        })
 }
 
 /// Writes a snapshot body (views holding every event below `lsn`)
@@ -145,6 +170,10 @@ pub(crate) type MatchesLog<'a> = dyn Fn(Lsn, Timestamp, &Projections) -> Result<
 /// its LSN lies within `[first_lsn, next_lsn]`, `matches_log` accepts it,
 /// and, with `not_after`, its last event is no later than that time.
 /// Returns what was skipped too.
+///
+/// `refused` are snapshots found unusable after they loaded (a job's detail
+/// that failed while the log after it was replayed), with why: they are
+/// skipped and reported.
 pub(crate) fn load_newest(
     files: &Files,
     data_dir: &Path,
@@ -152,9 +181,14 @@ pub(crate) fn load_newest(
     next_lsn: Lsn,
     not_after: Option<Timestamp>,
     matches_log: &MatchesLog<'_>,
+    refused: &[SkippedSnapshot],
 ) -> (Option<Loaded>, Vec<SkippedSnapshot>) {
     let mut skipped = Vec::new();
     for (lsn, path) in list(files, data_dir) {
+        if let Some(refused) = refused.iter().find(|r| r.path == path) {
+            skipped.push(refused.clone());
+            continue;
+        }
         if lsn > next_lsn {
             skipped.push(SkippedSnapshot {
                 path,
@@ -222,7 +256,7 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
             "its header says LSN {lsn}, its name says {name_lsn}"
         ));
     }
-    let body = &bytes[HEADER_LEN..];
+    let body = bytes.get(HEADER_LEN..).unwrap_or_default();
     if body.len() as u64 != u64_at(OFFSET_BODY_LEN) {
         return Err(format!(
             "body is {} bytes, header says {}",
@@ -233,17 +267,11 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
     if crc32fast::hash(body) != u32_at(OFFSET_BODY_CRC) {
         return Err("body checksum mismatch".into());
     }
-    // postcard keeps no message from a failed decode, so the body's version
-    // (its first byte, a postcard u8) is checked here, by number, first.
-    if let Some(&version) = body.first()
-        && version != SNAPSHOT_FORMAT_VERSION
-    {
-        return Err(format!(
-            "snapshot body version {version} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})"
-        ));
-    }
-    let state: Projections =
-        postcard::from_bytes(body).map_err(|e| format!("body does not decode: {e}"))?;
+    // The views keep the file: each job's runs and checkpoints are decoded
+    // from it when first used. The version is checked by number first.
+    let last_at = Timestamp(u64_at(OFFSET_LAST_AT));
+    let state =
+        Projections::from_snapshot::<Postcard>(bytes, HEADER_LEN).map_err(|e| e.to_string())?;
     // A snapshot's views hold exactly the events below its LSN.
     if state.last_lsn().is_some_and(|last| last >= lsn) {
         return Err(format!(
@@ -254,7 +282,7 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
     Ok(Loaded {
         path: path.to_path_buf(),
         lsn,
-        last_at: Timestamp(u64_at(OFFSET_LAST_AT)),
+        last_at,
         state,
     })
 }

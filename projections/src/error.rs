@@ -1,4 +1,5 @@
-//! The one error of this crate: an event the transition table refuses.
+//! The errors of this crate: an event the transition table refuses, and a
+//! job whose detail, restored from a snapshot, cannot be read.
 
 use crate::types::{CheckpointId, JobId, RunId};
 use crate::view::{BlockedReason, JobStatus, RunStatus};
@@ -97,6 +98,9 @@ pub enum Refusal {
     NotAwaitingInput,
     /// The run is not resumable.
     NotResumable(BlockedReason),
+    /// The job's runs and checkpoints, restored from a snapshot, cannot be
+    /// read: nothing about the job's runs can be decided.
+    DetailUnreadable(DetailError),
 }
 
 impl fmt::Display for Refusal {
@@ -126,6 +130,7 @@ impl fmt::Display for Refusal {
             Refusal::ChildNotFinished { child } => write!(f, "child run {child} has not finished"),
             Refusal::NotAwaitingInput => f.write_str("the run is not waiting for input"),
             Refusal::NotResumable(reason) => write!(f, "the run is not resumable: {reason}"),
+            Refusal::DetailUnreadable(e) => write!(f, "{e}"),
         }
     }
 }
@@ -141,3 +146,31 @@ impl fmt::Display for TransitionError {
 }
 
 impl std::error::Error for TransitionError {}
+
+/// A job's runs and checkpoints, kept as snapshot bytes until first used,
+/// do not decode, or disagree with the job's summary (its totals, its
+/// number of runs, its runs in flight or interrupted).
+///
+/// The snapshot's checksum passed, so the snapshot was written wrong or
+/// altered under a recomputed checksum. Nothing was believed: every view
+/// that depends on the detail refuses with this error. The log is the
+/// truth: an open without that snapshot replays it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetailError {
+    /// The job.
+    pub job: JobId,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for DetailError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the runs and checkpoints of job {} in the snapshot cannot be read: {}",
+            self.job, self.reason
+        )
+    }
+}
+
+impl std::error::Error for DetailError {}

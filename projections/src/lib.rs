@@ -67,8 +67,13 @@
 //! and checkpoints by scanning them while it has few (up to 16) and keeps a
 //! hash index beside the list only past that. The replay path decodes
 //! events borrowed ([`EventRef`]) and copies out only what a view keeps.
-//! Measured on x86_64: a [`JobView`] is 368 bytes, a [`RunView`] 296 and a
-//! [`CheckpointView`] 136, each plus one heap string per id it introduces.
+//! Measured on x86_64: a [`JobView`] is 384 bytes (its detail,
+//! [`JobDetail`], inline), a [`RunView`] 296 and a [`CheckpointView`] 136,
+//! each plus one heap string per id it introduces. Views restored from a
+//! snapshot ([`Projections::from_snapshot`]) keep the snapshot file in
+//! memory while any job's detail is still undecoded, and each such job 80
+//! bytes saying where its detail is; a decoded job costs what a replayed
+//! one does.
 //! Measured end to end (`examples/engine_memory.rs`, heap after replaying
 //! 100 000 jobs of one run each, allocator slack included): about 1.7 KiB
 //! per job with its run, and about 190 bytes per checkpoint.
@@ -80,15 +85,15 @@ mod state;
 mod types;
 mod view;
 
-pub use error::{Refusal, StateFound, TransitionError};
+pub use error::{DetailError, Refusal, StateFound, TransitionError};
 pub use event::{
     Change, ChangeRef, EVENT_FORMAT_VERSION, Event, EventRef, ExternalStatus, FailCause,
     InterruptReason, JobOutcome, JobOutcomeRef,
 };
-pub use snapshot::SNAPSHOT_FORMAT_VERSION;
+pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SnapshotCodec, SnapshotError};
 pub use state::Projections;
 pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 pub use view::{
-    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobStatus, JobView,
-    PhaseView, Resumability, RunError, RunStatus, RunView,
+    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobDetail, JobStatus,
+    JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
 };

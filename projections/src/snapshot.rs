@@ -1,169 +1,170 @@
-//! The snapshot form of [`Projections`]: the views, without what can be
-//! derived from them, behind a version.
+//! The snapshot form of [`Projections`]: job summaries first, then each
+//! job's runs and checkpoints as a separate detail, so that a restore
+//! decodes the summaries and leaves every detail as bytes until it is
+//! first used.
 //!
-//! Version 2 (postcard shown; any serde format works the same way):
+//! Version 3, in a [`SnapshotCodec`]'s serde format (postcard in the
+//! engine):
 //!
 //! ```text
-//! snapshot   = version: u8 (2) ‖ events_applied: u64 ‖ last_lsn: Option<u64>
-//!              ‖ jobs: seq of job
+//! body       = version: u8 (3) ‖ head ‖ details
+//! head       = events_applied: u64 ‖ last_lsn: Option<u64> ‖ jobs: seq of job
 //! job        = id ‖ key ‖ input: PayloadRef ‖ fingerprint ‖ status
-//!              ‖ started_at ‖ finished_at ‖ finish ‖ external
-//!              ‖ runs: seq of run ‖ checkpoints: seq of checkpoint ‖ last_lsn
+//!              ‖ total_steps: u64 ‖ usage: Usage ‖ started_at ‖ finished_at
+//!              ‖ finish ‖ external ‖ last_lsn ‖ runs: u32 (how many)
+//!              ‖ live: seq of (u32 position, RunStatus)
+//!              ‖ detail_len: u64
+//! details    = every job's detail, in job order, each detail_len bytes,
+//!              nothing after the last
+//! detail     = runs: seq of run ‖ checkpoints: seq of checkpoint
 //! run        = the fields of RunView in order, without `job`
 //! checkpoint = id ‖ run: u32 (position of its run in the job's runs)
 //!              ‖ delta: Usage ‖ phase ‖ payload: PayloadRef ‖ at
 //! ```
 //!
+//! `live` lists the runs that are in flight or interrupted, in position
+//! order: the indexes of runs a crash interrupted and runs to interrupt
+//! at open are rebuilt from it without decoding any detail (the jobs it
+//! names are decoded at restore, since the engine reads their runs at
+//! open). `runs`, `total_steps` and `usage` answer a job listing.
+//!
 //! Left out because the log's transitions fix them: a run's and a
 //! checkpoint's job (the job holding it), a checkpoint's run id (its run's
 //! position instead), a checkpoint's step (its position + 1) and cumulative
-//! usage (the saturating sum of the deltas up to it), and a job's
-//! `total_steps` and `usage` (the same over all its checkpoints). Fewer
-//! strings to decode and allocate is what makes a restore fast; fewer
-//! stored facts is fewer ways for a snapshot to disagree with itself.
+//! usage (the saturating sum of the deltas up to it).
+//!
+//! What a detail says and what its summary says must agree: when a detail
+//! is decoded, its runs' count, its runs in flight or interrupted, and the
+//! sums of its checkpoints' deltas are compared with the summary, and any
+//! difference is a [`DetailError`], as is a detail that does not decode or
+//! has bytes left over. A restore checks the head whole: the version, every
+//! `detail_len` against the bytes left, the details filling the body
+//! exactly, `live` positions in order, below `runs` and naming a live
+//! status, job ids unique.
 //!
 //! The version is read before anything else, so a snapshot of another
-//! version is refused by number, never misread. Version 1 (postcard of the
-//! whole views) is refused like any other: the engine then replays the log.
+//! version is refused by number, never misread. Versions 1 (postcard of the
+//! whole views) and 2 (one record per job, everything decoded at restore)
+//! are refused like any other: the engine then replays the log.
 
+use crate::error::DetailError;
 use crate::event::InterruptReason;
 use crate::state::Projections;
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 use crate::view::{
-    CheckpointView, ExternalObservation, FinishReason, IdIndex, JobStatus, JobView, PhaseView,
-    RunError, RunStatus, RunView,
+    CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobHead,
+    JobStatus, JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView,
 };
-use serde::de::{self, Deserializer};
-use serde::ser::{self, Serializer};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::any::TypeId;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 /// Version of the snapshot form of the views. Bumped when that form
 /// changes; a snapshot of any other version is refused.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 
-/// The version byte: refuses any other version as soon as it is read.
-struct Version;
+/// The serde format a snapshot body is written in. The engine uses
+/// postcard; the projections crate itself depends on serde only.
+pub trait SnapshotCodec: 'static {
+    /// Appends the encoding of `value` to `out`.
+    fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Decodes a value from the front of `bytes`, returning it and how many
+    /// bytes it took.
+    fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String>;
+}
 
-impl Serialize for Version {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u8(SNAPSHOT_FORMAT_VERSION)
+/// A snapshot body that cannot be restored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The body is of another version of the snapshot form.
+    UnsupportedVersion {
+        /// The version found.
+        found: u8,
+    },
+    /// The body does not decode, or its parts do not fit together.
+    Malformed {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The detail of a job with runs in flight or interrupted (decoded at
+    /// restore) cannot be read.
+    Detail(DetailError),
+    /// The body cannot be written: a job's detail cannot be read.
+    Unwritable(DetailError),
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::UnsupportedVersion { found } => write!(
+                f,
+                "snapshot body version {found} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})"
+            ),
+            SnapshotError::Malformed { reason } => {
+                write!(f, "snapshot body is malformed: {reason}")
+            }
+            SnapshotError::Detail(e) => write!(f, "{e}"),
+            SnapshotError::Unwritable(e) => write!(f, "cannot write a snapshot: {e}"),
+        }
     }
 }
 
-impl<'de> Deserialize<'de> for Version {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let version = u8::deserialize(deserializer)?;
-        if version != SNAPSHOT_FORMAT_VERSION {
-            return Err(de::Error::custom(format_args!(
-                "snapshot format version {version} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})"
-            )));
-        }
-        Ok(Version)
+impl std::error::Error for SnapshotError {}
+
+fn malformed(reason: impl Into<String>) -> SnapshotError {
+    SnapshotError::Malformed {
+        reason: reason.into(),
     }
+}
+
+/// Decodes one job's detail bytes (the whole of them).
+pub(crate) type DecodeDetail = fn(&[u8]) -> Result<DetailIn, String>;
+
+fn decode_detail_with<C: SnapshotCodec>(bytes: &[u8]) -> Result<DetailIn, String> {
+    let (detail, used) = C::decode_prefix::<DetailIn>(bytes)?;
+    if used != bytes.len() {
+        return Err(format!(
+            "{} bytes left after the detail",
+            bytes.len().saturating_sub(used)
+        ));
+    }
+    Ok(detail)
 }
 
 #[derive(Serialize)]
-struct SnapshotOut<'a> {
-    version: Version,
+struct HeadOut<'a> {
     events_applied: u64,
     last_lsn: Option<Lsn>,
-    jobs: Seq<'a, JobView>,
+    jobs: &'a [JobOut<'a>],
 }
 
 #[derive(Deserialize)]
-struct SnapshotIn {
-    // Declared first so it is decoded first: nothing after it is looked at
-    // under another version.
-    #[allow(dead_code)]
-    version: Version,
+struct HeadIn {
     events_applied: u64,
     last_lsn: Option<Lsn>,
     jobs: Vec<JobIn>,
 }
 
-/// A slice serialized item by item through its snapshot form.
-struct Seq<'a, T>(&'a [T]);
-
-impl Serialize for Seq<'_, JobView> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(JobOut))
-    }
-}
-
-impl Serialize for Seq<'_, RunView> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(RunOut))
-    }
-}
-
-/// A job's checkpoints, with the job to find each one's run in.
-struct Checkpoints<'a>(&'a JobView);
-
-impl Serialize for Checkpoints<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let job = self.0;
-        let mut out = Vec::with_capacity(job.checkpoints.len());
-        for cp in &job.checkpoints {
-            // Every checkpoint was recorded by a run of its job.
-            let run = job
-                .run_position(cp.run.as_str())
-                .and_then(|i| u32::try_from(i).ok())
-                .ok_or_else(|| {
-                    ser::Error::custom(format_args!(
-                        "checkpoint {} of job {} names run {}, not a run of the job",
-                        cp.id, job.id, cp.run
-                    ))
-                })?;
-            out.push(CheckpointOut {
-                id: &cp.id,
-                run,
-                delta: cp.delta,
-                phase: cp.phase,
-                payload: cp.payload,
-                at: cp.at,
-            });
-        }
-        serializer.collect_seq(out)
-    }
-}
-
-struct JobOut<'a>(&'a JobView);
-
-impl Serialize for JobOut<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let j = self.0;
-        JobFields {
-            id: &j.id,
-            key: &j.key,
-            input: j.input,
-            fingerprint: &j.fingerprint,
-            status: j.status,
-            started_at: j.started_at,
-            finished_at: j.finished_at,
-            finish: &j.finish,
-            external: &j.external,
-            runs: Seq(&j.runs),
-            checkpoints: Checkpoints(j),
-            last_lsn: j.last_lsn,
-        }
-        .serialize(serializer)
-    }
-}
-
 #[derive(Serialize)]
-struct JobFields<'a> {
+struct JobOut<'a> {
     id: &'a JobId,
     key: &'a str,
     input: PayloadRef,
     fingerprint: &'a Option<String>,
     status: JobStatus,
+    total_steps: u64,
+    usage: Usage,
     started_at: Timestamp,
     finished_at: Option<Timestamp>,
     finish: &'a Option<FinishReason>,
     external: &'a Option<ExternalObservation>,
-    runs: Seq<'a, RunView>,
-    checkpoints: Checkpoints<'a>,
     last_lsn: Lsn,
+    runs: u32,
+    live: Vec<(u32, RunStatus)>,
+    detail_len: u64,
 }
 
 #[derive(Deserialize)]
@@ -173,19 +174,342 @@ struct JobIn {
     input: PayloadRef,
     fingerprint: Option<String>,
     status: JobStatus,
+    total_steps: u64,
+    usage: Usage,
     started_at: Timestamp,
     finished_at: Option<Timestamp>,
     finish: Option<FinishReason>,
     external: Option<ExternalObservation>,
+    last_lsn: Lsn,
+    runs: u32,
+    live: Vec<(u32, RunStatus)>,
+    detail_len: u64,
+}
+
+#[derive(Serialize)]
+struct DetailOut<'a> {
+    runs: Runs<'a>,
+    checkpoints: Vec<CheckpointOut<'a>>,
+}
+
+/// A job's runs and checkpoints, as decoded from a snapshot.
+#[derive(Deserialize)]
+pub(crate) struct DetailIn {
     runs: Vec<RunIn>,
     checkpoints: Vec<CheckpointIn>,
-    last_lsn: Lsn,
+}
+
+/// A job's runs, serialized through their snapshot form.
+struct Runs<'a>(&'a [RunView]);
+
+impl Serialize for Runs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(RunOut))
+    }
+}
+
+/// Runs in flight or interrupted, by position, as `live` lists them.
+fn live_runs(runs: &[RunView]) -> Result<Vec<(u32, RunStatus)>, String> {
+    let mut live = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        if run.status.is_in_flight() || run.status == RunStatus::Interrupted {
+            let i =
+                u32::try_from(i).map_err(|_| format!("run {} past position u32::MAX", run.id))?;
+            live.push((i, run.status));
+        }
+    }
+    Ok(live)
+}
+
+/// The detail of `job` in its snapshot form.
+fn detail_out<'a>(job: &JobView, detail: &'a JobDetail) -> Result<DetailOut<'a>, String> {
+    let mut checkpoints = Vec::with_capacity(detail.checkpoints.len());
+    for cp in &detail.checkpoints {
+        // Every checkpoint was recorded by a run of its job.
+        let run = detail
+            .run_position(cp.run.as_str())
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| {
+                format!(
+                    "checkpoint {} of job {} names run {}, not a run of the job",
+                    cp.id, job.id, cp.run
+                )
+            })?;
+        checkpoints.push(CheckpointOut {
+            id: &cp.id,
+            run,
+            delta: cp.delta,
+            phase: cp.phase,
+            payload: cp.payload,
+            at: cp.at,
+        });
+    }
+    Ok(DetailOut {
+        runs: Runs(&detail.runs),
+        checkpoints,
+    })
+}
+
+impl Projections {
+    /// Encodes the views in the snapshot form (see the module docs of
+    /// `snapshot.rs`) with codec `C`. A job whose detail was never decoded
+    /// since it was restored with the same codec is copied as the bytes it
+    /// was restored from.
+    pub fn to_snapshot<C: SnapshotCodec>(&self) -> Result<Vec<u8>, SnapshotError> {
+        let unwritable = |job: &JobView, reason: String| {
+            SnapshotError::Unwritable(DetailError {
+                job: job.id.clone(),
+                reason,
+            })
+        };
+        let mut details = Vec::new();
+        let mut jobs = Vec::with_capacity(self.job_count());
+        for job in self.jobs() {
+            let before = details.len();
+            let (runs, live) = match (job.loaded_detail(), job.detail.lazy.as_deref()) {
+                (None, Some(lazy)) if lazy.format == TypeId::of::<C>() => {
+                    let bytes = lazy
+                        .file
+                        .get(lazy.start..lazy.end)
+                        .ok_or_else(|| unwritable(job, "detail out of its body".into()))?;
+                    details.extend_from_slice(bytes);
+                    (lazy.run_count, lazy.live.clone())
+                }
+                _ => {
+                    let detail = job.detail().map_err(SnapshotError::Unwritable)?;
+                    let out = detail_out(job, detail).map_err(|e| unwritable(job, e))?;
+                    C::encode_into(&out, &mut details).map_err(|e| unwritable(job, e))?;
+                    let runs = u32::try_from(detail.runs.len())
+                        .map_err(|_| unwritable(job, "more than u32::MAX runs".into()))?;
+                    (
+                        runs,
+                        live_runs(&detail.runs).map_err(|e| unwritable(job, e))?,
+                    )
+                }
+            };
+            jobs.push(JobOut {
+                id: &job.id,
+                key: &job.key,
+                input: job.input,
+                fingerprint: &job.fingerprint,
+                status: job.status,
+                total_steps: job.total_steps,
+                usage: job.usage,
+                started_at: job.started_at,
+                finished_at: job.finished_at,
+                finish: &job.finish,
+                external: &job.external,
+                last_lsn: job.last_lsn,
+                runs,
+                live,
+                detail_len: (details.len() - before) as u64,
+            });
+        }
+        let mut body = Vec::with_capacity(details.len() + 64 * jobs.len() + 32);
+        C::encode_into(&SNAPSHOT_FORMAT_VERSION, &mut body).map_err(malformed)?;
+        C::encode_into(
+            &HeadOut {
+                events_applied: self.events_applied(),
+                last_lsn: self.last_lsn(),
+                jobs: &jobs,
+            },
+            &mut body,
+        )
+        .map_err(malformed)?;
+        body.extend_from_slice(&details);
+        Ok(body)
+    }
+
+    /// Restores views from a snapshot body written by
+    /// [`Projections::to_snapshot`] with codec `C`: the body is
+    /// `file[body_at..]` (the whole file is taken so that the body need not
+    /// be copied out of it). Decodes the version and the job summaries,
+    /// checks how the parts fit (module docs), and keeps each job's runs
+    /// and checkpoints as bytes of the file until first used — except for
+    /// jobs with runs in flight or interrupted, decoded now.
+    pub fn from_snapshot<C: SnapshotCodec>(
+        file: Vec<u8>,
+        body_at: usize,
+    ) -> Result<Self, SnapshotError> {
+        let file = Arc::new(file);
+        let body = file
+            .get(body_at..)
+            .ok_or_else(|| malformed(format!("no body at byte {body_at}")))?;
+        let (version, used) = C::decode_prefix::<u8>(body).map_err(malformed)?;
+        if version != SNAPSHOT_FORMAT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion { found: version });
+        }
+        let rest = body.get(used..).unwrap_or_default();
+        let (head, head_len) = C::decode_prefix::<HeadIn>(rest).map_err(malformed)?;
+        // Offsets from here on are into `file`.
+        let body = &file;
+        let mut offset = body_at.saturating_add(used).saturating_add(head_len);
+        let mut jobs = Vec::with_capacity(head.jobs.len());
+        for job in head.jobs {
+            let left = body.len().saturating_sub(offset);
+            let len = usize::try_from(job.detail_len)
+                .ok()
+                .filter(|&len| len <= left)
+                .ok_or_else(|| {
+                    malformed(format!(
+                        "job {} claims {} detail bytes, {left} are left",
+                        job.id, job.detail_len
+                    ))
+                })?;
+            let mut last = None;
+            for &(position, status) in &job.live {
+                let live = status.is_in_flight() || status == RunStatus::Interrupted;
+                if !live || position >= job.runs || last.is_some_and(|l| l >= position) {
+                    return Err(malformed(format!(
+                        "job {} lists run {position} ({status}) as live, of {} runs",
+                        job.id, job.runs
+                    )));
+                }
+                last = Some(position);
+            }
+            let lazy = LazyDetail {
+                file: Arc::clone(&file),
+                start: offset,
+                end: offset + len,
+                decode: decode_detail_with::<C>,
+                format: TypeId::of::<C>(),
+                run_count: job.runs,
+                live: job.live,
+            };
+            offset += len;
+            let head = JobHead {
+                id: job.id,
+                key: job.key,
+                input: job.input,
+                fingerprint: job.fingerprint,
+                status: job.status,
+                total_steps: job.total_steps,
+                usage: job.usage,
+                started_at: job.started_at,
+                finished_at: job.finished_at,
+                finish: job.finish,
+                external: job.external,
+                last_lsn: job.last_lsn,
+            };
+            jobs.push(head.into_view(Detail {
+                loaded: OnceLock::new(),
+                lazy: Some(Box::new(lazy)),
+            }));
+        }
+        if offset != body.len() {
+            return Err(malformed(format!(
+                "{} bytes after the last job's detail",
+                body.len().saturating_sub(offset)
+            )));
+        }
+        Projections::from_views(jobs, head.events_applied, head.last_lsn)
+    }
+}
+
+/// Decodes the detail of `job` from its bytes, puts back what the snapshot
+/// left out and the run and checkpoint indexes, and checks it against the
+/// job's summary. The summary has not changed since the restore: every
+/// event about a job decodes its detail before it changes anything.
+pub(crate) fn decode_detail(job: &JobView, lazy: &LazyDetail) -> Result<JobDetail, DetailError> {
+    let fail = |reason: String| DetailError {
+        job: job.id.clone(),
+        reason,
+    };
+    let bytes = lazy
+        .file
+        .get(lazy.start..lazy.end)
+        .ok_or_else(|| fail("detail out of its body".into()))?;
+    let detail = (lazy.decode)(bytes).map_err(|e| fail(format!("does not decode: {e}")))?;
+    let mut view = JobDetail {
+        runs: Vec::with_capacity(detail.runs.len()),
+        checkpoints: Vec::with_capacity(detail.checkpoints.len()),
+        run_index: IdIndex::default(),
+        checkpoint_index: IdIndex::default(),
+    };
+    for run in detail.runs {
+        if view.run_position(run.id.as_str()).is_some() {
+            return Err(fail(format!("run {} appears twice", run.id)));
+        }
+        view.runs.push(RunView {
+            id: run.id,
+            job: job.id.clone(),
+            parent: run.parent,
+            children: run.children,
+            status: run.status,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            code_version: run.code_version,
+            resumed_from: run.resumed_from,
+            phases: run.phases,
+            recovery_attempts: run.recovery_attempts,
+            awaiting_input: run.awaiting_input,
+            waiting_on_child: run.waiting_on_child,
+            steps: run.steps,
+            usage: run.usage,
+            interrupted_by: run.interrupted_by,
+            error: run.error,
+            output: run.output,
+        });
+        view.run_index.push_last(&view.runs, |r| &r.id);
+    }
+    let mut total_steps = 0u64;
+    let mut usage = Usage::default();
+    for cp in detail.checkpoints {
+        if view.checkpoint_position(cp.id.as_str()).is_some() {
+            return Err(fail(format!("checkpoint {} appears twice", cp.id)));
+        }
+        let Some(run) = usize::try_from(cp.run).ok().and_then(|i| view.runs.get(i)) else {
+            return Err(fail(format!(
+                "checkpoint {} names run {} of {}",
+                cp.id,
+                cp.run,
+                view.runs.len()
+            )));
+        };
+        // The same sums the StepRecorded transition makes.
+        total_steps = total_steps.saturating_add(1);
+        usage = usage.plus(cp.delta);
+        view.checkpoints.push(CheckpointView {
+            id: cp.id,
+            job: job.id.clone(),
+            run: run.id.clone(),
+            step: total_steps,
+            delta: cp.delta,
+            usage,
+            phase: cp.phase,
+            payload: cp.payload,
+            at: cp.at,
+        });
+        view.checkpoint_index
+            .push_last(&view.checkpoints, |c| &c.id);
+    }
+    if total_steps != job.total_steps || usage != job.usage {
+        return Err(fail(format!(
+            "its checkpoints sum to {total_steps} steps and {usage:?}, its summary says {} and {:?}",
+            job.total_steps, job.usage
+        )));
+    }
+    if view.runs.len() != lazy.run_count as usize {
+        return Err(fail(format!(
+            "{} runs, its summary says {}",
+            view.runs.len(),
+            lazy.run_count
+        )));
+    }
+    let live = live_runs(&view.runs).map_err(fail)?;
+    if live != lazy.live {
+        return Err(fail(format!(
+            "runs in flight or interrupted {live:?}, its summary says {:?}",
+            lazy.live
+        )));
+    }
+    Ok(view)
 }
 
 struct RunOut<'a>(&'a RunView);
 
 impl Serialize for RunOut<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
         RunFields {
             id: &r.id,
@@ -270,116 +594,4 @@ struct CheckpointIn {
     phase: Option<u32>,
     payload: PayloadRef,
     at: Timestamp,
-}
-
-impl Serialize for Projections {
-    /// The snapshot form (see the module docs of `snapshot.rs`): the views
-    /// without what they imply, behind a version. Indexes are rebuilt on
-    /// restore.
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        SnapshotOut {
-            version: Version,
-            events_applied: self.events_applied(),
-            last_lsn: self.last_lsn(),
-            jobs: Seq(self.job_views()),
-        }
-        .serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Projections {
-    /// Restores a snapshot, refusing another version, a checkpoint naming
-    /// a run its job does not have, or ids that collide.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let snapshot = SnapshotIn::deserialize(deserializer)?;
-        let mut jobs = Vec::with_capacity(snapshot.jobs.len());
-        for job in snapshot.jobs {
-            jobs.push(restore_job(job).map_err(de::Error::custom)?);
-        }
-        Projections::from_views(jobs, snapshot.events_applied, snapshot.last_lsn)
-            .map_err(de::Error::custom)
-    }
-}
-
-/// Puts back what the snapshot left out, and the job's run and checkpoint
-/// indexes, refusing duplicate ids.
-fn restore_job(job: JobIn) -> Result<JobView, String> {
-    let mut view = JobView {
-        id: job.id,
-        key: job.key,
-        input: job.input,
-        fingerprint: job.fingerprint,
-        status: job.status,
-        total_steps: 0,
-        usage: Usage::default(),
-        started_at: job.started_at,
-        finished_at: job.finished_at,
-        finish: job.finish,
-        external: job.external,
-        runs: Vec::with_capacity(job.runs.len()),
-        checkpoints: Vec::with_capacity(job.checkpoints.len()),
-        last_lsn: job.last_lsn,
-        run_index: IdIndex::default(),
-        checkpoint_index: IdIndex::default(),
-    };
-    for run in job.runs {
-        if view.run_position(run.id.as_str()).is_some() {
-            return Err(format!("run {} appears twice in job {}", run.id, view.id));
-        }
-        view.runs.push(RunView {
-            id: run.id,
-            job: view.id.clone(),
-            parent: run.parent,
-            children: run.children,
-            status: run.status,
-            started_at: run.started_at,
-            finished_at: run.finished_at,
-            code_version: run.code_version,
-            resumed_from: run.resumed_from,
-            phases: run.phases,
-            recovery_attempts: run.recovery_attempts,
-            awaiting_input: run.awaiting_input,
-            waiting_on_child: run.waiting_on_child,
-            steps: run.steps,
-            usage: run.usage,
-            interrupted_by: run.interrupted_by,
-            error: run.error,
-            output: run.output,
-        });
-        view.run_index.push_last(&view.runs, |r| &r.id);
-    }
-    for cp in job.checkpoints {
-        if view.checkpoint_position(cp.id.as_str()).is_some() {
-            return Err(format!(
-                "checkpoint {} appears twice in job {}",
-                cp.id, view.id
-            ));
-        }
-        let Some(run) = usize::try_from(cp.run).ok().and_then(|i| view.runs.get(i)) else {
-            return Err(format!(
-                "checkpoint {} of job {} names run {} of {}",
-                cp.id,
-                view.id,
-                cp.run,
-                view.runs.len()
-            ));
-        };
-        // The same sums the StepRecorded transition makes.
-        view.total_steps = view.total_steps.saturating_add(1);
-        view.usage = view.usage.plus(cp.delta);
-        view.checkpoints.push(CheckpointView {
-            id: cp.id,
-            job: view.id.clone(),
-            run: run.id.clone(),
-            step: view.total_steps,
-            delta: cp.delta,
-            usage: view.usage,
-            phase: cp.phase,
-            payload: cp.payload,
-            at: cp.at,
-        });
-        view.checkpoint_index
-            .push_last(&view.checkpoints, |c| &c.id);
-    }
-    Ok(view)
 }

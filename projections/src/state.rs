@@ -1,12 +1,13 @@
 //! The fold: [`Projections`] applies events, enforcing the transition table,
 //! and keeps the views and their indexes.
 
-use crate::error::{Refusal, StateFound, TransitionError};
+use crate::error::{DetailError, Refusal, StateFound, TransitionError};
 use crate::event::{ChangeRef, Event, EventRef, FailCause, InterruptReason, JobOutcomeRef};
+use crate::snapshot::SnapshotError;
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Usage};
 use crate::view::{
-    BlockedReason, CheckpointView, ExternalObservation, FinishReason, IdIndex, JobStatus, JobView,
-    PhaseView, Resumability, RunError, RunStatus, RunView,
+    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobDetail, JobHead,
+    JobStatus, JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -128,14 +129,27 @@ impl Projections {
             .and_then(|&i| self.jobs.get(i))
     }
 
-    /// One run.
-    pub fn run(&self, job: &JobId, run: &RunId) -> Option<&RunView> {
-        self.job(job).and_then(|j| j.run(run))
+    /// One run; `Ok(None)` when the job or the run does not exist. Fails
+    /// when the job's detail cannot be read ([`JobView::detail`]).
+    pub fn run(&self, job: &JobId, run: &RunId) -> Result<Option<&RunView>, DetailError> {
+        match self.job(job) {
+            None => Ok(None),
+            Some(j) => Ok(j.detail()?.run(run)),
+        }
     }
 
-    /// One checkpoint, addressed as (job id, checkpoint id).
-    pub fn checkpoint(&self, job: &JobId, checkpoint: &CheckpointId) -> Option<&CheckpointView> {
-        self.job(job).and_then(|j| j.checkpoint(checkpoint))
+    /// One checkpoint, addressed as (job id, checkpoint id); `Ok(None)`
+    /// when the job or the checkpoint does not exist. Fails when the job's
+    /// detail cannot be read.
+    pub fn checkpoint(
+        &self,
+        job: &JobId,
+        checkpoint: &CheckpointId,
+    ) -> Result<Option<&CheckpointView>, DetailError> {
+        match self.job(job) {
+            None => Ok(None),
+            Some(j) => Ok(j.detail()?.checkpoint(checkpoint)),
+        }
     }
 
     /// Runs interrupted and not since resumed or failed, in jobs that are
@@ -156,7 +170,8 @@ impl Projections {
 
     /// Whether a resume of the run by a host on `code_version`, under a bound
     /// of `attempts_max` recovery attempts, would be accepted — and if not,
-    /// why. `None` when the job or run does not exist.
+    /// why. `Ok(None)` when the job or run does not exist; an error when
+    /// the job's detail cannot be read.
     ///
     /// This is the same check the `RunResumed` transition makes, so a run
     /// reported resumable is never refused.
@@ -166,19 +181,30 @@ impl Projections {
         run: &RunId,
         code_version: Option<&str>,
         attempts_max: u32,
-    ) -> Option<Resumability> {
-        let job = self.job(job)?;
-        let run = job.run(run)?;
-        Some(
-            match resume_block(job, run, code_version, attempts_max, false) {
+    ) -> Result<Option<Resumability>, DetailError> {
+        let Some(job) = self.job(job) else {
+            return Ok(None);
+        };
+        let detail = job.detail()?;
+        let Some(run) = detail.run(run) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            match resume_block(job, detail, run, code_version, attempts_max, false) {
                 None => Resumability::Resumable,
                 Some(reason) => Resumability::Blocked { reason },
             },
-        )
+        ))
     }
 
+    /// A run of the in-flight or interrupted indexes. Every job those
+    /// name has its detail decoded: at restore for the jobs a snapshot
+    /// lists with such runs, and by the event that made any other run so.
     fn run_at(&self, job: usize, run: usize) -> Option<&RunView> {
-        self.jobs.get(job).and_then(|j| j.runs.get(run))
+        self.jobs
+            .get(job)
+            .and_then(JobView::loaded_detail)
+            .and_then(|d| d.runs.get(run))
     }
 
     /// Resolves the event's job and run and checks the transition table.
@@ -222,10 +248,18 @@ impl Projections {
         if job.status == JobStatus::Cancelled {
             return Err(refuse(job_state, event.change.run(), Refusal::JobCancelled));
         }
+        // Every remaining event reads or changes the job's runs: a job
+        // restored from a snapshot has them decoded here, once, and one
+        // whose detail cannot be read accepts nothing.
+        let detail = job
+            .detail()
+            .map_err(|e| refuse(job_state, event.change.run(), Refusal::DetailUnreadable(e)))?;
         let has_checkpoint = |cp: Option<&str>| match cp {
-            Some(cp) if job.checkpoint_position(cp).is_none() => Err(Refusal::UnknownCheckpoint {
-                checkpoint: CheckpointId::from(cp),
-            }),
+            Some(cp) if detail.checkpoint_position(cp).is_none() => {
+                Err(Refusal::UnknownCheckpoint {
+                    checkpoint: CheckpointId::from(cp),
+                })
+            }
             _ => Ok(()),
         };
 
@@ -233,7 +267,7 @@ impl Projections {
             ChangeRef::RunStarted {
                 run, resume_from, ..
             } => {
-                if job.run_position(run).is_some() {
+                if detail.run_position(run).is_some() {
                     return Err(refuse(job_state, Some(run), Refusal::RunExists));
                 }
                 has_checkpoint(resume_from).map_err(|r| refuse(job_state, Some(run), r))?;
@@ -241,7 +275,7 @@ impl Projections {
                 // continuation, which reopens it.
                 return Ok(Target {
                     job: ji,
-                    run: Some(job.runs.len()),
+                    run: Some(detail.runs.len()),
                 });
             }
             ChangeRef::JobFinished { outcome } => {
@@ -249,7 +283,11 @@ impl Projections {
                     if job.status.is_finished() {
                         return Err(refuse(job_state, None, Refusal::JobFinished));
                     }
-                    let count = job.runs.iter().filter(|r| r.status.is_in_flight()).count();
+                    let count = detail
+                        .runs
+                        .iter()
+                        .filter(|r| r.status.is_in_flight())
+                        .count();
                     if count > 0 {
                         return Err(refuse(job_state, None, Refusal::RunsInFlight { count }));
                     }
@@ -268,9 +306,9 @@ impl Projections {
         if job.status.is_finished() {
             return Err(refuse(job_state, Some(run_id), Refusal::JobFinished));
         }
-        let Some((ri, run)) = job
+        let Some((ri, run)) = detail
             .run_position(run_id)
-            .and_then(|i| job.runs.get(i).map(|r| (i, r)))
+            .and_then(|i| detail.runs.get(i).map(|r| (i, r)))
         else {
             return Err(refuse(job_state, Some(run_id), Refusal::UnknownRun));
         };
@@ -285,7 +323,7 @@ impl Projections {
         match event.change {
             ChangeRef::StepRecorded { checkpoint, .. } => {
                 must_be_running()?;
-                if job.checkpoint_position(checkpoint).is_some() {
+                if detail.checkpoint_position(checkpoint).is_some() {
                     return Err(refuse(Refusal::CheckpointExists {
                         checkpoint: CheckpointId::from(checkpoint),
                     }));
@@ -299,7 +337,7 @@ impl Projections {
             }
             ChangeRef::Delegated { child, .. } => {
                 must_be_running()?;
-                if job.run_position(child).is_some() {
+                if detail.run_position(child).is_some() {
                     return Err(TransitionError {
                         run: Some(RunId::from(child)),
                         ..refuse(Refusal::RunExists)
@@ -312,9 +350,9 @@ impl Projections {
                         child: RunId::from(child),
                     }));
                 }
-                let finished = job
+                let finished = detail
                     .run_position(child)
-                    .and_then(|i| job.runs.get(i))
+                    .and_then(|i| detail.runs.get(i))
                     .is_some_and(|c| c.status.is_terminal());
                 if !finished {
                     return Err(refuse(Refusal::ChildNotFinished {
@@ -350,9 +388,14 @@ impl Projections {
                 ..
             } => {
                 has_checkpoint(from).map_err(refuse)?;
-                if let Some(reason) =
-                    resume_block(job, run, code_version, attempts_max, allow_code_change)
-                {
+                if let Some(reason) = resume_block(
+                    job,
+                    detail,
+                    run,
+                    code_version,
+                    attempts_max,
+                    allow_code_change,
+                ) {
                     return Err(refuse(Refusal::NotResumable(reason)));
                 }
             }
@@ -385,7 +428,7 @@ impl Projections {
             } => {
                 let id = JobId::from(event.job);
                 self.by_id.insert(id.clone(), ji);
-                self.jobs.push(JobView {
+                self.jobs.push(JobView::new(JobHead {
                     id,
                     key: key.to_owned(),
                     input: payload(input),
@@ -397,12 +440,8 @@ impl Projections {
                     finished_at: None,
                     finish: None,
                     external: None,
-                    runs: Vec::new(),
-                    checkpoints: Vec::new(),
                     last_lsn: lsn,
-                    run_index: IdIndex::default(),
-                    checkpoint_index: IdIndex::default(),
-                });
+                }));
                 self.index_status(ji, None, JobStatus::Running);
                 return;
             }
@@ -419,17 +458,21 @@ impl Projections {
                     job.finish = None;
                 }
                 let job = &mut self.jobs[ji];
-                let ri = job.runs.len();
-                let resumed_from = resume_from.map(|cp| job.checkpoint_id(cp));
-                job.runs.push(new_run(
+                let job_id = job.id.clone();
+                let Some(detail) = validated_detail(job) else {
+                    return;
+                };
+                let ri = detail.runs.len();
+                let resumed_from = resume_from.map(|cp| detail.checkpoint_id(cp));
+                detail.runs.push(new_run(
                     RunId::from(run),
-                    job.id.clone(),
+                    job_id,
                     None,
                     at,
                     code_version.map(str::to_owned),
                     resumed_from,
                 ));
-                job.run_index.push_last(&job.runs, |r| &r.id);
+                detail.run_index.push_last(&detail.runs, |r| &r.id);
                 self.in_flight.insert((ji, ri));
             }
             ChangeRef::JobFinished { outcome } => {
@@ -449,7 +492,8 @@ impl Projections {
                 job.finish = Some(reason);
                 if status == JobStatus::Cancelled {
                     // Nothing in a cancelled job is in flight or resumable.
-                    for ri in 0..job.runs.len() {
+                    let runs = job.run_count();
+                    for ri in 0..runs {
                         self.in_flight.remove(&(ji, ri));
                         self.interrupted.remove(&(ji, ri));
                     }
@@ -484,6 +528,11 @@ impl Projections {
             len: bytes.len() as u64,
         };
         let job = &mut self.jobs[ji];
+        let job_id = job.id.clone();
+        let (total_steps, usage_so_far) = (&mut job.total_steps, &mut job.usage);
+        let Some(job) = job.detail.loaded.get_mut().and_then(|d| d.as_mut().ok()) else {
+            return;
+        };
         match change {
             ChangeRef::StepRecorded {
                 checkpoint,
@@ -492,18 +541,18 @@ impl Projections {
                 payload: bytes,
                 ..
             } => {
-                job.total_steps += 1;
-                job.usage = job.usage.plus(usage);
+                *total_steps += 1;
+                *usage_so_far = usage_so_far.plus(usage);
                 let run = &mut job.runs[ri];
                 run.steps += 1;
                 run.usage = run.usage.plus(usage);
                 let view = CheckpointView {
                     id: CheckpointId::from(checkpoint),
-                    job: job.id.clone(),
+                    job: job_id,
                     run: run.id.clone(),
-                    step: job.total_steps,
+                    step: *total_steps,
                     delta: usage,
-                    usage: job.usage,
+                    usage: *usage_so_far,
                     phase,
                     payload: payload(bytes),
                     at,
@@ -530,7 +579,7 @@ impl Projections {
                 parent.children.push(child.clone());
                 let child_run = new_run(
                     child,
-                    job.id.clone(),
+                    job_id,
                     Some(parent.id.clone()),
                     at,
                     parent.code_version.clone(),
@@ -647,44 +696,69 @@ impl Projections {
         }
     }
 
-    /// The job views, in creation order, for the snapshot form.
-    pub(crate) fn job_views(&self) -> &[JobView] {
-        &self.jobs
-    }
-
-    /// Views restored from a snapshot, whose jobs have their run and
-    /// checkpoint indexes already: rebuilds the indexes across jobs,
-    /// checking that job ids are unique.
+    /// Views restored from a snapshot: rebuilds the indexes across jobs
+    /// from the job summaries, checking that job ids are unique, and
+    /// decodes the detail of every job with runs in flight or interrupted
+    /// (the indexes hand out those runs).
     pub(crate) fn from_views(
         jobs: Vec<JobView>,
         events_applied: u64,
         last_lsn: Option<Lsn>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SnapshotError> {
         let mut state = Projections {
-            jobs: Vec::with_capacity(jobs.len()),
+            by_id: HashMap::with_capacity(jobs.len()),
             events_applied,
             last_lsn,
             ..Projections::default()
         };
-        for (ji, job) in jobs.into_iter().enumerate() {
+        // Jobs come in creation order, so each status's positions are
+        // sorted: the sets are built in bulk below, not one insert each.
+        let mut by_status: [Vec<usize>; 4] = Default::default();
+        for (ji, job) in jobs.iter().enumerate() {
             if state.by_id.insert(job.id.clone(), ji).is_some() {
-                return Err(format!("job {} appears twice", job.id));
+                return Err(SnapshotError::Malformed {
+                    reason: format!("job {} appears twice", job.id),
+                });
             }
-            let cancelled = job.status == JobStatus::Cancelled;
-            for (ri, run) in job.runs.iter().enumerate() {
-                if run.status.is_in_flight() && !cancelled {
-                    state.in_flight.insert((ji, ri));
+            if job.status != JobStatus::Cancelled
+                && let Some(lazy) = job.detail.lazy.as_deref()
+                && !lazy.live.is_empty()
+            {
+                for &(ri, status) in &lazy.live {
+                    let ri = ri as usize;
+                    if status == RunStatus::Interrupted {
+                        state.interrupted.insert((ji, ri));
+                    } else {
+                        state.in_flight.insert((ji, ri));
+                    }
                 }
-                if run.status == RunStatus::Interrupted && !cancelled {
-                    state.interrupted.insert((ji, ri));
-                }
+                job.detail().map_err(SnapshotError::Detail)?;
             }
-            let status = job.status;
-            state.jobs.push(job);
-            state.index_status(ji, None, status);
+            by_status[job.status.index()].push(ji);
+            if !job.status.is_finished()
+                && let Some(fp) = &job.fingerprint
+            {
+                state
+                    .unfinished_by_fingerprint
+                    .entry(fp.clone())
+                    .or_default()
+                    .insert(ji);
+            }
+        }
+        // The list is kept as it came: a job view is a few hundred bytes,
+        // not worth moving.
+        state.jobs = jobs;
+        for (set, positions) in state.by_status.iter_mut().zip(by_status) {
+            *set = positions.into_iter().collect();
         }
         Ok(state)
     }
+}
+
+/// The decoded detail of a job that `validate` accepted an event for:
+/// validation decoded it (or refused the event), so this is `Some`.
+fn validated_detail(job: &mut JobView) -> Option<&mut JobDetail> {
+    job.detail.loaded.get_mut().and_then(|d| d.as_mut().ok())
 }
 
 /// Why a resume of `run` would be refused, or `None` if it would be
@@ -692,6 +766,7 @@ impl Projections {
 /// [`Projections::resumability`], so the two can never disagree.
 fn resume_block(
     job: &JobView,
+    detail: &JobDetail,
     run: &RunView,
     code_version: Option<&str>,
     attempts_max: u32,
@@ -733,7 +808,7 @@ fn resume_block(
         });
     }
     if let Some(parent) = &run.parent
-        && job.run(parent).is_none_or(|p| p.status.is_terminal())
+        && detail.run(parent).is_none_or(|p| p.status.is_terminal())
     {
         return Some(BlockedReason::ParentFinished);
     }

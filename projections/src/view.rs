@@ -2,13 +2,16 @@
 //!
 //! Views hold no payload bytes, only [`PayloadRef`]s into the log.
 
+use crate::error::DetailError;
 use crate::event::{ExternalStatus, FailCause, InterruptReason};
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 use serde::{Deserialize, Serialize};
+use std::any::TypeId;
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
+use std::sync::{Arc, OnceLock};
 
 /// Where a job stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -310,8 +313,17 @@ pub enum FinishReason {
     Cancelled(String),
 }
 
-/// A job: its identity, input, totals, runs and checkpoints.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A job: its identity, input and totals, with its runs and checkpoints
+/// behind [`JobView::detail`].
+///
+/// The fields here are what a job listing needs. A job restored from a
+/// snapshot keeps its runs and checkpoints as the snapshot's bytes until
+/// they are first asked for ([`JobView::detail`]); an open therefore costs
+/// the job summaries, not every checkpoint. Decoding is done once and
+/// cached; it can fail only if the snapshot was written wrong or altered
+/// under a recomputed checksum, and then it fails with a [`DetailError`],
+/// never with a wrong view.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct JobView {
     /// The job's id.
@@ -336,20 +348,211 @@ pub struct JobView {
     pub finish: Option<FinishReason>,
     /// The last status a remote system reported.
     pub external: Option<ExternalObservation>,
-    /// Its runs, in the order they started. Delegation makes them a tree
-    /// through `parent` and `children`.
-    pub runs: Vec<RunView>,
-    /// Its checkpoints, in step order.
-    pub checkpoints: Vec<CheckpointView>,
     /// LSN of the last event applied to the job.
     pub last_lsn: Lsn,
-    #[serde(skip)]
-    pub(crate) run_index: IdIndex<RunId>,
-    #[serde(skip)]
-    pub(crate) checkpoint_index: IdIndex<CheckpointId>,
+    pub(crate) detail: Detail,
+}
+
+impl PartialEq for JobView {
+    /// Equal summaries and equal details. A detail that cannot be decoded
+    /// equals nothing but the same error.
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.key == other.key
+            && self.input == other.input
+            && self.fingerprint == other.fingerprint
+            && self.status == other.status
+            && self.total_steps == other.total_steps
+            && self.usage == other.usage
+            && self.started_at == other.started_at
+            && self.finished_at == other.finished_at
+            && self.finish == other.finish
+            && self.external == other.external
+            && self.last_lsn == other.last_lsn
+            && self.detail() == other.detail()
+    }
+}
+
+impl Eq for JobView {}
+
+impl Serialize for JobView {
+    /// The job with its runs and checkpoints, as one record (for JSON
+    /// output and the like; the snapshot form is another). Fails if the
+    /// detail cannot be decoded.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let detail = self.detail().map_err(serde::ser::Error::custom)?;
+        let mut s = serializer.serialize_struct("JobView", 14)?;
+        s.serialize_field("id", &self.id)?;
+        s.serialize_field("key", &self.key)?;
+        s.serialize_field("input", &self.input)?;
+        s.serialize_field("fingerprint", &self.fingerprint)?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("total_steps", &self.total_steps)?;
+        s.serialize_field("usage", &self.usage)?;
+        s.serialize_field("started_at", &self.started_at)?;
+        s.serialize_field("finished_at", &self.finished_at)?;
+        s.serialize_field("finish", &self.finish)?;
+        s.serialize_field("external", &self.external)?;
+        s.serialize_field("runs", &detail.runs)?;
+        s.serialize_field("checkpoints", &detail.checkpoints)?;
+        s.serialize_field("last_lsn", &self.last_lsn)?;
+        s.end()
+    }
 }
 
 impl JobView {
+    /// A new job with no runs and no checkpoints.
+    pub(crate) fn new(head: JobHead) -> Self {
+        let detail = Detail {
+            loaded: OnceLock::from(Ok(JobDetail::default())),
+            lazy: None,
+        };
+        head.into_view(detail)
+    }
+
+    /// The job's runs and checkpoints, decoded from the snapshot on first
+    /// use (then cached). Fails only when the snapshot's bytes for this job
+    /// do not decode or disagree with the job's summary.
+    pub fn detail(&self) -> Result<&JobDetail, DetailError> {
+        match self.detail.loaded.get_or_init(|| self.decode_detail()) {
+            Ok(detail) => Ok(detail),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// Number of runs, without decoding the detail.
+    pub fn run_count(&self) -> usize {
+        match (self.detail.loaded.get(), &self.detail.lazy) {
+            (Some(Ok(detail)), _) => detail.runs.len(),
+            (_, Some(lazy)) => lazy.run_count as usize,
+            (_, None) => 0,
+        }
+    }
+
+    /// The detail if it is decoded already (and decoded well).
+    pub(crate) fn loaded_detail(&self) -> Option<&JobDetail> {
+        match self.detail.loaded.get() {
+            Some(Ok(detail)) => Some(detail),
+            _ => None,
+        }
+    }
+
+    fn decode_detail(&self) -> Result<JobDetail, DetailError> {
+        match &self.detail.lazy {
+            Some(lazy) => crate::snapshot::decode_detail(self, lazy),
+            None => Ok(JobDetail::default()),
+        }
+    }
+}
+
+/// What a job keeps besides its detail: the fields of [`JobView`], for
+/// building one.
+pub(crate) struct JobHead {
+    pub id: JobId,
+    pub key: String,
+    pub input: PayloadRef,
+    pub fingerprint: Option<String>,
+    pub status: JobStatus,
+    pub total_steps: u64,
+    pub usage: Usage,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub finish: Option<FinishReason>,
+    pub external: Option<ExternalObservation>,
+    pub last_lsn: Lsn,
+}
+
+impl JobHead {
+    pub(crate) fn into_view(self, detail: Detail) -> JobView {
+        JobView {
+            id: self.id,
+            key: self.key,
+            input: self.input,
+            fingerprint: self.fingerprint,
+            status: self.status,
+            total_steps: self.total_steps,
+            usage: self.usage,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            finish: self.finish,
+            external: self.external,
+            last_lsn: self.last_lsn,
+            detail,
+        }
+    }
+}
+
+/// A job's runs and checkpoints: decoded, or still the snapshot's bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct Detail {
+    /// The decoded detail, or why it does not decode. Set at most once.
+    pub loaded: OnceLock<Result<JobDetail, DetailError>>,
+    /// Where the detail's bytes are, for a job restored from a snapshot.
+    pub lazy: Option<Box<LazyDetail>>,
+}
+
+/// A job's detail as bytes of a snapshot body, with what its summary says
+/// of it, to check against once decoded.
+#[derive(Clone)]
+pub(crate) struct LazyDetail {
+    /// The snapshot file, shared by every job restored from it.
+    pub file: Arc<Vec<u8>>,
+    /// This job's detail: `file[start..end]`.
+    pub start: usize,
+    pub end: usize,
+    /// Decodes a detail in the format the body was written in.
+    pub decode: crate::snapshot::DecodeDetail,
+    /// That format, so that a snapshot in the same format copies the bytes.
+    pub format: TypeId,
+    /// Runs, as the summary says.
+    pub run_count: u32,
+    /// Positions and statuses of the runs in flight or interrupted, as the
+    /// summary says, in position order.
+    pub live: Vec<(u32, RunStatus)>,
+}
+
+impl fmt::Debug for LazyDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyDetail")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("run_count", &self.run_count)
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A job's runs and checkpoints.
+#[derive(Clone, Debug, Default)]
+pub struct JobDetail {
+    pub(crate) runs: Vec<RunView>,
+    pub(crate) checkpoints: Vec<CheckpointView>,
+    pub(crate) run_index: IdIndex<RunId>,
+    pub(crate) checkpoint_index: IdIndex<CheckpointId>,
+}
+
+impl PartialEq for JobDetail {
+    /// Equal lists; the indexes are functions of them.
+    fn eq(&self, other: &Self) -> bool {
+        self.runs == other.runs && self.checkpoints == other.checkpoints
+    }
+}
+
+impl Eq for JobDetail {}
+
+impl JobDetail {
+    /// The job's runs, in the order they started. Delegation makes them a
+    /// tree through `parent` and `children`.
+    pub fn runs(&self) -> &[RunView] {
+        &self.runs
+    }
+
+    /// The job's checkpoints, in step order.
+    pub fn checkpoints(&self) -> &[CheckpointView] {
+        &self.checkpoints
+    }
+
     /// One of its runs.
     pub fn run(&self, id: &RunId) -> Option<&RunView> {
         self.run_position(id.as_str())

@@ -4,6 +4,8 @@
 //! on both sides of the switch, a duplicate is refused on both sides, and a
 //! state restored from a snapshot finds the same items.
 
+mod common;
+
 use runlog_projections::*;
 
 const N: usize = 40;
@@ -82,8 +84,9 @@ fn big_job() -> (Projections, Lsn) {
 
 fn assert_finds_everything(p: &Projections) {
     let job = p.job(&JobId::from("j")).expect("job");
-    assert_eq!(job.checkpoints.len(), N);
-    assert_eq!(job.runs.len(), N + 1);
+    let job = job.detail().expect("detail decodes");
+    assert_eq!(job.checkpoints().len(), N);
+    assert_eq!(job.runs().len(), N + 1);
     for i in 0..N {
         let cp = job
             .checkpoint(&CheckpointId::from(format!("c{i}")))
@@ -142,8 +145,8 @@ fn duplicates_are_refused_on_both_sides_of_the_switch() {
 #[test]
 fn a_restored_snapshot_finds_the_same_items() {
     let (p, _) = big_job();
-    let bytes = postcard::to_stdvec(&p).expect("serialize");
-    let restored: Projections = postcard::from_bytes(&bytes).expect("restore");
+    let bytes = common::snapshot(&p);
+    let restored = common::restore(&bytes).expect("restore");
     assert_finds_everything(&restored);
     assert_eq!(restored, p);
 }

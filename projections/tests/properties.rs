@@ -171,7 +171,8 @@ proptest! {
             let (steps, usage) = expected.get(&job.id).copied().unwrap_or_default();
             prop_assert_eq!(job.total_steps, steps);
             prop_assert_eq!(job.usage, usage);
-            prop_assert_eq!(job.runs.iter().map(|r| r.steps).sum::<u64>(), steps);
+            let runs = job.detail().expect("detail decodes").runs();
+            prop_assert_eq!(runs.iter().map(|r| r.steps).sum::<u64>(), steps);
         }
     }
 
@@ -206,14 +207,15 @@ proptest! {
     fn checkpoints_come_out_in_step_order(ops in ops()) {
         let t = fold(&ops);
         for job in t.state.jobs() {
+            let job = job.detail().expect("detail decodes");
             let mut sum = Usage::default();
-            for (i, cp) in job.checkpoints.iter().enumerate() {
+            for (i, cp) in job.checkpoints().iter().enumerate() {
                 sum = sum.plus(cp.delta);
                 prop_assert_eq!(cp.step, i as u64 + 1);
                 prop_assert_eq!(cp.usage, sum);
                 prop_assert_eq!(job.checkpoint(&cp.id), Some(cp));
             }
-            prop_assert_eq!(job.latest_checkpoint(), job.checkpoints.last());
+            prop_assert_eq!(job.latest_checkpoint(), job.checkpoints().last());
         }
     }
 
@@ -240,8 +242,8 @@ proptest! {
     #[test]
     fn snapshot_then_restore_gives_an_equal_state(ops in ops()) {
         let t = fold(&ops);
-        let bytes = postcard::to_stdvec(&t.state).expect("serialize");
-        let restored: Projections = postcard::from_bytes(&bytes).expect("restore");
+        let bytes = common::snapshot(&t.state);
+        let restored = common::restore(&bytes).expect("restore");
         prop_assert_eq!(common::render(&restored), common::render(&t.state));
         for status in JobStatus::ALL {
             prop_assert_eq!(restored.count_with_status(status), t.state.count_with_status(status));
@@ -276,9 +278,13 @@ proptest! {
     fn resumable_exactly_when_a_resume_is_accepted(ops in ops()) {
         let t = fold(&ops);
         for job in t.state.jobs() {
-            for run in &job.runs {
+            for run in job.detail().expect("detail decodes").runs() {
                 for code in [None, Some("v"), Some("v-new")] {
-                    let reported = t.state.resumability(&job.id, &run.id, code, 3).expect("exists");
+                    let reported = t
+                        .state
+                        .resumability(&job.id, &run.id, code, 3)
+                        .expect("detail decodes")
+                        .expect("exists");
                     let mut probe = t.state.clone();
                     let resume = Event {
                         at: Timestamp(9_999),
@@ -299,47 +305,104 @@ proptest! {
     }
 }
 
+/// Replaces the one occurrence of `from` in `bytes` by `to`, same length.
+fn replace_once(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at: Vec<usize> = (0..bytes.len().saturating_sub(from.len() - 1))
+        .filter(|&i| &bytes[i..i + from.len()] == from)
+        .collect();
+    assert_eq!(at.len(), 1, "{from:?} occurs once in the snapshot");
+    let mut out = bytes.to_vec();
+    out[at[0]..at[0] + to.len()].copy_from_slice(to);
+    out
+}
+
 /// The restore refuses a snapshot whose views repeat an id rather than
 /// building indexes that disagree with the views.
 #[test]
 fn a_snapshot_that_repeats_a_job_is_refused() {
     let (state, _, _) = common::run_script("create j\ncreate k");
-    let json = serde_json::to_string(&state).expect("serialize");
-    assert!(serde_json::from_str::<Projections>(&json).is_ok());
-    let lying = json.replace(r#""id":"k""#, r#""id":"j""#);
-    assert_ne!(lying, json, "the second job's id is in the snapshot");
-    let err = serde_json::from_str::<Projections>(&lying).expect_err("duplicate job id");
-    assert!(err.to_string().starts_with("job j appears twice"), "{err}");
+    let body = common::snapshot(&state);
+    assert_eq!(common::restore(&body).expect("restore"), state);
+    // Job ids are postcard strings: a length byte, then the bytes.
+    let lying = replace_once(&body, &[1, b'k'], &[1, b'j']);
+    let err = common::restore(&lying).expect_err("duplicate job id");
+    assert_eq!(
+        err.to_string(),
+        "snapshot body is malformed: job j appears twice"
+    );
 }
 
 /// A snapshot whose checkpoint names a run its job does not have is
-/// refused, not restored with a made-up run.
+/// refused, not restored with a made-up run: here the job has a run in
+/// flight, so its detail is decoded at restore and the restore fails.
 #[test]
 fn a_snapshot_checkpoint_naming_no_run_is_refused() {
     let (state, _, _) = common::run_script("create j\nstart j r\nstep j r c1");
-    let json = serde_json::to_string(&state).expect("serialize");
-    assert!(serde_json::from_str::<Projections>(&json).is_ok());
-    let lying = json.replacen(r#""run":0"#, r#""run":1"#, 1);
-    assert_ne!(lying, json);
-    let err = serde_json::from_str::<Projections>(&lying).expect_err("no such run");
+    let body = common::snapshot(&state);
+    assert_eq!(common::restore(&body).expect("restore"), state);
+    // The checkpoint: its id "c1", then its run's position, 0.
+    let lying = replace_once(&body, &[2, b'c', b'1', 0], &[2, b'c', b'1', 1]);
+    let err = common::restore(&lying).expect_err("no such run");
+    assert!(matches!(err, SnapshotError::Detail(_)), "{err:?}");
     assert!(
-        err.to_string()
-            .starts_with("checkpoint c1 of job j names run 1 of 1"),
+        err.to_string().ends_with("checkpoint c1 names run 1 of 1"),
         "{err}"
     );
+}
+
+/// A job whose detail is still bytes when first asked for, and whose
+/// detail does not agree with its summary, gives a typed error on every
+/// path that reads it, and refuses every event that needs it; the rest of
+/// the views are unaffected.
+#[test]
+fn a_lazy_detail_that_disagrees_with_its_summary_is_an_error() {
+    let (state, _, _) =
+        common::run_script("create j\nstart j r\nstep j r c1 in=5\ncomplete j r\ncreate k");
+    let body = common::snapshot(&state);
+    assert_eq!(common::restore(&body).expect("restore"), state);
+    // The checkpoint's delta: 5 input tokens become 6. The summary still
+    // says 5.
+    let lying = replace_once(&body, &[2, b'c', b'1', 0, 5], &[2, b'c', b'1', 0, 6]);
+    let restored = common::restore(&lying).expect("summaries restore");
+    let j = JobId::from("j");
+    let job = restored.job(&j).expect("job j");
+    assert_eq!(job.total_steps, 1);
+    let err = job.detail().expect_err("detail disagrees");
+    assert_eq!(err.job, j);
+    assert!(err.reason.contains("sum to 1 steps"), "{err}");
+    assert_eq!(restored.run(&j, &RunId::from("r")), Err(err.clone()));
+    let mut later = restored.clone();
+    let refused = later
+        .apply(
+            100,
+            &Event {
+                at: Timestamp(100),
+                job: j.clone(),
+                change: Change::RunStarted {
+                    run: RunId::from("r2"),
+                    resume_from: None,
+                    code_version: None,
+                },
+            },
+        )
+        .expect_err("refused");
+    assert_eq!(refused.refusal, Refusal::DetailUnreadable(err));
+    assert_eq!(later.events_applied(), restored.events_applied());
+    assert!(restored.job(&JobId::from("k")).expect("k").detail().is_ok());
 }
 
 /// A snapshot from a newer build is refused by version, not misread.
 #[test]
 fn a_snapshot_of_a_newer_version_is_refused() {
     let (state, _, _) = common::run_script("create j");
-    let json = serde_json::to_string(&state).expect("serialize");
-    let newer = json.replacen(r#"{"version":2"#, r#"{"version":3"#, 1);
-    assert_ne!(newer, json);
-    let err = serde_json::from_str::<Projections>(&newer).expect_err("newer version");
-    assert!(
-        err.to_string()
-            .starts_with("snapshot format version 3 is not supported (this build reads 2)"),
-        "{err}"
+    let mut body = common::snapshot(&state);
+    assert_eq!(body[0], SNAPSHOT_FORMAT_VERSION);
+    body[0] = SNAPSHOT_FORMAT_VERSION + 1;
+    let err = common::restore(&body).expect_err("newer version");
+    assert_eq!(
+        err,
+        SnapshotError::UnsupportedVersion {
+            found: SNAPSHOT_FORMAT_VERSION + 1
+        }
     );
 }

@@ -216,7 +216,10 @@ fn a_resume_on_other_code_is_accepted_when_allowed() {
     let (state, _, _) = run_script(
         "create j\nstart j r1 code=v1\ninterrupt j r1\nresume j r1 code=v2 allow\nstep j r1 c1",
     );
-    let run = state.run(&"j".into(), &"r1".into()).expect("run");
+    let run = state
+        .run(&"j".into(), &"r1".into())
+        .expect("detail decodes")
+        .expect("run");
     assert_eq!(run.code_version.as_deref(), Some("v2"));
     assert_eq!(run.recovery_attempts, 1);
     assert_eq!(run.steps, 1);

@@ -69,6 +69,15 @@ impl Failure {
                     "{e} (restore the dropped segments, or a snapshot that covers them, into {dir_s})"
                 ),
             ),
+            // The log holds the job's history; only the snapshot's copy of
+            // it is damaged. An open without that snapshot replays the log.
+            e @ EngineError::DetailUnreadable(_) => Failure::new(
+                CORRUPT,
+                format!(
+                    "{e} (in {dir_s}; the log is intact: move the newest file in snapshots/ aside \
+                     and the next open replays the log instead)"
+                ),
+            ),
             e @ EngineError::NewerEventFormat { .. } => {
                 Failure::new(OPERATIONAL, format!("{e} (in {dir_s})"))
             }

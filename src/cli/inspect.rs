@@ -235,6 +235,7 @@ pub fn show(dir: &Path, job_id: &str, json: bool) -> Result<u8, Failure> {
     let id = JobId::from(job_id);
     let fail = |e| Failure::engine(dir, e);
     let job = ro.job(&id).map_err(fail)?;
+    let detail = job.detail().map_err(|e| fail(e.into()))?;
     let tree = ro.run_tree(&id).map_err(fail)?;
     let input = ro.job_input(&id).map_err(fail)?;
     let finish = job.finish.as_ref().map(|f| match f {
@@ -258,7 +259,7 @@ pub fn show(dir: &Path, job_id: &str, json: bool) -> Result<u8, Failure> {
             "finish": finish.as_ref().map(|(o, e)| json!({"outcome": o, "reason": e})),
             "external": job.external.as_ref().map(|x| json!({"status": format!("{:?}", x.status).to_lowercase(), "detail": x.detail, "at": out::rfc3339(x.at)})),
             "runs": tree.iter().map(|n| run_json(&ro, n)).collect::<Vec<_>>(),
-            "checkpoints": job.checkpoints.iter().map(checkpoint_json).collect::<Vec<_>>(),
+            "checkpoints": detail.checkpoints().iter().map(checkpoint_json).collect::<Vec<_>>(),
         });
         serde_json::to_writer_pretty(&mut w, &v).map_err(std::io::Error::from)?;
         writeln!(w)?;
@@ -326,7 +327,7 @@ pub fn show(dir: &Path, job_id: &str, json: bool) -> Result<u8, Failure> {
     }
     t.print(&mut w)?;
     writeln!(w, "\ncheckpoints")?;
-    checkpoint_table(&job.checkpoints, &mut w)?;
+    checkpoint_table(detail.checkpoints(), &mut w)?;
     w.flush()?;
     Ok(0)
 }
@@ -462,6 +463,8 @@ fn in_flight_as_recovered(v: &Projections, attempts_max: u32) -> Vec<Found> {
         } else if applied {
             after
                 .resumability(&run.job, &run.id, None, attempts_max)
+                .ok()
+                .flatten()
                 .unwrap_or(Resumability::Blocked {
                     reason: runlog::BlockedReason::InFlight,
                 })

@@ -107,6 +107,7 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
     let id = JobId::from(job_id);
     let fail = |e| Failure::engine(dir, e);
     let job = ro.job(&id).map_err(fail)?;
+    let detail = job.detail().map_err(|e| fail(e.into()))?;
     let tree = ro.run_tree(&id).map_err(fail)?;
     let events = ro.job_events(&id).map_err(fail)?;
 
@@ -228,7 +229,7 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
         num(job.usage.output_tokens),
         out::cost(job.usage.cost_micros),
         out::human_time(job.started_at),
-        job.runs.len()
+        job.run_count()
     );
     // Legend.
     let legend_y = 68.0;
@@ -440,7 +441,7 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
 
     // A run started from a checkpoint: an arrow from that checkpoint.
     for (at, run, cp) in &resumes {
-        let (Some(view), Some(ty)) = (job.checkpoint(cp), row_y.get(run)) else {
+        let (Some(view), Some(ty)) = (detail.checkpoint(cp), row_y.get(run)) else {
             continue;
         };
         let Some(fy) = row_y.get(&view.run) else {
@@ -485,7 +486,7 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
     );
     let mut path = format!("M{:.1} {:.1}", x(t0), cy(0));
     let mut last = 0u64;
-    for c in &job.checkpoints {
+    for c in detail.checkpoints() {
         let cx = x(c.at.0);
         let _ = write!(path, " H{cx:.1} V{:.1}", cy(c.usage.total_tokens()));
         last = c.usage.total_tokens();
@@ -497,7 +498,7 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
         s,
         r##"<path d="{path}" fill="none" stroke="#1d4ed8" stroke-width="2"/>"##
     );
-    for c in &job.checkpoints {
+    for c in detail.checkpoints() {
         let _ = writeln!(
             s,
             r##"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="#1d4ed8"><title>step {} ({}): {} tokens so far</title></circle>"##,
@@ -529,7 +530,7 @@ pub fn run(dir: &Path, job_id: &str, out_path: &Path) -> Result<u8, Failure> {
         "wrote {} ({} runs, {} checkpoints)",
         out_path.display(),
         rows.len(),
-        job.checkpoints.len()
+        detail.checkpoints().len()
     )?;
     w.flush()?;
     Ok(0)

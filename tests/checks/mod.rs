@@ -147,8 +147,10 @@ fn ask_everything(q: &impl Query) {
         for cp in q.checkpoints(&job.id).unwrap_or_default() {
             let _ = q.checkpoint(&job.id, &cp.id);
         }
-        for run in &job.runs {
-            let _ = q.resumability(&job.id, &run.id);
+        if let Ok(detail) = job.detail() {
+            for run in detail.runs() {
+                let _ = q.resumability(&job.id, &run.id);
+            }
         }
     }
     let _ = q.interrupted();

@@ -462,6 +462,7 @@ impl Harness {
             .filter(|(j, r)| {
                 self.views
                     .run(j, r)
+                    .expect("the model's views decode every job's detail")
                     .is_some_and(|v| wanted.contains(&v.status))
             })
             .cloned()
@@ -681,6 +682,7 @@ impl Harness {
                 let parent = self
                     .views
                     .run(&job, &child)
+                    .expect("the model's views decode every job's detail")
                     .and_then(|r| r.parent.clone())
                     .unwrap_or_else(|| RunId::from("run-no-parent"));
                 let e = self.event(

@@ -25,6 +25,32 @@ use runlog_projections::*;
 use std::collections::HashMap;
 use std::fmt::Write;
 
+/// The engine's snapshot codec, postcard, for snapshot tests.
+pub struct Postcard;
+
+impl SnapshotCodec for Postcard {
+    fn encode_into<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        let buf = std::mem::take(out);
+        *out = postcard::to_extend(value, buf).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn decode_prefix<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
+        let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
+        Ok((value, bytes.len() - rest.len()))
+    }
+}
+
+/// The snapshot body of `state`, in postcard.
+pub fn snapshot(state: &Projections) -> Vec<u8> {
+    state.to_snapshot::<Postcard>().expect("snapshot")
+}
+
+/// Views restored from a postcard snapshot body.
+pub fn restore(body: &[u8]) -> Result<Projections, SnapshotError> {
+    Projections::from_snapshot::<Postcard>(body.to_vec(), 0)
+}
+
 /// The resume bound used when rendering resumability and by `resume`
 /// without `max=`.
 pub const ATTEMPTS_MAX: u32 = 3;
@@ -205,6 +231,7 @@ fn usage(u: &Usage) -> String {
 fn resumability(state: &Projections, job: &JobId, run: &RunView) -> String {
     match state
         .resumability(job, &run.id, run.code_version.as_deref(), ATTEMPTS_MAX)
+        .expect("detail decodes")
         .expect("run exists")
     {
         Resumability::Resumable => "resumable".into(),
@@ -242,7 +269,8 @@ fn render_run(out: &mut String, state: &Projections, job: &JobView, run: &RunVie
     }
     writeln!(out, " ({})", resumability(state, &job.id, run)).expect("infallible");
     for child in &run.children {
-        let child = job.run(child).expect("children exist in their job");
+        let detail = job.detail().expect("detail decodes");
+        let child = detail.run(child).expect("children exist in their job");
         render_run(out, state, job, child, depth + 1);
     }
 }
@@ -271,10 +299,11 @@ pub fn render(state: &Projections) -> String {
             write!(out, " external={:?}", ext.status).expect("infallible");
         }
         writeln!(out).expect("infallible");
-        for run in job.root_runs() {
+        let detail = job.detail().expect("detail decodes");
+        for run in detail.root_runs() {
             render_run(&mut out, state, job, run, 1);
         }
-        for cp in &job.checkpoints {
+        for cp in detail.checkpoints() {
             let phase = cp.phase.map_or(String::new(), |p| format!(" phase={p}"));
             writeln!(
                 out,

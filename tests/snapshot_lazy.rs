@@ -1,0 +1,347 @@
+//! An open with a snapshot decodes job summaries only; each job's runs and
+//! checkpoints stay snapshot bytes until first used. These tests exist so
+//! that laziness can never change an answer: an engine opened from a
+//! snapshot answers every query exactly like one opened by a full replay,
+//! before and after new commands on jobs it has not decoded yet; and a
+//! snapshot whose detail bytes lie under valid checksums gives a typed
+//! error or is skipped, never a wrong view and never a panic.
+
+mod support;
+
+use runlog::projections::Refusal;
+use runlog::{
+    Engine, EngineError, ExternalStatus, JobFilter, JobId, JobOutcome, Options, Projections, Query,
+    Step, Submit, Usage,
+};
+use std::path::Path;
+use support::{TempDir, options};
+
+fn quiet_options() -> Options {
+    let (mut opts, _) = options();
+    opts.snapshot_every_events = 0;
+    opts.snapshot_every_bytes = 0;
+    opts.snapshot_on_close = false;
+    opts
+}
+
+fn usage(n: u64) -> Usage {
+    Usage {
+        input_tokens: n,
+        output_tokens: n / 2,
+        cost_micros: n * 3,
+    }
+}
+
+/// Jobs in every shape: finished, failed, cancelled, continued, with a
+/// delegation, waiting for input, in flight (interrupted at the next
+/// open), with fingerprints. Returns the job ids.
+fn mixed_workload(engine: &Engine, tag: &str) -> Vec<JobId> {
+    let mut jobs = Vec::new();
+    for i in 0..6u64 {
+        let job = engine
+            .submit(Submit::new("agent", format!("{tag} {i}")).fingerprint(format!("{tag}-fp{i}")))
+            .expect("submit")
+            .job;
+        let run = engine.start_run(&job, None).expect("start");
+        for s in 0..(i + 2) {
+            engine
+                .record_step(&job, &run, Step::new(vec![s as u8; 40], usage(s + i)))
+                .expect("step");
+        }
+        match i {
+            0 => {
+                engine.complete_run(&job, &run, "done").expect("complete");
+                engine
+                    .finish_job(&job, JobOutcome::Completed)
+                    .expect("finish");
+            }
+            1 => {
+                engine.fail_run(&job, &run, "boom", true).expect("fail");
+                engine
+                    .finish_job(
+                        &job,
+                        JobOutcome::Failed {
+                            error: "boom".into(),
+                        },
+                    )
+                    .expect("finish");
+            }
+            2 => {
+                let child = engine.delegate(&job, &run).expect("delegate");
+                engine
+                    .record_step(&job, &child, Step::new(b"child".to_vec(), usage(9)))
+                    .expect("child step");
+                engine.complete_run(&job, &child, "child done").expect("c");
+                engine.return_child(&job, &run, &child).expect("return");
+                engine.complete_run(&job, &run, "done").expect("complete");
+                engine
+                    .finish_job(&job, JobOutcome::Completed)
+                    .expect("finish");
+            }
+            3 => {
+                engine
+                    .request_input(&job, &run, "which one?")
+                    .expect("request");
+            }
+            4 => engine.cancel_job(&job, "not needed").expect("cancel"),
+            // 5: left running, so the next open interrupts it.
+            _ => {}
+        }
+        engine
+            .observe_external(&job, ExternalStatus::Running, format!("poll {i}"))
+            .ok();
+        jobs.push(job);
+    }
+    jobs
+}
+
+/// Every answer the query API gives about the data directory, as text.
+fn answers(q: &impl Query, jobs: &[JobId]) -> String {
+    let mut out = format!("{:?}\n", q.jobs(&JobFilter::all()));
+    out += &format!("{:?}\n", q.interrupted());
+    for job in jobs {
+        out += &format!("job {job}: {:?}\n", q.job(job).map(|j| j.detail().cloned()));
+        out += &format!("  tree {:?}\n", q.run_tree(job));
+        out += &format!("  checkpoints {:?}\n", q.checkpoints(job));
+        out += &format!("  latest {:?}\n", q.latest_checkpoint(job));
+        if let Ok(view) = q.job(job) {
+            let detail = view.detail().expect("a queried job is decoded");
+            for cp in detail.checkpoints() {
+                let found = q.checkpoint(job, &cp.id).map(|c| (c.view, c.payload));
+                out += &format!("  checkpoint {found:?}\n");
+            }
+            for run in detail.runs() {
+                out += &format!("  run {:?}\n", q.run(job, &run.id));
+                out += &format!("  resumability {:?}\n", q.resumability(job, &run.id));
+            }
+            if let Some(fp) = &view.fingerprint {
+                // Compared by value: a JobView's Debug shows whether its
+                // detail is still snapshot bytes, which is the point of
+                // the test to vary.
+                let found = q.job_for_fingerprint(fp);
+                let same = found.as_ref() == Some(&view);
+                out += &format!("  fp {:?} same={same}\n", found.map(|j| j.id));
+            }
+        }
+    }
+    out
+}
+
+/// A copy of `dir` with its segments only: opening it replays the whole log.
+fn without_snapshots(dir: &Path) -> TempDir {
+    let copy = TempDir::new("replay");
+    let to = copy.join("segments");
+    std::fs::create_dir_all(&to).expect("mkdir");
+    for entry in std::fs::read_dir(dir.join("segments")).expect("read dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+    copy
+}
+
+/// The same commands on both engines, on jobs the lazy one has not
+/// decoded: a continuation of a finished job, a resume, a cancel, an
+/// observation, a new job.
+fn more_commands(engine: &Engine, jobs: &[JobId]) {
+    let run = engine.start_run(&jobs[0], None).expect("continue");
+    engine
+        .record_step(&jobs[0], &run, Step::new(b"again".to_vec(), usage(5)))
+        .expect("step");
+    engine
+        .complete_run(&jobs[0], &run, "done")
+        .expect("complete");
+    engine
+        .finish_job(&jobs[0], JobOutcome::Completed)
+        .expect("finish");
+    engine
+        .observe_external(&jobs[1], ExternalStatus::Completed, "remote done")
+        .expect("observe");
+    engine.cancel_job(&jobs[2], "late cancel").expect("cancel");
+    let interrupted = engine.interrupted();
+    for r in interrupted.iter().filter(|r| r.resumability.is_resumable()) {
+        engine
+            .resume_run(&r.run.job, &r.run.id, None)
+            .expect("resume");
+    }
+    engine
+        .submit(Submit::new("agent", "new after open"))
+        .expect("submit");
+}
+
+#[test]
+fn a_lazy_open_answers_every_query_like_a_full_replay() {
+    let dir = TempDir::new("lazy");
+    let opts = quiet_options();
+    let (engine, _) = Engine::open(dir.path(), opts.clone()).expect("open");
+    let mut jobs = mixed_workload(&engine, "a");
+    engine.snapshot().expect("snapshot");
+    // Events after the snapshot, about jobs it holds: the replay of the
+    // tail decodes those jobs, the others stay bytes.
+    engine
+        .observe_external(&jobs[0], ExternalStatus::Completed, "after the snapshot")
+        .expect("observe");
+    let run = engine.start_run(&jobs[1], None).expect("continue");
+    engine
+        .record_step(&jobs[1], &run, Step::new(b"tail".to_vec(), usage(1)))
+        .expect("step");
+    jobs.extend(mixed_workload(&engine, "b"));
+    engine.snapshot().expect("second snapshot");
+    jobs.extend(mixed_workload(&engine, "c"));
+    drop(engine); // killed: runs in flight are interrupted at the next open
+
+    let replay_dir = without_snapshots(dir.path());
+    let (lazy, lazy_report) = Engine::open(dir.path(), opts.clone()).expect("lazy open");
+    let (full, full_report) = Engine::open(replay_dir.path(), opts).expect("full open");
+    assert!(lazy_report.snapshot.is_some(), "the snapshot is used");
+    assert!(full_report.snapshot.is_none());
+    assert_eq!(lazy_report.interrupted, full_report.interrupted);
+
+    // Listing first: it must not need any detail.
+    assert_eq!(
+        lazy.jobs(&JobFilter::all()),
+        full.jobs(&JobFilter::all()),
+        "job listing"
+    );
+    assert_eq!(answers(&lazy, &jobs), answers(&full, &jobs));
+    assert!(
+        lazy.with_views(Projections::clone) == full.with_views(Projections::clone),
+        "views"
+    );
+
+    // New commands on jobs the lazy engine decoded only for the answers
+    // above; then on a freshly opened lazy engine where nothing is decoded.
+    more_commands(&lazy, &jobs);
+    more_commands(&full, &jobs);
+    assert_eq!(answers(&lazy, &jobs), answers(&full, &jobs));
+    lazy.snapshot().expect("snapshot after commands");
+    drop(lazy);
+    drop(full);
+
+    let (lazy, _) = Engine::open(dir.path(), quiet_options()).expect("reopen lazy");
+    let (full, _) = Engine::open(replay_dir.path(), quiet_options()).expect("reopen full");
+    more_commands(&lazy, &jobs[6..]);
+    more_commands(&full, &jobs[6..]);
+    assert_eq!(answers(&lazy, &jobs), answers(&full, &jobs));
+    assert!(
+        lazy.with_views(Projections::clone) == full.with_views(Projections::clone),
+        "views after commands on undecoded jobs"
+    );
+}
+
+/// Finds `pattern` once in `bytes` (past the header), changes the byte at
+/// `pattern.len() - 1 + shift` to `to`, and reseals the snapshot with valid
+/// checksums: header bytes 40..44 are the body's CRC, 44..48 the header's
+/// (FORMAT.md, "Snapshot files").
+fn corrupt_and_reseal(path: &Path, pattern: &[u8], to: u8) {
+    let mut bytes = std::fs::read(path).expect("read");
+    let at: Vec<usize> = (48..bytes.len() - pattern.len())
+        .filter(|&i| &bytes[i..i + pattern.len()] == pattern)
+        .collect();
+    assert_eq!(at.len(), 1, "the pattern occurs once in the snapshot");
+    let i = at[0] + pattern.len() - 1;
+    assert_ne!(bytes[i], to);
+    bytes[i] = to;
+    let body_crc = crc32fast::hash(&bytes[48..]);
+    bytes[40..44].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&bytes[..44]);
+    bytes[44..48].copy_from_slice(&header_crc.to_le_bytes());
+    std::fs::write(path, &bytes).expect("write");
+}
+
+/// A finished job with one checkpoint "cp-marker" of 77 input tokens, in a
+/// snapshot; then `after` runs. Returns the job, the snapshot's path, and
+/// the views a full replay gives.
+fn marked_snapshot(dir: &Path, after: impl FnOnce(&Engine, &JobId)) -> (JobId, std::path::PathBuf) {
+    let (engine, _) = Engine::open(dir, quiet_options()).expect("open");
+    mixed_workload(&engine, "a");
+    let job = engine
+        .submit(Submit::new("agent", "marked"))
+        .expect("submit")
+        .job;
+    let run = engine.start_run(&job, None).expect("start");
+    let step = Step::new(b"x".to_vec(), usage(77)).checkpoint("cp-marker");
+    engine.record_step(&job, &run, step).expect("step");
+    engine.complete_run(&job, &run, "done").expect("complete");
+    engine
+        .finish_job(&job, JobOutcome::Completed)
+        .expect("finish");
+    let snap = engine.snapshot().expect("snapshot");
+    after(&engine, &job);
+    drop(engine);
+    // In the job's detail: the checkpoint's id, its run's position (0),
+    // then its delta, whose input tokens (77) become 78. The summary still
+    // says 77.
+    let mut pattern = vec![9u8];
+    pattern.extend_from_slice(b"cp-marker");
+    pattern.extend_from_slice(&[0, 77]);
+    corrupt_and_reseal(&snap.path, &pattern, 78);
+    (job, snap.path)
+}
+
+#[test]
+fn a_corrupt_detail_under_valid_checksums_is_a_typed_error_never_a_view() {
+    let dir = TempDir::new("lazy-corrupt");
+    let (job, _) = marked_snapshot(dir.path(), |_, _| {});
+
+    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
+    assert!(report.snapshot.is_some(), "the summaries are sound");
+    // The listing reads summaries only.
+    let listed = engine.jobs(&JobFilter::all());
+    assert!(listed.iter().any(|j| j.id == job && j.usage == usage(77)));
+    // Every path to the job's runs and checkpoints fails, typed.
+    let detail_error = |r: Result<(), EngineError>| match r {
+        Err(EngineError::DetailUnreadable(e)) => {
+            assert_eq!(e.job, job);
+            assert!(e.reason.contains("sum to"), "{e}");
+        }
+        other => panic!("expected DetailUnreadable, got {other:?}"),
+    };
+    detail_error(engine.job(&job).map(drop));
+    detail_error(engine.run_tree(&job).map(drop));
+    detail_error(engine.checkpoints(&job).map(drop));
+    detail_error(engine.latest_checkpoint(&job).map(drop));
+    detail_error(engine.checkpoint(&job, &"cp-marker".into()).map(drop));
+    // A command on the job is refused and writes nothing.
+    let next = engine.next_lsn();
+    match engine.start_run(&job, None) {
+        Err(EngineError::Transition(t)) => {
+            assert!(matches!(t.refusal, Refusal::DetailUnreadable(_)), "{t}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(engine.next_lsn(), next);
+    // Other jobs are untouched.
+    for summary in engine.jobs(&JobFilter::all()) {
+        if summary.id != job {
+            engine.job(&summary.id).expect("other jobs decode");
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_detail_met_while_replaying_the_tail_skips_that_snapshot() {
+    let dir = TempDir::new("lazy-corrupt-tail");
+    let (job, snap) = marked_snapshot(dir.path(), |engine, job| {
+        // An event after the snapshot about the corrupt job: the replay
+        // at open must decode its detail.
+        engine
+            .observe_external(job, ExternalStatus::Completed, "seen after")
+            .expect("observe");
+    });
+    let replay_dir = without_snapshots(dir.path());
+
+    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
+    assert_eq!(report.snapshot, None, "the snapshot is refused");
+    assert_eq!(report.snapshots_skipped.len(), 1);
+    assert_eq!(report.snapshots_skipped[0].path, snap);
+    assert!(
+        report.snapshots_skipped[0]
+            .reason
+            .contains("cannot be read"),
+        "{}",
+        report.snapshots_skipped[0].reason
+    );
+    let (full, _) = Engine::open(replay_dir.path(), quiet_options()).expect("full");
+    assert!(engine.with_views(Projections::clone) == full.with_views(Projections::clone));
+    assert_eq!(engine.job(&job).expect("job").total_steps, 1);
+}
