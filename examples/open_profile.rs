@@ -6,6 +6,9 @@
 //! cargo run --release --example open_profile -- build DIR EVENTS [snapshot]
 //! valgrind --tool=callgrind target/release/examples/open_profile open DIR
 //! cargo run --release --example open_profile -- time DIR RUNS
+//! cargo run --release --example open_profile -- cold DIR JOBS
+//! valgrind --tool=callgrind target/release/examples/open_profile all DIR 1
+//! cargo run --release --example open_profile -- all DIR RUNS
 //! ```
 //!
 //! `build` writes the bench's mix (per job: submit, start, 8 steps of
@@ -13,8 +16,14 @@
 //! with `snapshot` taking a snapshot after 99% of the jobs. `open` opens
 //! once and prints what it found; `time` opens RUNS times and prints each
 //! open's milliseconds and the median.
+//!
+//! `cold` writes the compare harness's cold-start set (per job: submit,
+//! start, 10 steps of 200-byte checkpoints with varied usage, complete,
+//! finish; one snapshot on close) for JOBS jobs; `all` times what that
+//! harness times there, "open + all jobs with their totals" (open, then
+//! `jobs(&JobFilter::all())`), RUNS times, and prints the median.
 
-use runlog::{Engine, JobOutcome, Options, Query, Step, Submit, SyncPolicy, Usage};
+use runlog::{Engine, JobFilter, JobOutcome, Options, Query, Step, Submit, SyncPolicy, Usage};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -37,9 +46,13 @@ fn main() -> ExitCode {
         ["build", dir, events, "snapshot"] => build(dir, events, true),
         ["open", dir] => open(dir).map(|ms| println!("{ms:.1} ms")),
         ["time", dir, runs] => time(dir, runs),
-        _ => {
-            Err("usage: open_profile build DIR EVENTS [snapshot] | open DIR | time DIR RUNS".into())
-        }
+        ["cold", dir, jobs] => cold(dir, jobs),
+        ["all", dir, runs] => all(dir, runs),
+        _ => Err(
+            "usage: open_profile build DIR EVENTS [snapshot] | open DIR | time DIR RUNS \
+                 | cold DIR JOBS | all DIR RUNS"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,6 +124,79 @@ fn time(dir: &str, runs: &str) -> Result<(), String> {
     println!(
         "median {:.1} ms  (all: {})",
         all.get(all.len() / 2).copied().unwrap_or(0.0),
+        line.join(" ")
+    );
+    Ok(())
+}
+
+/// The compare harness's cold-start set: 10 steps of 200 bytes per job,
+/// usage varied per job and step, one snapshot on close.
+fn cold(dir: &str, jobs: &str) -> Result<(), String> {
+    let jobs = number(jobs)?;
+    let mut o = options();
+    o.snapshot_on_close = true;
+    let (engine, _) = Engine::open(dir, o).map_err(|e| e.to_string())?;
+    let err = |e: runlog::EngineError| e.to_string();
+    for i in 0..jobs {
+        let input = format!("job {i}: find what the sources say about topic {i}");
+        let job = engine
+            .submit(Submit::new("researcher", input))
+            .map_err(err)?
+            .job;
+        let run = engine.start_run(&job, None).map_err(err)?;
+        for s in 1..=10u64 {
+            let input_tokens = 800 + (i * 31 + s * 7) % 97;
+            let output_tokens = 120 + (i + s * 5) % 13;
+            let usage = Usage {
+                input_tokens,
+                output_tokens,
+                cost_micros: input_tokens * 3 + output_tokens * 15,
+            };
+            let mut payload = format!("{{\"job\":{i},\"step\":{s},\"messages\":\"");
+            payload.extend(std::iter::repeat_n(
+                'x',
+                200usize.saturating_sub(payload.len()),
+            ));
+            engine
+                .record_step(&job, &run, Step::new(payload.into_bytes(), usage))
+                .map_err(err)?;
+        }
+        engine.complete_run(&job, &run, "done").map_err(err)?;
+        engine
+            .finish_job(&job, JobOutcome::Completed)
+            .map_err(err)?;
+    }
+    engine.close().map_err(err)?;
+    Ok(())
+}
+
+/// Opens `dir` and lists every job with its totals, RUNS times, as the
+/// compare harness's cold start does; prints each time and the median.
+fn all(dir: &str, runs: &str) -> Result<(), String> {
+    let mut o = options();
+    o.snapshot_on_close = false;
+    let mut times = Vec::new();
+    for _ in 0..number(runs)? {
+        let start = Instant::now();
+        let (engine, report) = Engine::open(dir, o.clone()).map_err(|e| e.to_string())?;
+        let rows = engine.jobs(&JobFilter::all());
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        let steps: u64 = rows.iter().map(|j| j.total_steps).sum();
+        eprintln!(
+            "jobs={} steps={steps} snapshot={} events_replayed={} {ms:.1} ms",
+            rows.len(),
+            report.snapshot.is_some(),
+            report.events_replayed
+        );
+        drop(rows);
+        engine.close().map_err(|e| e.to_string())?;
+        times.push(ms);
+    }
+    times.sort_by(f64::total_cmp);
+    let line: Vec<String> = times.iter().map(|ms| format!("{ms:.1}")).collect();
+    println!(
+        "median {:.1} ms  (all: {})",
+        times.get(times.len() / 2).copied().unwrap_or(0.0),
         line.join(" ")
     );
     Ok(())

@@ -94,14 +94,19 @@ impl Files {
         }
     }
 
-    /// A whole file. On the real file system a symlink is refused: a
-    /// planted link must not make the engine read a file outside the data
-    /// directory. (The simulated file system has no links.)
-    pub(crate) fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+    /// A whole snapshot file, as shared bytes: mapped on the real file
+    /// system, read on the simulated one. On the real file system a
+    /// symlink is refused: a planted link must not make the engine read a
+    /// file outside the data directory. (The simulated file system has no
+    /// links.)
+    pub(crate) fn read_snapshot(
+        &self,
+        path: &Path,
+    ) -> io::Result<runlog_projections::SnapshotFile> {
         match self {
-            Files::Real => fsutil::read_regular_file(path),
+            Files::Real => fsutil::map_regular_snapshot(path),
             #[cfg(feature = "sim")]
-            Files::Sim(fs) => fs.read_all(path),
+            Files::Sim(fs) => Ok(Arc::new(fs.read_all(path)?)),
         }
     }
 
@@ -157,14 +162,18 @@ mod tests {
             .write_durably(&dir, &dir.join("x.tmp"), &path, &[b"head", b"body"])
             .map_err(|f| f.source)
             .expect("write");
-        assert_eq!(files.read(&path).expect("read"), b"headbody");
+        let read = files.read_snapshot(&path).expect("read");
+        assert_eq!((*read).as_ref(), b"headbody");
         assert_eq!(files.list(&dir), vec!["00000000000000000001.snap"]);
 
         let outside = dir.join("outside");
         std::fs::write(&outside, b"secret").expect("write outside");
         let link = dir.join("00000000000000000002.snap");
         std::os::unix::fs::symlink(&outside, &link).expect("symlink");
-        let err = files.read(&link).expect_err("a symlink is refused");
+        let err = files
+            .read_snapshot(&link)
+            .err()
+            .expect("a symlink is refused");
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
         let _ = std::fs::remove_dir_all(&dir);
     }

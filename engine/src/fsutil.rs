@@ -2,7 +2,7 @@
 //! symlinks. Checkpoints hold prompts and outputs: nobody else may read them.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 /// Creates `dir` (and parents) with mode 0700 if it does not exist.
@@ -41,9 +41,11 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Reads a whole regular file, refusing a symlink: a planted link must not
-/// make the engine read (or trust) a file outside the data directory.
-pub(crate) fn read_regular_file(path: &Path) -> io::Result<Vec<u8>> {
+/// Maps a whole regular file read-only, refusing a symlink: a planted link
+/// must not make the engine read (or trust) a file outside the data
+/// directory. An empty file is not mapped. See
+/// `mmap.rs` for why the map stays sound (snapshot files only).
+pub(crate) fn map_regular_snapshot(path: &Path) -> io::Result<runlog_projections::SnapshotFile> {
     let meta = fs::symlink_metadata(path)?;
     if !meta.file_type().is_file() {
         return Err(io::Error::new(
@@ -51,8 +53,17 @@ pub(crate) fn read_regular_file(path: &Path) -> io::Result<Vec<u8>> {
             "not a regular file (symlinks are refused)",
         ));
     }
-    let mut file = File::open(path)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 30));
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+    let file = File::open(path)?;
+    // What was opened, not what the name held a moment before.
+    let opened = file.metadata()?;
+    if !opened.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file (symlinks are refused)",
+        ));
+    }
+    if opened.len() == 0 {
+        return Ok(std::sync::Arc::new(Vec::<u8>::new()));
+    }
+    Ok(std::sync::Arc::new(crate::mmap::map_snapshot(&file)?))
 }

@@ -42,6 +42,8 @@ mod error;
 mod files;
 mod fsutil;
 mod guard;
+#[allow(unsafe_code)]
+mod mmap;
 mod options;
 mod query;
 mod readonly;

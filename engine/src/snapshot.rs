@@ -37,6 +37,7 @@ use runlog_projections::{Lsn, Projections, SnapshotCodec, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The snapshot body's serde format: postcard.
 pub(crate) struct Postcard;
@@ -226,7 +227,10 @@ pub(crate) fn load_newest(
 
 /// Reads and checks one snapshot file.
 fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
-    let bytes = files.read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let file = files
+        .read_snapshot(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let bytes: &[u8] = (*file).as_ref();
     let header = bytes
         .get(..HEADER_LEN)
         .ok_or_else(|| format!("{} bytes, shorter than the header", bytes.len()))?;
@@ -270,8 +274,8 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
     // The views keep the file: each job's runs and checkpoints are decoded
     // from it when first used. The version is checked by number first.
     let last_at = Timestamp(u64_at(OFFSET_LAST_AT));
-    let state =
-        Projections::from_snapshot::<Postcard>(bytes, HEADER_LEN).map_err(|e| e.to_string())?;
+    let state = Projections::from_snapshot_file::<Postcard>(Arc::clone(&file), HEADER_LEN)
+        .map_err(|e| e.to_string())?;
     // A snapshot's views hold exactly the events below its LSN.
     if state.last_lsn().is_some_and(|last| last >= lsn) {
         return Err(format!(

@@ -90,7 +90,7 @@ pub use event::{
     Change, ChangeRef, EVENT_FORMAT_VERSION, Event, EventRef, ExternalStatus, FailCause,
     InterruptReason, JobOutcome, JobOutcomeRef,
 };
-pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SnapshotCodec, SnapshotError};
+pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SnapshotCodec, SnapshotError, SnapshotFile};
 pub use state::Projections;
 pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 pub use view::{

@@ -65,6 +65,11 @@ use std::sync::{Arc, OnceLock};
 /// changes; a snapshot of any other version is refused.
 pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 
+/// The bytes of a snapshot file, shared by the views restored from it
+/// while any job's detail is undecoded: a `Vec<u8>` read from the file, or
+/// a map of it (the engine's choice; these bytes are only read).
+pub type SnapshotFile = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
 /// The serde format a snapshot body is written in. The engine uses
 /// postcard; the projections crate itself depends on serde only.
 pub trait SnapshotCodec: 'static {
@@ -268,8 +273,8 @@ impl Projections {
             let before = details.len();
             let (runs, live) = match (job.loaded_detail(), job.detail.lazy.as_deref()) {
                 (None, Some(lazy)) if lazy.format == TypeId::of::<C>() => {
-                    let bytes = lazy
-                        .file
+                    let bytes = (*lazy.file)
+                        .as_ref()
                         .get(lazy.start..lazy.end)
                         .ok_or_else(|| unwritable(job, "detail out of its body".into()))?;
                     details.extend_from_slice(bytes);
@@ -331,8 +336,17 @@ impl Projections {
         file: Vec<u8>,
         body_at: usize,
     ) -> Result<Self, SnapshotError> {
-        let file = Arc::new(file);
-        let body = file
+        Self::from_snapshot_file::<C>(Arc::new(file), body_at)
+    }
+
+    /// [`Projections::from_snapshot`] on shared bytes, such as a map of the
+    /// file: the views keep `file` while any job's detail is undecoded.
+    pub fn from_snapshot_file<C: SnapshotCodec>(
+        file: SnapshotFile,
+        body_at: usize,
+    ) -> Result<Self, SnapshotError> {
+        let whole: &[u8] = (*file).as_ref();
+        let body = whole
             .get(body_at..)
             .ok_or_else(|| malformed(format!("no body at byte {body_at}")))?;
         let (version, used) = C::decode_prefix::<u8>(body).map_err(malformed)?;
@@ -342,7 +356,7 @@ impl Projections {
         let rest = body.get(used..).unwrap_or_default();
         let (head, head_len) = C::decode_prefix::<HeadIn>(rest).map_err(malformed)?;
         // Offsets from here on are into `file`.
-        let body = &file;
+        let body = whole;
         let mut offset = body_at.saturating_add(used).saturating_add(head_len);
         let mut jobs = Vec::with_capacity(head.jobs.len());
         for job in head.jobs {
@@ -415,8 +429,8 @@ pub(crate) fn decode_detail(job: &JobView, lazy: &LazyDetail) -> Result<JobDetai
         job: job.id.clone(),
         reason,
     };
-    let bytes = lazy
-        .file
+    let bytes = (*lazy.file)
+        .as_ref()
         .get(lazy.start..lazy.end)
         .ok_or_else(|| fail("detail out of its body".into()))?;
     let detail = (lazy.decode)(bytes).map_err(|e| fail(format!("does not decode: {e}")))?;

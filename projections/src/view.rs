@@ -4,6 +4,7 @@
 
 use crate::error::DetailError;
 use crate::event::{ExternalStatus, FailCause, InterruptReason};
+use crate::snapshot::SnapshotFile;
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 use serde::{Deserialize, Serialize};
 use std::any::TypeId;
@@ -11,7 +12,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 /// Where a job stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -497,7 +498,7 @@ pub(crate) struct Detail {
 #[derive(Clone)]
 pub(crate) struct LazyDetail {
     /// The snapshot file, shared by every job restored from it.
-    pub file: Arc<Vec<u8>>,
+    pub file: SnapshotFile,
     /// This job's detail: `file[start..end]`.
     pub start: usize,
     pub end: usize,
