@@ -53,6 +53,16 @@ impl SnapshotCodec for Postcard {
         let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
         Ok((value, bytes.len() - rest.len()))
     }
+
+    fn decode_prefix_seed<'de, S: serde::de::DeserializeSeed<'de>>(
+        seed: S,
+        bytes: &'de [u8],
+    ) -> Result<(S::Value, usize), String> {
+        let mut de = postcard::Deserializer::from_bytes(bytes);
+        let value = seed.deserialize(&mut de).map_err(|e| e.to_string())?;
+        let rest = de.finalize().map_err(|e| e.to_string())?;
+        Ok((value, bytes.len() - rest.len()))
+    }
 }
 
 const MAGIC: &[u8; 8] = b"RUNLOGSN";

@@ -55,10 +55,11 @@ use crate::view::{
     CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobHead,
     JobStatus, JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView,
 };
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::any::TypeId;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
 /// Version of the snapshot form of the views. Bumped when that form
@@ -78,6 +79,12 @@ pub trait SnapshotCodec: 'static {
     /// Decodes a value from the front of `bytes`, returning it and how many
     /// bytes it took.
     fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String>;
+    /// Decodes a value from the front of `bytes` through `seed`, returning
+    /// it and how many bytes it took.
+    fn decode_prefix_seed<'de, S: DeserializeSeed<'de>>(
+        seed: S,
+        bytes: &'de [u8],
+    ) -> Result<(S::Value, usize), String>;
 }
 
 /// A snapshot body that cannot be restored.
@@ -144,13 +151,6 @@ struct HeadOut<'a> {
     events_applied: u64,
     last_lsn: Option<Lsn>,
     jobs: &'a [JobOut<'a>],
-}
-
-#[derive(Deserialize)]
-struct HeadIn {
-    events_applied: u64,
-    last_lsn: Option<Lsn>,
-    jobs: Vec<JobIn>,
 }
 
 #[derive(Serialize)]
@@ -354,70 +354,202 @@ impl Projections {
             return Err(SnapshotError::UnsupportedVersion { found: version });
         }
         let rest = body.get(used..).unwrap_or_default();
-        let (head, head_len) = C::decode_prefix::<HeadIn>(rest).map_err(malformed)?;
-        // Offsets from here on are into `file`.
-        let body = whole;
-        let mut offset = body_at.saturating_add(used).saturating_add(head_len);
-        let mut jobs = Vec::with_capacity(head.jobs.len());
-        for job in head.jobs {
-            let left = body.len().saturating_sub(offset);
-            let len = usize::try_from(job.detail_len)
-                .ok()
-                .filter(|&len| len <= left)
-                .ok_or_else(|| {
-                    malformed(format!(
-                        "job {} claims {} detail bytes, {left} are left",
-                        job.id, job.detail_len
-                    ))
-                })?;
-            let mut last = None;
-            for &(position, status) in &job.live {
-                let live = status.is_in_flight() || status == RunStatus::Interrupted;
-                if !live || position >= job.runs || last.is_some_and(|l| l >= position) {
-                    return Err(malformed(format!(
-                        "job {} lists run {position} ({status}) as live, of {} runs",
-                        job.id, job.runs
-                    )));
-                }
-                last = Some(position);
-            }
-            let lazy = LazyDetail {
-                file: Arc::clone(&file),
-                start: offset,
-                end: offset + len,
-                decode: decode_detail_with::<C>,
-                format: TypeId::of::<C>(),
-                run_count: job.runs,
-                live: job.live,
-            };
-            offset += len;
-            let head = JobHead {
-                id: job.id,
-                key: job.key,
-                input: job.input,
-                fingerprint: job.fingerprint,
-                status: job.status,
-                total_steps: job.total_steps,
-                usage: job.usage,
-                started_at: job.started_at,
-                finished_at: job.finished_at,
-                finish: job.finish,
-                external: job.external,
-                last_lsn: job.last_lsn,
-            };
-            jobs.push(head.into_view(Detail {
-                loaded: OnceLock::new(),
-                lazy: Some(Box::new(lazy)),
-            }));
+        let seed = HeadSeed::<C> {
+            codec: PhantomData,
+            file: &file,
+            left: rest.len(),
+        };
+        let (head, head_len) = C::decode_prefix_seed(seed, rest).map_err(malformed)?;
+        let head = head?;
+        // The details begin right after the head; the offsets the head
+        // decode kept are from there, and are made offsets into `file`.
+        let details_at = body_at.saturating_add(used).saturating_add(head_len);
+        let details_len = whole.len().saturating_sub(details_at);
+        if head.details_len > details_len {
+            return Err(malformed(format!(
+                "the jobs claim {} detail bytes, {details_len} are left",
+                head.details_len
+            )));
         }
-        if offset != body.len() {
+        if head.details_len != details_len {
             return Err(malformed(format!(
                 "{} bytes after the last job's detail",
-                body.len().saturating_sub(offset)
+                details_len - head.details_len
             )));
+        }
+        let mut jobs = head.jobs;
+        for job in &mut jobs {
+            if let Some(lazy) = job.detail.lazy.as_deref_mut() {
+                lazy.start += details_at;
+                lazy.end += details_at;
+            }
         }
         Projections::from_views(jobs, head.events_applied, head.last_lsn)
     }
+}
+
+/// The head of a body as restored: jobs with their details still bytes at
+/// offsets from the start of the details, and how many detail bytes the
+/// jobs claim in all.
+struct Head {
+    events_applied: u64,
+    last_lsn: Option<Lsn>,
+    jobs: Vec<JobView>,
+    details_len: usize,
+}
+
+/// Decodes the head straight into job views, without a list of decoded
+/// summaries in between. The value is the head, or what is wrong with it:
+/// a malformed job stops the decode with its own message (a serde error
+/// would lose it).
+struct HeadSeed<'a, C> {
+    codec: PhantomData<fn() -> C>,
+    file: &'a SnapshotFile,
+    /// Bytes from the head's start to the body's end: no job can claim
+    /// more detail bytes than that.
+    left: usize,
+}
+
+impl<'de, C: SnapshotCodec> DeserializeSeed<'de> for HeadSeed<'_, C> {
+    type Value = Result<Head, SnapshotError>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        const FIELDS: &[&str] = &["events_applied", "last_lsn", "jobs"];
+        d.deserialize_struct("Head", FIELDS, self)
+    }
+}
+
+impl<'de, C: SnapshotCodec> Visitor<'de> for HeadSeed<'_, C> {
+    type Value = Result<Head, SnapshotError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a snapshot head")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let events_applied: u64 = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let last_lsn: Option<Lsn> = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+        let jobs = seq
+            .next_element_seed(JobsSeed::<C> {
+                codec: PhantomData,
+                file: self.file,
+                left: self.left,
+            })?
+            .ok_or_else(|| A::Error::invalid_length(2, &self))?;
+        Ok(jobs.map(|(jobs, details_len)| Head {
+            events_applied,
+            last_lsn,
+            jobs,
+            details_len,
+        }))
+    }
+}
+
+/// The head's job list, each job made a view as it is decoded.
+struct JobsSeed<'a, C> {
+    codec: PhantomData<fn() -> C>,
+    file: &'a SnapshotFile,
+    left: usize,
+}
+
+impl<'de, C: SnapshotCodec> DeserializeSeed<'de> for JobsSeed<'_, C> {
+    type Value = Result<(Vec<JobView>, usize), SnapshotError>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, C: SnapshotCodec> Visitor<'de> for JobsSeed<'_, C> {
+    type Value = Result<(Vec<JobView>, usize), SnapshotError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of job summaries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // A count from the file is a claim, not a fact: reserve no more
+        // than a few thousand up front and let the list grow.
+        let mut jobs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        // Detail bytes claimed so far: offsets from the start of the
+        // details. Each claim is checked against what the body has left.
+        let mut offset = 0usize;
+        while let Some(job) = seq.next_element::<JobIn>()? {
+            match job_view::<C>(job, self.file, offset, self.left) {
+                Ok(view) => {
+                    if let Some(lazy) = view.detail.lazy.as_deref() {
+                        offset = lazy.end;
+                    }
+                    jobs.push(view);
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok((jobs, offset)))
+    }
+}
+
+/// A decoded job summary as a view, its detail the `detail_len` bytes at
+/// `offset` from the start of the details, checked to lie below `left`.
+fn job_view<C: SnapshotCodec>(
+    job: JobIn,
+    file: &SnapshotFile,
+    offset: usize,
+    left: usize,
+) -> Result<JobView, SnapshotError> {
+    let remaining = left.saturating_sub(offset);
+    let len = usize::try_from(job.detail_len)
+        .ok()
+        .filter(|&len| len <= remaining)
+        .ok_or_else(|| {
+            malformed(format!(
+                "job {} claims {} detail bytes, at most {remaining} are left",
+                job.id, job.detail_len
+            ))
+        })?;
+    let mut last = None;
+    for &(position, status) in &job.live {
+        let live = status.is_in_flight() || status == RunStatus::Interrupted;
+        if !live || position >= job.runs || last.is_some_and(|l| l >= position) {
+            return Err(malformed(format!(
+                "job {} lists run {position} ({status}) as live, of {} runs",
+                job.id, job.runs
+            )));
+        }
+        last = Some(position);
+    }
+    let lazy = LazyDetail {
+        file: Arc::clone(file),
+        start: offset,
+        end: offset + len,
+        decode: decode_detail_with::<C>,
+        format: TypeId::of::<C>(),
+        run_count: job.runs,
+        live: job.live,
+    };
+    let head = JobHead {
+        id: job.id,
+        key: job.key,
+        input: job.input,
+        fingerprint: job.fingerprint,
+        status: job.status,
+        total_steps: job.total_steps,
+        usage: job.usage,
+        started_at: job.started_at,
+        finished_at: job.finished_at,
+        finish: job.finish,
+        external: job.external,
+        last_lsn: job.last_lsn,
+    };
+    Ok(head.into_view(Detail {
+        loaded: OnceLock::new(),
+        lazy: Some(Box::new(lazy)),
+    }))
 }
 
 /// Decodes the detail of `job` from its bytes, puts back what the snapshot

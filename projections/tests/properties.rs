@@ -406,3 +406,29 @@ fn a_snapshot_of_a_newer_version_is_refused() {
         }
     );
 }
+
+/// The head is decoded straight into views, each job's detail placed by
+/// the lengths claimed so far: a body cut short anywhere, or with bytes
+/// after the last detail, is refused whole, never restored in part.
+#[test]
+fn a_body_cut_short_or_with_bytes_left_over_is_refused() {
+    let (state, _, _) = common::run_script(
+        "create j\nstart j r\nstep j r c1 in=5\ncomplete j r\ncreate k\nstart k q\nstep k q c2",
+    );
+    let body = common::snapshot(&state);
+    assert_eq!(common::restore(&body).expect("restore"), state);
+    for len in 0..body.len() {
+        let err = common::restore(&body[..len]).expect_err("a body cut short");
+        assert!(
+            matches!(err, SnapshotError::Malformed { .. }),
+            "{len}: {err:?}"
+        );
+    }
+    let mut longer = body.clone();
+    longer.push(0);
+    let err = common::restore(&longer).expect_err("a byte left over");
+    assert_eq!(
+        err.to_string(),
+        "snapshot body is malformed: 1 bytes after the last job's detail"
+    );
+}
