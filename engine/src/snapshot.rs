@@ -19,10 +19,10 @@
 //! The body is the snapshot form of the views (`SNAPSHOT_FORMAT_VERSION` of
 //! runlog-projections, its version byte first; FORMAT.md): job summaries,
 //! then each job's runs and checkpoints as a separate detail. An open
-//! decodes the summaries and keeps the body in memory; a job's detail is
-//! decoded when first used. What the transitions fix, such as a
-//! checkpoint's step and its copies of its job's and run's ids, is left
-//! out and recomputed. A body of another version, or whose parts do not
+//! decodes the summaries and keeps the file mapped (`mmap.rs`; read, on
+//! the simulated file system); a job's detail is decoded when first used.
+//! What the transitions fix, such as a checkpoint's step and its copies of
+//! its job's and run's ids, is left out and recomputed. A body of another version, or whose parts do not
 //! fit together, is refused at open, so that snapshot is skipped and an
 //! older one or the log is used; a detail that fails later is a typed
 //! error (`EngineError::DetailUnreadable`), never a wrong view.
