@@ -71,9 +71,10 @@ fn append_buffered(c: &mut Criterion) {
     g.finish();
 }
 
-/// Commits per second of a bare `write` + `fdatasync` loop, `n` commits.
-fn bare_rate(n: u64) -> f64 {
-    let dir = bench_dir("paired-bare");
+/// Times `n` commits of a bare `write` + `fdatasync` loop, each writing the
+/// same bytes as a framed 128-byte record, in a fresh directory `tag`.
+fn time_bare(tag: &str, n: u64) -> Duration {
+    let dir = bench_dir(tag);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let mut f = OpenOptions::new()
         .create(true)
@@ -86,9 +87,14 @@ fn bare_rate(n: u64) -> f64 {
         f.write_all(&rec).expect("write");
         f.sync_data().expect("fdatasync");
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let t = start.elapsed();
     let _ = std::fs::remove_dir_all(dir);
-    rate
+    t
+}
+
+/// Commits per second of a bare `write` + `fdatasync` loop, `n` commits.
+fn bare_rate(n: u64) -> f64 {
+    n as f64 / time_bare("paired-bare", n).as_secs_f64()
 }
 
 /// Appends `n` records under `Always` from `threads` threads (`n` split as
@@ -165,25 +171,7 @@ fn durable(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(5));
     g.bench_function("bare_write_fdatasync_128B", |b| {
-        b.iter_custom(|iters| {
-            let dir = bench_dir("bare");
-            std::fs::create_dir_all(&dir).expect("mkdir");
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("bare"))
-                .expect("open");
-            // Same bytes per commit as a framed 128-byte record.
-            let rec = [0x5au8; 128 + 28];
-            let start = Instant::now();
-            for _ in 0..iters {
-                f.write_all(&rec).expect("write");
-                f.sync_data().expect("fdatasync");
-            }
-            let t = start.elapsed();
-            let _ = std::fs::remove_dir_all(dir);
-            t
-        });
+        b.iter_custom(|iters| time_bare("bare", iters));
     });
     // One iteration is one acknowledged append; with sixteen threads they
     // share the iterations, so elements/s is the total commit rate. Both
