@@ -127,15 +127,6 @@ impl Files {
             Files::Sim(fs) => fs.sync_dir(dir),
         }
     }
-
-    /// True if `path` is a directory (or, simulated, exists).
-    pub(crate) fn is_dir(&self, path: &Path) -> bool {
-        match self {
-            Files::Real => path.is_dir(),
-            #[cfg(feature = "sim")]
-            Files::Sim(fs) => fs.exists(path).unwrap_or(false),
-        }
-    }
 }
 
 #[cfg(test)]

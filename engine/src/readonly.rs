@@ -91,7 +91,7 @@ impl ReadOnly {
     ) -> Result<ReadOnly, EngineError> {
         let dir = dir.as_ref();
         let files = Files::Sim(fs.clone());
-        if !files.is_dir(dir) {
+        if !fs.exists(dir).unwrap_or(false) {
             return Err(EngineError::NoSuchDirectory {
                 path: dir.to_path_buf(),
             });
