@@ -6,7 +6,7 @@ use super::out::{self, Table, num};
 use runlog::projections::{FinishReason, Projections};
 use runlog::{
     AsOf, Change, CheckpointId, CheckpointView, Event, InterruptReason, JobFilter, JobId,
-    JobStatus, JobSummary, Query, ReadOnly, Resumability, RunNode, RunStatus, RunView,
+    JobStatus, JobSummary, Query, ReadOnly, Resumability, RunNode, RunStatus, RunView, Usage,
 };
 use serde_json::{Value, json};
 use std::io::Write;
@@ -292,14 +292,7 @@ pub fn show(dir: &Path, job_id: &str, json: bool) -> Result<u8, Failure> {
         writeln!(w, "fingerprint  {}", clean(fp))?;
     }
     writeln!(w, "steps        {}", num(job.total_steps))?;
-    writeln!(
-        w,
-        "tokens       {} in + {} out = {} ({})",
-        num(job.usage.input_tokens),
-        num(job.usage.output_tokens),
-        num(job.usage.total_tokens()),
-        out::cost(job.usage.cost_micros)
-    )?;
+    writeln!(w, "tokens       {}", spent(&job.usage, ""))?;
     writeln!(w, "started      {}", out::human_time(job.started_at))?;
     if let Some(f) = job.finished_at {
         writeln!(
@@ -401,22 +394,8 @@ pub fn checkpoint(dir: &Path, job_id: &str, cp_id: &str, payload: bool) -> Resul
         writeln!(w, "phase        {p}")?;
     }
     writeln!(w, "at           {}", out::human_time(c.at))?;
-    writeln!(
-        w,
-        "this step    {} in + {} out = {} tokens ({})",
-        num(c.delta.input_tokens),
-        num(c.delta.output_tokens),
-        num(c.delta.total_tokens()),
-        out::cost(c.delta.cost_micros)
-    )?;
-    writeln!(
-        w,
-        "job so far   {} in + {} out = {} tokens ({})",
-        num(c.usage.input_tokens),
-        num(c.usage.output_tokens),
-        num(c.usage.total_tokens()),
-        out::cost(c.usage.cost_micros)
-    )?;
+    writeln!(w, "this step    {}", spent(&c.delta, " tokens"))?;
+    writeln!(w, "job so far   {}", spent(&c.usage, " tokens"))?;
     writeln!(
         w,
         "payload      {} bytes (print it with --payload)",
@@ -699,4 +678,15 @@ pub fn events(dir: &Path, job: Option<&str>, from: u64, json: bool) -> Result<u8
     }
     w.flush()?;
     Ok(0)
+}
+
+/// `1,200 in + 300 out = 1,500{unit} ($0.0081)`: what a usage spent.
+fn spent(u: &Usage, unit: &str) -> String {
+    format!(
+        "{} in + {} out = {}{unit} ({})",
+        num(u.input_tokens),
+        num(u.output_tokens),
+        num(u.total_tokens()),
+        out::cost(u.cost_micros)
+    )
 }
