@@ -6,8 +6,9 @@ use crate::error::EngineError;
 use crate::files::Files;
 use crate::options::Options;
 use crate::query::{Query, Source, sealed};
+use crate::replay::{Stop, replay};
 use crate::snapshot::{self, SkippedSnapshot};
-use runlog_log::{Log, LogError, RecoveryReport};
+use runlog_log::{Log, LogError, RecoveryReport, SegmentRecords};
 use runlog_projections::{
     Change, CheckpointId, Event, ExternalStatus, FailCause, InterruptReason, JobId, JobOutcome,
     JobStatus, Lsn, Projections, Refusal, Resumability, RunId, RunStatus, Timestamp, Usage,
@@ -1106,62 +1107,6 @@ pub(crate) fn start_and_replay(
     }
 }
 
-/// When replay stops.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Stop {
-    Never,
-    /// Before this LSN.
-    BeforeLsn(Lsn),
-    /// Before the first event stamped after this time.
-    AfterTime(Timestamp),
-}
-
-/// Replays the log from `from` into `views`. Returns the number of events
-/// applied.
-pub(crate) fn replay(
-    source: &dyn Source,
-    views: &mut Projections,
-    from: Lsn,
-    stop: Stop,
-    last_at: &mut Timestamp,
-) -> Result<u64, EngineError> {
-    let mut applied = 0u64;
-    let mut failure = None;
-    source.scan_from(from, &mut |lsn, bytes| {
-        if let Stop::BeforeLsn(end) = stop
-            && lsn >= end
-        {
-            return ControlFlow::Break(());
-        }
-        let event = match codec::decode_ref(lsn, bytes) {
-            Ok(event) => event,
-            Err(e) => {
-                failure = Some(e);
-                return ControlFlow::Break(());
-            }
-        };
-        if let Stop::AfterTime(t) = stop
-            && event.at > t
-        {
-            return ControlFlow::Break(());
-        }
-        if let Err(source) = views.apply_ref(lsn, &event) {
-            failure = Some(EngineError::Replay {
-                lsn,
-                source: Box::new(source),
-            });
-            return ControlFlow::Break(());
-        }
-        *last_at = event.at;
-        applied += 1;
-        ControlFlow::Continue(())
-    })?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(applied),
-    }
-}
-
 // Lock helpers. A panic while a lock is held cannot leave the views half
 // changed (apply validates before it mutates and never panics), so a
 // poisoned lock is safe to go on using.
@@ -1184,6 +1129,14 @@ impl Source for Log {
         f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), LogError> {
         self.scan(from, f)
+    }
+
+    fn scan_segments_from(
+        &self,
+        from: Lsn,
+        f: &mut dyn FnMut(&mut SegmentRecords<'_>) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        self.scan_segments(from, f)
     }
 
     fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {

@@ -3,7 +3,7 @@
 
 use crate::codec;
 use crate::error::EngineError;
-use runlog_log::LogError;
+use runlog_log::{LogError, SegmentRecords};
 use runlog_projections::{
     Change, CheckpointId, CheckpointView, Event, JobDetail, JobId, JobStatus, JobView, Lsn,
     Projections, Resumability, RunId, RunView, Timestamp, Usage,
@@ -17,6 +17,14 @@ pub trait Source {
         &self,
         from: Lsn,
         f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), LogError>;
+    /// Calls `f` with the records of each segment from `from` on, until it
+    /// breaks; the payloads borrow the segment's bytes (for replay's
+    /// pipeline, `crate::replay`).
+    fn scan_segments_from(
+        &self,
+        from: Lsn,
+        f: &mut dyn FnMut(&mut SegmentRecords<'_>) -> ControlFlow<()>,
     ) -> Result<(), LogError>;
     /// One record's bytes.
     fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError>;

@@ -1,13 +1,14 @@
 //! The read-only open: for tools and audits.
 
 use crate::engine::SnapshotUsed;
-use crate::engine::{Start, Stop, start_and_replay};
+use crate::engine::{Start, start_and_replay};
 use crate::error::EngineError;
 use crate::files::Files;
 use crate::options::{AsOf, Options};
 use crate::query::{Query, Source, sealed};
+use crate::replay::Stop;
 use crate::snapshot::SkippedSnapshot;
-use runlog_log::{LogError, LogReader};
+use runlog_log::{LogError, LogReader, SegmentRecords};
 use runlog_projections::{Lsn, Projections, Timestamp};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -182,6 +183,14 @@ impl Source for LogReader {
         f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), LogError> {
         self.scan(from, f)
+    }
+
+    fn scan_segments_from(
+        &self,
+        from: Lsn,
+        f: &mut dyn FnMut(&mut SegmentRecords<'_>) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        self.scan_segments(from, f)
     }
 
     fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {

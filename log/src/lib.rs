@@ -50,6 +50,7 @@ mod tests;
 
 pub use error::{CorruptionKind, LogError};
 pub use reader::{LogReader, Records};
+pub use scan::SegmentRecords;
 pub use types::{
     Appended, LogOptions, Lsn, Record, RecoveryMode, RecoveryReport, Salvaged, SyncPolicy,
     TornTail, VerifyOutcome, VerifyReport,

@@ -617,6 +617,28 @@ impl Log {
         Ok(())
     }
 
+    /// [`Log::scan`] one segment at a time: calls `f` with the records of
+    /// each segment from `from` on, as an iterator whose payloads borrow
+    /// the segment's bytes (see [`crate::SegmentRecords`]); stops early when `f`
+    /// breaks. Records `f` leaves untaken are checked before the next
+    /// segment.
+    pub fn scan_segments(
+        &self,
+        from: Lsn,
+        f: impl FnMut(&mut crate::SegmentRecords<'_>) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        let (segs, end) = self.read_view()?;
+        self.check_range(from, end, true)?;
+        Walker::new(
+            Arc::clone(&self.fs),
+            segs,
+            from,
+            end,
+            self.options.record_size_max,
+        )
+        .scan_segments(f)
+    }
+
     /// One record's payload. Repeated reads are served from a per-segment
     /// index built on first use.
     pub fn read(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
