@@ -193,12 +193,14 @@ fn pipelined<'s>(
             .ok()?;
         let mut refused = false;
         'batches: for mut batch in full_rx.iter() {
-            for (lsn, event) in batch.drain(..) {
-                if fold.apply(lsn, &event).is_break() {
+            // By reference: moving each event out would copy it again.
+            for (lsn, event) in &batch {
+                if fold.apply(*lsn, event).is_break() {
                     refused = true;
                     break 'batches;
                 }
             }
+            batch.clear();
             // The first stage may have finished: a batch it will not reuse
             // is simply dropped.
             let _ = empty_tx.send(batch);
