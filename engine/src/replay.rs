@@ -6,8 +6,8 @@
 //! apply it (the second). The two cost about the same, so when a segment
 //! holds enough records to pay for a thread, the first stage runs on a
 //! helper thread and hands the second batches of events in LSN order
-//! (`pipelined`); otherwise, or if no thread can be started, one thread
-//! does both (`sequential`). Both give the same views, the same count and
+//! (`pipelined`); otherwise — a small segment, a process limited to one
+//! CPU, or no thread to be had — one thread does both (`sequential`). Both give the same views, the same count and
 //! the same error: the first failure in LSN order — a bad record, an event
 //! that does not decode or is of a newer format, or a refused transition —
 //! ends the replay, and nothing after it is applied.
@@ -55,11 +55,13 @@ pub(crate) fn replay(
     stop: Stop,
     last_at: &mut Timestamp,
 ) -> Result<u64, EngineError> {
-    replay_with(source, views, from, stop, last_at, PIPELINE_BYTES_MIN)
+    replay_with(source, views, from, stop, last_at, PIPELINE_BYTES_MIN, true)
 }
 
 /// [`replay`], pipelining the segments that have at least
-/// `pipeline_bytes_min` bytes left to walk.
+/// `pipeline_bytes_min` bytes left to walk — if `check_cpus`, only when
+/// this process may run on two CPUs or more (asked once, and only when a
+/// segment is big enough, as asking reads the process's CPU limits).
 pub(crate) fn replay_with(
     source: &dyn Source,
     views: &mut Projections,
@@ -67,6 +69,7 @@ pub(crate) fn replay_with(
     stop: Stop,
     last_at: &mut Timestamp,
     pipeline_bytes_min: usize,
+    check_cpus: bool,
 ) -> Result<u64, EngineError> {
     let mut fold = Fold {
         views,
@@ -74,8 +77,12 @@ pub(crate) fn replay_with(
         applied: 0,
         failure: None,
     };
+    let mut two_cpus = (!check_cpus).then_some(true);
     source.scan_segments_from(from, &mut |records| {
         if records.bytes_left() >= pipeline_bytes_min
+            && *two_cpus.get_or_insert_with(|| {
+                std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+            })
             && let Some(flow) = pipelined(records, &mut fold, stop)
         {
             return flow;
@@ -418,6 +425,7 @@ mod tests {
                     stop,
                     &mut last_at,
                     pipeline_bytes_min,
+                    false,
                 )
             });
         let outcome = Outcome {
