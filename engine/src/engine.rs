@@ -8,12 +8,11 @@ use crate::options::Options;
 use crate::query::{Query, Source, sealed};
 use crate::replay::{Stop, replay};
 use crate::snapshot::{self, SkippedSnapshot};
-use runlog_log::{Log, LogError, RecoveryReport, SegmentRecords};
+use runlog_log::{Log, LogError, RecoveryReport};
 use runlog_projections::{
     Change, CheckpointId, Event, ExternalStatus, FailCause, InterruptReason, JobId, JobOutcome,
     JobStatus, Lsn, Projections, Refusal, Resumability, RunId, RunStatus, Timestamp, Usage,
 };
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -1120,26 +1119,4 @@ fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Source for Log {
-    fn scan_from(
-        &self,
-        from: Lsn,
-        f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), LogError> {
-        self.scan(from, f)
-    }
-
-    fn scan_segments_from(
-        &self,
-        from: Lsn,
-        f: &mut dyn FnMut(&mut SegmentRecords<'_>) -> ControlFlow<()>,
-    ) -> Result<(), LogError> {
-        self.scan_segments(from, f)
-    }
-
-    fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
-        self.read(lsn)
-    }
 }

@@ -30,6 +30,37 @@ pub trait Source {
     fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError>;
 }
 
+/// The log's writer and its read-only reader have the same reading
+/// methods; both are sources through them.
+macro_rules! log_source {
+    ($log:ty) => {
+        impl Source for $log {
+            fn scan_from(
+                &self,
+                from: Lsn,
+                f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+            ) -> Result<(), LogError> {
+                self.scan(from, f)
+            }
+
+            fn scan_segments_from(
+                &self,
+                from: Lsn,
+                f: &mut dyn FnMut(&mut SegmentRecords<'_>) -> ControlFlow<()>,
+            ) -> Result<(), LogError> {
+                self.scan_segments(from, f)
+            }
+
+            fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
+                self.read(lsn)
+            }
+        }
+    };
+}
+
+log_source!(runlog_log::Log);
+log_source!(runlog_log::LogReader);
+
 pub(crate) mod sealed {
     use super::Source;
     use crate::options::Options;

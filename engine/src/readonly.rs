@@ -8,9 +8,8 @@ use crate::options::{AsOf, Options};
 use crate::query::{Query, Source, sealed};
 use crate::replay::Stop;
 use crate::snapshot::SkippedSnapshot;
-use runlog_log::{LogError, LogReader, SegmentRecords};
+use runlog_log::{LogError, LogReader};
 use runlog_projections::{Lsn, Projections, Timestamp};
-use std::ops::ControlFlow;
 use std::path::Path;
 
 /// A data directory opened read-only, its views replayed up to a point.
@@ -175,25 +174,3 @@ impl sealed::Access for ReadOnly {
 }
 
 impl Query for ReadOnly {}
-
-impl Source for LogReader {
-    fn scan_from(
-        &self,
-        from: Lsn,
-        f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), LogError> {
-        self.scan(from, f)
-    }
-
-    fn scan_segments_from(
-        &self,
-        from: Lsn,
-        f: &mut dyn FnMut(&mut SegmentRecords<'_>) -> ControlFlow<()>,
-    ) -> Result<(), LogError> {
-        self.scan_segments(from, f)
-    }
-
-    fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
-        self.read(lsn)
-    }
-}
