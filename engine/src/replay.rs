@@ -46,7 +46,7 @@ const BATCH_LEN: usize = 2048;
 const BATCH_LEN_FIRST: usize = 64;
 
 /// Decoded batches the first stage may run ahead of the second by: 16 of
-/// 2,048 events (4 MiB) are about 10 ms of applying, so that the second
+/// 2,048 events (about 4 MB) are about 10 ms of applying, so that the second
 /// stage does not run dry while the first waits for a CPU on a busy
 /// machine (with 4, it held 2.5 ms; 16 made a third fewer context
 /// switches per 1M-event open on the shared test machine).
