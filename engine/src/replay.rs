@@ -37,21 +37,20 @@ pub(crate) const PIPELINE_BYTES_MIN: usize = 256 * 1024;
 
 /// Events per batch handed from the first stage to the second: enough that
 /// the hand-over (a channel send, often a wake-up of the other thread) is
-/// rare — 256 made eight times the context switches of 2,048 for no fewer
-/// instructions — and few enough that a batch (about 120 bytes an event,
-/// 120 KiB) stays under glibc's threshold for a map of its own.
-const BATCH_LEN: usize = 1024;
+/// rare — 256 made eight times the context switches for no fewer
+/// instructions — and a batch (about 120 bytes an event) is 240 KiB.
+const BATCH_LEN: usize = 2048;
 
 /// Events in the first batch of a segment, which the second stage waits
 /// for.
 const BATCH_LEN_FIRST: usize = 64;
 
-/// Decoded batches the first stage may run ahead of the second by: 32 of
-/// 1,024 events (about 4 MB) are about 10 ms of applying, so that the
-/// second stage does not run dry while the first waits for a CPU on a busy
-/// machine (4 of 2,048 held 2.5 ms; 16 of 2,048 made a third fewer context
+/// Decoded batches the first stage may run ahead of the second by: 16 of
+/// 2,048 events (about 4 MB) are about 10 ms of applying, so that the second
+/// stage does not run dry while the first waits for a CPU on a busy
+/// machine (with 4, it held 2.5 ms; 16 made a third fewer context
 /// switches per 1M-event open on the shared test machine).
-const BATCHES_AHEAD: usize = 32;
+const BATCHES_AHEAD: usize = 16;
 
 /// Events of one batch, each with its LSN.
 type Batch<'s> = Vec<(Lsn, EventRef<'s>)>;
@@ -202,13 +201,6 @@ fn pipelined<'s>(
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = mpsc::sync_channel::<Batch<'s>>(BATCHES_AHEAD);
         let (empty_tx, empty_rx) = mpsc::channel::<Batch<'s>>();
-        // Every batch the pipeline can hold at once, made here: the helper
-        // then allocates nothing, so it never starts a malloc arena of its
-        // own (whose pages each replay faulted in again).
-        for _ in 0..BATCHES_AHEAD + 2 {
-            // Cannot fail: the receiver is alive.
-            let _ = empty_tx.send(Vec::with_capacity(BATCH_LEN));
-        }
         let first = std::thread::Builder::new()
             .name("runlog-replay-decode".to_owned())
             .spawn_scoped(scope, move || {
@@ -229,10 +221,8 @@ fn pipelined<'s>(
             // is simply dropped.
             let _ = empty_tx.send(batch);
         }
-        // A first stage still running stops at its next send, or at its
-        // next wait for an empty batch.
+        // A first stage still running stops at its next send.
         drop(full_rx);
-        drop(empty_tx);
         let end = match first.join() {
             Ok(end) => end,
             // Decoding panics on no input; were it to, the panic goes on as
@@ -262,9 +252,7 @@ fn first_stage<'s>(
     full: &SyncSender<Batch<'s>>,
     empty: &Receiver<Batch<'s>>,
 ) -> FirstEnd {
-    let Ok(mut batch) = empty.recv() else {
-        return FirstEnd::Cancelled;
-    };
+    let mut batch = Vec::with_capacity(BATCH_LEN);
     // The second stage waits for the first batch: it is kept short, and
     // each one after is twice as long, up to `BATCH_LEN`.
     let mut len = BATCH_LEN_FIRST;
@@ -283,11 +271,9 @@ fn first_stage<'s>(
         }
         if batch.len() >= len {
             len = (len * 2).min(BATCH_LEN);
-            // Waits while every batch is full or being applied; ends when
-            // the second stage stopped.
-            let Ok(next) = empty.recv() else {
-                return FirstEnd::Cancelled;
-            };
+            let next = empty
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(BATCH_LEN));
             if full.send(std::mem::replace(&mut batch, next)).is_err() {
                 return FirstEnd::Cancelled;
             }
