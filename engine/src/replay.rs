@@ -7,10 +7,11 @@
 //! holds enough records to pay for a thread, the first stage runs on a
 //! helper thread and hands the second batches of events in LSN order
 //! (`pipelined`); otherwise — a small segment, a process limited to one
-//! CPU, or no thread to be had — one thread does both (`sequential`). Both give the same views, the same count and
-//! the same error: the first failure in LSN order — a bad record, an event
-//! that does not decode or is of a newer format, or a refused transition —
-//! ends the replay, and nothing after it is applied.
+//! CPU, or no thread to be had — one thread does both (`sequential`).
+//! Both give the same views, the same count and the same error: the first
+//! failure in LSN order — a bad record, an event that does not decode or
+//! is of a newer format, or a refused transition — ends the replay, and
+//! nothing after it is applied.
 
 use crate::codec;
 use crate::error::EngineError;
