@@ -39,16 +39,6 @@ impl SnapshotCodec for Postcard {
         let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
         Ok((value, bytes.len() - rest.len()))
     }
-
-    fn decode_prefix_seed<'de, S: serde::de::DeserializeSeed<'de>>(
-        seed: S,
-        bytes: &'de [u8],
-    ) -> Result<(S::Value, usize), String> {
-        let mut de = postcard::Deserializer::from_bytes(bytes);
-        let value = seed.deserialize(&mut de).map_err(|e| e.to_string())?;
-        let rest = de.finalize().map_err(|e| e.to_string())?;
-        Ok((value, bytes.len() - rest.len()))
-    }
 }
 
 /// The snapshot body of `state`, in postcard.
@@ -59,6 +49,55 @@ pub fn snapshot(state: &Projections) -> Vec<u8> {
 /// Views restored from a postcard snapshot body.
 pub fn restore(body: &[u8]) -> Result<Projections, SnapshotError> {
     Projections::from_snapshot::<Postcard>(body.to_vec(), 0)
+}
+
+/// Recomputes the checksums of a snapshot body edited in place, per
+/// FORMAT.md's version 4 layout: each job's detail CRC in its 128-byte
+/// record (bytes 88..92), then the head's CRC (bytes 4..8, over bytes
+/// 8..head_len). What the edit broke in the structure is left for the
+/// restore to find.
+pub fn reseal(body: &mut [u8]) {
+    let u64_at =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+    let head_len = u64_at(body, 8) as usize;
+    let keys = u32_at(body, 36) as usize;
+    let jobs = u64_at(body, 40) as usize;
+    let mut at = 56;
+    for _ in 0..keys {
+        at += 4 + u32_at(body, at) as usize;
+    }
+    let mut detail = head_len;
+    for j in 0..jobs {
+        let record = at + j * 128;
+        let len = u64_at(body, record + 80) as usize;
+        let crc = crc32fast::hash(&body[detail..detail + len]);
+        body[record + 88..record + 92].copy_from_slice(&crc.to_le_bytes());
+        detail += len;
+    }
+    let crc = crc32fast::hash(&body[8..head_len]);
+    body[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A job's summary (every field but its detail) as text, to compare.
+pub fn summary(job: &JobView) -> String {
+    format!(
+        "{} {} {:?} {:?} {} {} {:?} {:?} {:?} {:?} {:?} {} {}",
+        job.id,
+        job.key,
+        job.input,
+        job.fingerprint,
+        job.status,
+        job.total_steps,
+        job.usage,
+        job.started_at,
+        job.finished_at,
+        job.finish,
+        job.external,
+        job.last_lsn,
+        job.run_count()
+    )
 }
 
 /// The resume bound used when rendering resumability and by `resume`
