@@ -8,16 +8,17 @@
 //! same layout as tables.
 //!
 //! ```text
-//! body     = preamble (56 bytes) ‖ keys ‖ records ‖ var ‖ details
+//! body     = preamble (64 bytes) ‖ keys ‖ records ‖ text ‖ live ‖ details
 //! preamble = version: u8 (4) ‖ 3 zero bytes ‖ head_crc: u32
 //!            ‖ head_len: u64 ‖ events_applied: u64 ‖ last_lsn: u64
 //!            ‖ has_last_lsn: u8 (0 or 1) ‖ 3 zero bytes ‖ key_count: u32
-//!            ‖ job_count: u64 ‖ var_len: u64
+//!            ‖ job_count: u64 ‖ text_len: u64 ‖ live_count: u64
 //! keys     = key_count × (len: u32 ‖ bytes): the distinct job keys
-//! records  = job_count × 128-byte job record (offsets below)
-//! var      = var_len bytes: per job, in job order, its id ‖ fingerprint
-//!            ‖ finish message ‖ external detail ‖ live entries
-//! live     = position: u32 ‖ status: u8 (a RunStatus index)
+//! records  = job_count × 128-byte job record (the R_ offsets below)
+//! text     = text_len bytes of UTF-8: per job, in job order, its id
+//!            ‖ fingerprint ‖ finish message ‖ external detail
+//! live     = live_count × (position: u32 ‖ status: u8): per job, in job
+//!            order, its runs in flight or interrupted
 //! details  = every job's detail, in job order, detail_len bytes each,
 //!            ending exactly at the end of the body
 //! detail   = runs: seq of run ‖ checkpoints: seq of checkpoint, in the
@@ -63,8 +64,8 @@ use crate::event::{ExternalStatus, InterruptReason};
 use crate::state::Projections;
 use crate::types::{CheckpointId, JobId, PayloadRef, RunId, Timestamp, Usage};
 use crate::view::{
-    CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobHead,
-    JobStatus, JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView, SnapshotSource,
+    CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobStatus,
+    JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView, SnapshotSource,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -157,11 +158,12 @@ const P_LAST_LSN: usize = P_EVENTS + 8;
 const P_HAS_LAST_LSN: usize = P_LAST_LSN + 8;
 const P_KEY_COUNT: usize = P_HAS_LAST_LSN + 4;
 const P_JOB_COUNT: usize = P_KEY_COUNT + 4;
-const P_VAR_LEN: usize = P_JOB_COUNT + 8;
-const PREAMBLE_LEN: usize = P_VAR_LEN + 8;
+const P_TEXT_LEN: usize = P_JOB_COUNT + 8;
+const P_LIVE_COUNT: usize = P_TEXT_LEN + 8;
+const PREAMBLE_LEN: usize = P_LIVE_COUNT + 8;
 /// Where the head's checksum starts: everything after the checksum.
 const CRC_FROM: usize = P_HEAD_LEN;
-const _: () = assert!(P_VERSION < P_HEAD_CRC && PREAMBLE_LEN == 56);
+const _: () = assert!(P_VERSION < P_HEAD_CRC && PREAMBLE_LEN == 64);
 
 // A job record: fixed-width fields first, then 32-bit lengths, then bytes.
 const R_INPUT_LSN: usize = 0;
@@ -200,6 +202,7 @@ const F_ALL: u8 = F_FINISHED_AT | F_FINGERPRINT | F_EXTERNAL;
 
 /// Bytes of a `live` entry: position u32, status u8.
 const LIVE_LEN: usize = 5;
+type LiveEntry = [u8; LIVE_LEN];
 /// Smallest key entry: its length alone.
 const KEY_MIN_LEN: usize = 4;
 
@@ -352,7 +355,8 @@ impl Projections {
         let mut keys: Vec<&str> = Vec::new();
         let mut key_index: HashMap<&str, u32> = HashMap::new();
         let mut records = Vec::with_capacity(self.job_count() * JOB_LEN);
-        let mut var = Vec::new();
+        let mut text = Vec::new();
+        let mut lives = Vec::new();
         let mut details = Vec::new();
         for job in self.jobs() {
             let before = details.len();
@@ -405,7 +409,7 @@ impl Projections {
             put32(&mut r, R_KEY, key);
             r[R_STATUS] = index_of(&JOB_STATUSES, &job.status);
             let mut flags = 0;
-            var.extend_from_slice(job.id.as_str().as_bytes());
+            text.extend_from_slice(job.id.as_str().as_bytes());
             put32(
                 &mut r,
                 R_ID_LEN,
@@ -417,7 +421,7 @@ impl Projections {
             }
             if let Some(fp) = &job.fingerprint {
                 flags |= F_FINGERPRINT;
-                var.extend_from_slice(fp.as_bytes());
+                text.extend_from_slice(fp.as_bytes());
                 put32(
                     &mut r,
                     R_FINGERPRINT_LEN,
@@ -431,7 +435,7 @@ impl Projections {
                 Some(FinishReason::Cancelled(m)) => (FINISH_CANCELLED, m.as_str()),
             };
             r[R_FINISH] = finish;
-            var.extend_from_slice(message.as_bytes());
+            text.extend_from_slice(message.as_bytes());
             put32(
                 &mut r,
                 R_FINISH_LEN,
@@ -441,7 +445,7 @@ impl Projections {
                 flags |= F_EXTERNAL;
                 r[R_EXTERNAL_STATUS] = index_of(&EXTERNAL_STATUSES, &ext.status);
                 put64(&mut r, R_EXTERNAL_AT, ext.at.0);
-                var.extend_from_slice(ext.detail.as_bytes());
+                text.extend_from_slice(ext.detail.as_bytes());
                 put32(
                     &mut r,
                     R_EXTERNAL_LEN,
@@ -452,13 +456,13 @@ impl Projections {
             // Fewer live runs than runs, which fit a u32.
             put32(&mut r, R_LIVE_COUNT, live.len() as u32);
             for (position, status) in live {
-                var.extend_from_slice(&position.to_le_bytes());
-                var.push(index_of(&RUN_STATUSES, &status));
+                lives.extend_from_slice(&position.to_le_bytes());
+                lives.push(index_of(&RUN_STATUSES, &status));
             }
             records.extend_from_slice(&r);
         }
         let key_bytes: usize = keys.iter().map(|k| KEY_MIN_LEN + k.len()).sum();
-        let head_len = PREAMBLE_LEN + key_bytes + records.len() + var.len();
+        let head_len = PREAMBLE_LEN + key_bytes + records.len() + text.len() + lives.len();
         let mut body = Vec::with_capacity(head_len + details.len());
         body.resize(PREAMBLE_LEN, 0);
         body[P_VERSION] = SNAPSHOT_FORMAT_VERSION;
@@ -473,7 +477,9 @@ impl Projections {
         body[P_KEY_COUNT..P_KEY_COUNT + 4].copy_from_slice(&(keys.len() as u32).to_le_bytes());
         body[P_JOB_COUNT..P_JOB_COUNT + 8]
             .copy_from_slice(&(self.job_count() as u64).to_le_bytes());
-        body[P_VAR_LEN..P_VAR_LEN + 8].copy_from_slice(&(var.len() as u64).to_le_bytes());
+        body[P_TEXT_LEN..P_TEXT_LEN + 8].copy_from_slice(&(text.len() as u64).to_le_bytes());
+        body[P_LIVE_COUNT..P_LIVE_COUNT + 8]
+            .copy_from_slice(&((lives.len() / LIVE_LEN) as u64).to_le_bytes());
         for key in keys {
             let len = u32::try_from(key.len())
                 .map_err(|_| malformed("a key is longer than u32::MAX bytes"))?;
@@ -481,7 +487,8 @@ impl Projections {
             body.extend_from_slice(key.as_bytes());
         }
         body.extend_from_slice(&records);
-        body.extend_from_slice(&var);
+        body.extend_from_slice(&text);
+        body.extend_from_slice(&lives);
         let crc = crc32fast::hash(&body[CRC_FROM..]);
         body[P_HEAD_CRC..P_HEAD_CRC + 4].copy_from_slice(&crc.to_le_bytes());
         body.extend_from_slice(&details);
@@ -592,15 +599,28 @@ impl Projections {
                     rest.len()
                 ))
             })?;
-        let (records, var) = rest.split_at(job_count * JOB_LEN);
-        if le64(pre, P_VAR_LEN) != var.len() as u64 {
-            return Err(malformed(format!(
-                "the variable area claims {} bytes, the head leaves {}",
-                le64(pre, P_VAR_LEN),
-                var.len()
-            )));
-        }
+        let (records, rest) = rest.split_at(job_count * JOB_LEN);
         let (records, _) = records.as_chunks::<JOB_LEN>();
+        let (text_len, live_count) = (le64(pre, P_TEXT_LEN), le64(pre, P_LIVE_COUNT));
+        let fits = usize::try_from(text_len).ok().and_then(|text| {
+            let live = usize::try_from(live_count).ok()?.checked_mul(LIVE_LEN)?;
+            (text.checked_add(live)? == rest.len()).then_some(text)
+        });
+        let Some(text_len) = fits else {
+            return Err(malformed(format!(
+                "{text_len} bytes of text and {live_count} live runs claimed, the head leaves {} bytes",
+                rest.len()
+            )));
+        };
+        let (text, lives) = rest.split_at(text_len);
+        // One check for every string of the head.
+        let text = std::str::from_utf8(text).map_err(|e| {
+            malformed(format!(
+                "the text area is not UTF-8 at byte {}",
+                e.valid_up_to()
+            ))
+        })?;
+        let (lives, _) = lives.as_chunks::<LIVE_LEN>();
 
         let source = Arc::new(SnapshotSource {
             file: Arc::clone(&file),
@@ -610,7 +630,8 @@ impl Projections {
         let details_at = body_at + head_len;
         let details_len = whole.len() - details_at;
         let mut reader = HeadReader {
-            var,
+            text,
+            lives,
             keys: &keys,
             source: &source,
             details_at,
@@ -619,16 +640,16 @@ impl Projections {
         let mut jobs = Vec::with_capacity(job_count);
         let mut live = Vec::new();
         for record in records {
-            let (view, job_live) = reader.job(record)?;
+            let job_live = reader.job(record, &mut jobs)?;
             if !job_live.is_empty() {
-                live.push((jobs.len(), job_live));
+                live.push((jobs.len() - 1, job_live));
             }
-            jobs.push(view);
         }
-        if !reader.var.is_empty() {
+        if !reader.text.is_empty() || !reader.lives.is_empty() {
             return Err(malformed(format!(
-                "{} bytes left in the variable area after the last job",
-                reader.var.len()
+                "{} bytes of text and {} live runs left after the last job",
+                reader.text.len(),
+                reader.lives.len()
             )));
         }
         if reader.details_left != 0 {
@@ -641,11 +662,14 @@ impl Projections {
     }
 }
 
-/// Reads job records in order, taking each job's strings and live entries
-/// from the variable area and its detail's span from the details.
+/// Reads job records in order, taking each job's strings from the text
+/// area, its live entries from theirs, and its detail's span from the
+/// details.
 struct HeadReader<'a> {
-    /// The variable area not yet taken.
-    var: &'a [u8],
+    /// The text area not yet taken (checked UTF-8 as a whole).
+    text: &'a str,
+    /// The live entries not yet taken.
+    lives: &'a [LiveEntry],
     keys: &'a [Arc<str>],
     source: &'a Arc<SnapshotSource>,
     /// Where the next job's detail starts, in the file.
@@ -655,27 +679,26 @@ struct HeadReader<'a> {
 }
 
 impl<'a> HeadReader<'a> {
-    /// The next `len` bytes of the variable area.
-    fn take(&mut self, len: u32, what: &str) -> Result<&'a [u8], SnapshotError> {
-        let len = len as usize;
-        if len > self.var.len() {
-            return Err(malformed(format!(
-                "{what} claims {len} bytes, {} are left",
-                self.var.len()
-            )));
-        }
-        let (taken, rest) = self.var.split_at(len);
-        self.var = rest;
+    /// The next `len` bytes of the text area, which must end on a
+    /// character boundary.
+    fn text(&mut self, len: u32, what: &str) -> Result<&'a str, SnapshotError> {
+        let (taken, rest) = self.text.split_at_checked(len as usize).ok_or_else(|| {
+            malformed(format!(
+                "{what} claims {len} bytes of the {} left, or ends inside a character",
+                self.text.len()
+            ))
+        })?;
+        self.text = rest;
         Ok(taken)
     }
 
-    fn text(&mut self, len: u32, what: &str) -> Result<&'a str, SnapshotError> {
-        let bytes = self.take(len, what)?;
-        std::str::from_utf8(bytes).map_err(|_| malformed(format!("{what} is not UTF-8")))
-    }
-
-    /// One job: its view, with its detail still bytes, and its live runs.
-    fn job(&mut self, r: &Record) -> Result<(JobView, Vec<(u32, RunStatus)>), SnapshotError> {
+    /// The next job, pushed onto `jobs` with its detail still bytes;
+    /// returns its live runs.
+    fn job(
+        &mut self,
+        r: &Record,
+        jobs: &mut Vec<JobView>,
+    ) -> Result<Vec<(u32, RunStatus)>, SnapshotError> {
         let id = JobId::from(self.text(le32(r, R_ID_LEN), "a job id")?);
         let bad = |what: String| malformed(format!("job {id}: {what}"));
         let flags = r[R_FLAGS];
@@ -736,15 +759,17 @@ impl<'a> HeadReader<'a> {
             }),
         };
         let runs = le32(r, R_RUNS);
-        let live_count = le32(r, R_LIVE_COUNT);
+        let live_count = le32(r, R_LIVE_COUNT) as usize;
         let mut live = Vec::new();
         if live_count > 0 {
-            let entries = (live_count as usize)
-                .checked_mul(LIVE_LEN)
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| bad(format!("{live_count} live runs")))?;
-            let entries = self.take(entries, "live runs")?;
-            let (entries, _) = entries.as_chunks::<LIVE_LEN>();
+            let entries = self.lives.get(..live_count).ok_or_else(|| {
+                bad(format!(
+                    "{live_count} live runs claimed, {} are left",
+                    self.lives.len()
+                ))
+            })?;
+            self.lives = &self.lives[live_count..];
+            live.reserve_exact(live_count);
             let mut last = None;
             for e in entries {
                 let position = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
@@ -783,7 +808,9 @@ impl<'a> HeadReader<'a> {
         };
         self.details_at += len;
         self.details_left -= len;
-        let head = JobHead {
+        // Built where it is kept: a view is a few hundred bytes, and a
+        // restore makes one per job.
+        jobs.push(JobView {
             id,
             key: Arc::clone(key),
             input: PayloadRef {
@@ -803,12 +830,12 @@ impl<'a> HeadReader<'a> {
             finish,
             external,
             last_lsn: le64(r, R_LAST_LSN),
-        };
-        let view = head.into_view(Detail {
-            loaded: OnceLock::new(),
-            lazy: Some(lazy),
+            detail: Detail {
+                loaded: OnceLock::new(),
+                lazy: Some(lazy),
+            },
         });
-        Ok((view, live))
+        Ok(live)
     }
 }
 

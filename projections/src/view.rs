@@ -618,10 +618,12 @@ impl JobDetail {
 /// [`IdIndex::SCAN_MAX`] items the index keeps a `HashMap` with std's
 /// randomly keyed hasher, so a log crafted with colliding ids (a hostile log
 /// is input: auditors replay copies) cannot make lookups degrade, and a scan
-/// never exceeds `SCAN_MAX` comparisons.
+/// never exceeds `SCAN_MAX` comparisons. The map is boxed: every job holds
+/// two indexes and few jobs need a map, so a pointer (8 bytes) instead of a
+/// map (48) keeps a [`JobView`] small, which a restore of many jobs feels.
 #[derive(Clone, Debug)]
 pub(crate) struct IdIndex<K> {
-    map: Option<HashMap<K, usize>>,
+    map: Option<Box<HashMap<K, usize>>>,
 }
 
 impl<K> Default for IdIndex<K> {
@@ -662,13 +664,13 @@ impl<K: Borrow<str> + Hash + Eq + Clone> IdIndex<K> {
                 }
             }
             None if items.len() > Self::SCAN_MAX => {
-                self.map = Some(
+                self.map = Some(Box::new(
                     items
                         .iter()
                         .enumerate()
                         .map(|(i, item)| (key(item).clone(), i))
                         .collect(),
-                );
+                ));
             }
             None => {}
         }

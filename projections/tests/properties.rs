@@ -528,7 +528,7 @@ proptest! {
     /// details that decode or fail with a typed error.
     #[test]
     fn arbitrary_bytes_under_a_valid_preamble_never_panic(
-        head in prop::collection::vec(any::<u8>(), 56..600),
+        head in prop::collection::vec(any::<u8>(), 64..600),
         details in prop::collection::vec(any::<u8>(), 0..200),
         jobs in 0u64..4,
         keys in 0u32..3,

@@ -64,7 +64,7 @@ pub fn reseal(body: &mut [u8]) {
     let head_len = u64_at(body, 8) as usize;
     let keys = u32_at(body, 36) as usize;
     let jobs = u64_at(body, 40) as usize;
-    let mut at = 56;
+    let mut at = 64;
     for _ in 0..keys {
         at += 4 + u32_at(body, at) as usize;
     }
