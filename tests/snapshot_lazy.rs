@@ -245,8 +245,10 @@ fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: bool) {
     bytes[i] = to;
     if reseal {
         let body = &mut bytes[48..];
-        let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-        let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let u64_at =
+            |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        let u32_at =
+            |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
         let head_len = u64_at(body, 8) as usize;
         let mut record = 64;
         for _ in 0..u32_at(body, 36) {

@@ -623,6 +623,8 @@ impl JobDetail {
 /// map (48) keeps a [`JobView`] small, which a restore of many jobs feels.
 #[derive(Clone, Debug)]
 pub(crate) struct IdIndex<K> {
+    // The box is the point: its size, not where the map's entries live.
+    #[allow(clippy::box_collection)]
     map: Option<Box<HashMap<K, usize>>>,
 }
 
