@@ -522,6 +522,31 @@ proptest! {
         }
     }
 
+    /// Any single byte of a valid body changed, and every checksum then
+    /// recomputed (an edit made on purpose, past the CRCs): the restore
+    /// gives a typed error or views, never a panic; views it gives have
+    /// details that decode or fail typed, and write a snapshot that
+    /// restores to equal views.
+    #[test]
+    fn a_body_edited_under_recomputed_checksums_restores_or_fails_typed(
+        ops in ops(),
+        at in any::<prop::sample::Index>(),
+        xor in 1u8..=255,
+    ) {
+        let t = fold(&ops);
+        let mut body = common::snapshot(&t.state);
+        let i = at.index(body.len());
+        body[i] ^= xor;
+        common::reseal(&mut body);
+        if let Ok(restored) = common::restore(&body) {
+            for job in restored.jobs() {
+                let _decoded_or_typed_error = job.detail();
+            }
+            let again = common::restore(&common::snapshot(&restored)).expect("written again");
+            prop_assert_eq!(again, restored);
+        }
+    }
+
     /// Arbitrary bytes under a preamble whose version, head length and
     /// head checksum are right (so that the restore reads them as a head)
     /// give a typed error or views, never a panic; any view they give has

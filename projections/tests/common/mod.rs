@@ -55,24 +55,37 @@ pub fn restore(body: &[u8]) -> Result<Projections, SnapshotError> {
 /// FORMAT.md's version 4 layout: each job's detail CRC in its 128-byte
 /// record (bytes 88..92), then the head's CRC (bytes 4..8, over bytes
 /// 8..head_len). What the edit broke in the structure is left for the
-/// restore to find.
+/// restore to find: what no longer fits the body keeps its old CRC.
 pub fn reseal(body: &mut [u8]) {
-    let u64_at =
-        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-    let u32_at =
-        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
-    let head_len = u64_at(body, 8) as usize;
-    let keys = u32_at(body, 36) as usize;
-    let jobs = u64_at(body, 40) as usize;
-    let mut at = 64;
-    for _ in 0..keys {
-        at += 4 + u32_at(body, at) as usize;
+    let u64_at = |b: &[u8], at: usize| {
+        b.get(at..at + 8).map_or(u64::MAX, |b| {
+            u64::from_le_bytes(b.try_into().expect("8 bytes"))
+        })
+    };
+    let u32_at = |b: &[u8], at: usize| {
+        b.get(at..at + 4).map_or(u32::MAX, |b| {
+            u32::from_le_bytes(b.try_into().expect("4 bytes"))
+        })
+    };
+    let head_len = usize::try_from(u64_at(body, 8)).unwrap_or(usize::MAX);
+    if head_len < 64 || head_len > body.len() {
+        return;
+    }
+    let mut at = 64usize;
+    for _ in 0..u32_at(body, 36).min(1 << 20) {
+        at = at.saturating_add(4 + u32_at(body, at) as usize);
     }
     let mut detail = head_len;
-    for j in 0..jobs {
-        let record = at + j * 128;
-        let len = u64_at(body, record + 80) as usize;
-        let crc = crc32fast::hash(&body[detail..detail + len]);
+    for j in 0..u64_at(body, 40).min(1 << 20) as usize {
+        let record = at.saturating_add(j * 128);
+        if record.saturating_add(128) > head_len {
+            break;
+        }
+        let len = usize::try_from(u64_at(body, record + 80)).unwrap_or(usize::MAX);
+        let Some(bytes) = body.get(detail..detail.saturating_add(len)) else {
+            break;
+        };
+        let crc = crc32fast::hash(bytes);
         body[record + 88..record + 92].copy_from_slice(&crc.to_le_bytes());
         detail += len;
     }
