@@ -574,3 +574,35 @@ proptest! {
         }
     }
 }
+
+/// The worked example of FORMAT.md ("Snapshot files"), byte for byte: if
+/// this fails, the format changed and the page must change with it (and
+/// `SNAPSHOT_FORMAT_VERSION` with both).
+#[test]
+fn a_snapshot_body_is_the_bytes_format_md_shows() {
+    let (state, _, _) = common::run_script(
+        "create j key=a\nstart j r\nstep j r c1 in=5 out=2\ncomplete j r\nfinish j completed",
+    );
+    let hex = "
+        04 00 00 00 3a b8 0b ab c6 00 00 00 00 00 00 00
+        05 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00
+        01 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00
+        01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+        01 00 00 00 61 00 00 00 00 00 00 00 00 00 00 00
+        00 00 00 00 00 01 00 00 00 00 00 00 00 05 00 00
+        00 00 00 00 00 02 00 00 00 00 00 00 00 00 00 00
+        00 00 00 00 00 e8 03 00 00 00 00 00 00 ec 03 00
+        00 00 00 00 00 04 00 00 00 00 00 00 00 00 00 00
+        00 00 00 00 00 27 00 00 00 00 00 00 00 b6 2c dc
+        4a 01 00 00 00 01 00 00 00 00 00 00 00 00 00 00
+        00 00 00 00 00 00 00 00 00 00 00 00 00 01 01 01
+        00 00 00 00 00 6a 01 01 72 00 00 04 e9 07 01 eb
+        07 00 00 00 00 00 00 01 05 02 00 00 00 01 03 00
+        01 02 63 31 00 05 02 00 00 02 00 ea 07";
+    let want: Vec<u8> = hex
+        .split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).expect("hex"))
+        .collect();
+    assert_eq!(common::snapshot(&state), want);
+    assert_eq!(common::restore(&want).expect("restore"), state);
+}
