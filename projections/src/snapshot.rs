@@ -228,7 +228,13 @@ fn put64(b: &mut Record, at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-const JOB_STATUSES: [JobStatus; 4] = JobStatus::ALL;
+// The numbers the format gives each status: a value's position here.
+const JOB_STATUSES: [JobStatus; 4] = [
+    JobStatus::Running,
+    JobStatus::Completed,
+    JobStatus::Failed,
+    JobStatus::Cancelled,
+];
 const RUN_STATUSES: [RunStatus; 6] = [
     RunStatus::Running,
     RunStatus::AwaitingInput,
