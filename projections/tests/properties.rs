@@ -305,6 +305,16 @@ proptest! {
     }
 }
 
+/// The fold of `ops`, and its snapshot body with the byte at `at` XORed
+/// with `xor`.
+fn edited_body(ops: &[Op], at: prop::sample::Index, xor: u8) -> (Trace, Vec<u8>) {
+    let t = fold(ops);
+    let mut body = common::snapshot(&t.state);
+    let i = at.index(body.len());
+    body[i] ^= xor;
+    (t, body)
+}
+
 /// Replaces the one occurrence of `from` in `bytes` by `to`, same length.
 fn replace_once(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let at: Vec<usize> = (0..bytes.len().saturating_sub(from.len() - 1))
@@ -505,10 +515,7 @@ proptest! {
         at in any::<prop::sample::Index>(),
         xor in 1u8..=255,
     ) {
-        let t = fold(&ops);
-        let mut body = common::snapshot(&t.state);
-        let i = at.index(body.len());
-        body[i] ^= xor;
+        let (t, body) = edited_body(&ops, at, xor);
         if let Ok(restored) = common::restore(&body) {
             prop_assert_eq!(restored.job_count(), t.state.job_count());
             prop_assert_eq!(restored.events_applied(), t.state.events_applied());
@@ -533,10 +540,7 @@ proptest! {
         at in any::<prop::sample::Index>(),
         xor in 1u8..=255,
     ) {
-        let t = fold(&ops);
-        let mut body = common::snapshot(&t.state);
-        let i = at.index(body.len());
-        body[i] ^= xor;
+        let (_, mut body) = edited_body(&ops, at, xor);
         common::reseal(&mut body);
         if let Ok(restored) = common::restore(&body) {
             for job in restored.jobs() {
