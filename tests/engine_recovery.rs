@@ -168,11 +168,27 @@ fn a_snapshot_gives_the_same_views_as_a_full_replay_and_a_damaged_one_is_skipped
     assert_same(&fingerprint_views(&engine), &expected, "after reopen");
     drop(engine);
 
-    // Flip a byte in the head of the newest snapshot's body (its events
-    // count, body bytes 16..24): the head's checksum fails, the snapshot
-    // is skipped, the older one is used, the views are the same.
-    let mut bytes = std::fs::read(&second.path).expect("read");
+    // Flip the last byte of the newest snapshot (in its last job's
+    // detail, which an open does not otherwise read): the file's body
+    // checksum fails, the snapshot is skipped, the older one is used, the
+    // views are the same.
+    let original = std::fs::read(&second.path).expect("read");
+    let mut bytes = original.clone();
+    *bytes.last_mut().expect("a body") ^= 0x40;
+    std::fs::write(&second.path, &bytes).expect("write");
+    let (engine, report) = Engine::open(dir.path(), opts.clone()).expect("reopen");
+    assert_eq!(report.snapshot.as_ref().map(|s| s.lsn), Some(first.lsn));
+    assert_eq!(report.snapshots_skipped.len(), 1);
+    assert_eq!(report.snapshots_skipped[0].reason, "body checksum mismatch");
+    assert_same(&fingerprint_views(&engine), &expected, "after reopen");
+    drop(engine);
+
+    // Flip a byte in the head of the body (its events count, body bytes
+    // 16..24) and recompute the file's checksums around it: the head's own
+    // checksum fails, and the snapshot is skipped the same way.
+    let mut bytes = original;
     bytes[48 + 16] ^= 0x40;
+    reseal_file(&mut bytes);
     std::fs::write(&second.path, &bytes).expect("write");
     let (engine, report) = Engine::open(dir.path(), opts.clone()).expect("reopen");
     assert_eq!(report.snapshot.as_ref().map(|s| s.lsn), Some(first.lsn));
@@ -393,12 +409,12 @@ fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     drop(engine);
     let original = std::fs::read(&snap.path).expect("read");
 
-    // Body version 3 under the same (version 2) file header, which does
-    // not checksum the body (FORMAT.md, "Snapshot files").
+    // Body version 3 under the same (version 2) file header, its
+    // checksums recomputed (FORMAT.md, "Snapshot files").
     let mut bytes = original.clone();
     assert_eq!(bytes[48], runlog::projections::SNAPSHOT_FORMAT_VERSION);
     bytes[48] = 3;
-    std::fs::write(&snap.path, &bytes).expect("write");
+    reseal_file(&mut bytes);
     // File version 1, its header checksum (bytes 44..48, over 0..44) right.
     let mut old_file = original;
     old_file[8..12].copy_from_slice(&1u32.to_le_bytes());
@@ -420,4 +436,15 @@ fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
         assert_eq!(report.snapshots_skipped[0].reason, says);
         assert_same(&fingerprint_views(&engine), &expected, "after replay");
     }
+}
+
+/// Recomputes a snapshot file's body checksum (bytes 40..44, over the body
+/// from byte 48) and header checksum (44..48, over 0..44) after its body
+/// was edited in place (FORMAT.md, "Snapshot files"), so that the body's
+/// own checks are what judge the edit.
+fn reseal_file(bytes: &mut [u8]) {
+    let crc = crc32fast::hash(&bytes[48..]);
+    bytes[40..44].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..44]);
+    bytes[44..48].copy_from_slice(&crc.to_le_bytes());
 }

@@ -228,13 +228,27 @@ fn a_lazy_open_answers_every_query_like_a_full_replay() {
     );
 }
 
+/// Which checksums [`corrupt`] recomputes after its change.
+#[derive(Clone, Copy)]
+enum Reseal {
+    /// None: damage on disk, which the file's body checksum catches.
+    Nothing,
+    /// The file's body and header checksums only, as if the file had been
+    /// rewritten around a changed detail: the detail's own CRC catches it.
+    FileOnly,
+    /// Every checksum: a snapshot written wrong, which only the checks of
+    /// what the detail says against its summary can catch.
+    All,
+}
+
 /// Finds `pattern` once in `bytes` (past the header), changes the byte at
-/// `pattern.len() - 1 + shift` to `to`, and, with `reseal`, recomputes the
-/// body's checksums (FORMAT.md, "Snapshot files"): the body starts at byte
+/// `pattern.len() - 1 + shift` to `to`, and recomputes the checksums
+/// `reseal` names (FORMAT.md, "Snapshot files"): the body starts at byte
 /// 48; each job's 128-byte record holds its detail's length (bytes
 /// 80..88) and CRC (88..92); the head's CRC (body bytes 4..8) covers body
-/// bytes 8..head_len. The file header does not checksum the body.
-fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: bool) {
+/// bytes 8..head_len; the file header holds the body's CRC (bytes 40..44)
+/// and its own (44..48, over 0..44).
+fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: Reseal) {
     let mut bytes = std::fs::read(path).expect("read");
     let at: Vec<usize> = (48..bytes.len() - pattern.len())
         .filter(|&i| &bytes[i..i + pattern.len()] == pattern)
@@ -243,7 +257,7 @@ fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: bool) {
     let i = at[0] + pattern.len() - 1;
     assert_ne!(bytes[i], to);
     bytes[i] = to;
-    if reseal {
+    if let Reseal::All = reseal {
         let body = &mut bytes[48..];
         let u64_at =
             |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
@@ -265,6 +279,12 @@ fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: bool) {
         let crc = crc32fast::hash(&body[8..head_len]);
         body[4..8].copy_from_slice(&crc.to_le_bytes());
     }
+    if let Reseal::FileOnly | Reseal::All = reseal {
+        let crc = crc32fast::hash(&bytes[48..]);
+        bytes[40..44].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..44]);
+        bytes[44..48].copy_from_slice(&crc.to_le_bytes());
+    }
     std::fs::write(path, &bytes).expect("write");
 }
 
@@ -272,13 +292,14 @@ fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: bool) {
 /// snapshot; then `after` runs. Returns the job, the snapshot's path, and
 /// the views a full replay gives.
 fn marked_snapshot(dir: &Path, after: impl FnOnce(&Engine, &JobId)) -> (JobId, std::path::PathBuf) {
-    marked_snapshot_with(dir, true, after)
+    marked_snapshot_with(dir, Reseal::All, after)
 }
 
-/// [`marked_snapshot`], its checksums recomputed after the change or not.
+/// [`marked_snapshot`], with the checksums `reseal` names recomputed
+/// after the change.
 fn marked_snapshot_with(
     dir: &Path,
-    reseal: bool,
+    reseal: Reseal,
     after: impl FnOnce(&Engine, &JobId),
 ) -> (JobId, std::path::PathBuf) {
     let (engine, _) = Engine::open(dir, quiet_options()).expect("open");
@@ -375,15 +396,35 @@ fn a_corrupt_detail_met_while_replaying_the_tail_skips_that_snapshot() {
     assert_eq!(engine.job(&job).expect("job").total_steps, 1);
 }
 
-/// A detail damaged on disk (its checksum not recomputed) is caught by its
-/// own checksum when first read: the open, which reads only the head, uses
-/// the snapshot; the job's detail is a typed error naming the mismatch.
+/// A detail damaged on disk (no checksum recomputed) is caught by the file's
+/// body checksum at open: the snapshot is skipped whole and the log
+/// replayed, so every view is right, the damaged job's too.
 #[test]
-fn a_detail_damaged_on_disk_fails_its_checksum_when_first_read() {
+fn a_snapshot_damaged_on_disk_in_a_detail_is_skipped_at_open() {
     let dir = TempDir::new("lazy-damaged");
-    let (job, _) = marked_snapshot_with(dir.path(), false, |_, _| {});
+    let (job, snap) = marked_snapshot_with(dir.path(), Reseal::Nothing, |_, _| {});
+    let replay_dir = without_snapshots(dir.path());
     let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
-    assert!(report.snapshot.is_some(), "the head is sound");
+    assert_eq!(report.snapshot, None, "the snapshot is refused");
+    assert_eq!(report.snapshots_skipped.len(), 1);
+    assert_eq!(report.snapshots_skipped[0].path, snap);
+    assert_eq!(report.snapshots_skipped[0].reason, "body checksum mismatch");
+    let (full, _) = Engine::open(replay_dir.path(), quiet_options()).expect("full");
+    assert!(engine.with_views(Projections::clone) == full.with_views(Projections::clone));
+    let view = engine.job(&job).expect("the job decodes");
+    assert_eq!(view.usage, usage(77));
+}
+
+/// A detail changed after the file's checksum was taken (here: the file's
+/// checksums recomputed around the change, the detail's own not) is caught
+/// by the detail's checksum when first read: the open uses the snapshot,
+/// and the job's detail is a typed error naming the mismatch.
+#[test]
+fn a_detail_changed_under_the_file_checksum_fails_its_own_when_first_read() {
+    let dir = TempDir::new("lazy-changed");
+    let (job, _) = marked_snapshot_with(dir.path(), Reseal::FileOnly, |_, _| {});
+    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
+    assert!(report.snapshot.is_some(), "the file's checksums hold");
     match engine.job(&job) {
         Err(EngineError::DetailUnreadable(e)) => {
             assert_eq!(e.job, job);

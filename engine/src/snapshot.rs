@@ -11,7 +11,7 @@
 //!     16     8  lsn, u64 LE: the views hold every event with a lower LSN
 //!     24     8  last_at, u64 LE: timestamp of the last event included
 //!     32     8  body_len, u64 LE
-//!     40     4  reserved, zero (version 1 kept a CRC-32 of the whole body)
+//!     40     4  body_crc, u32 LE: CRC-32 (IEEE) of the body
 //!     44     4  header_crc, u32 LE: CRC-32 of bytes 0..44
 //!     48     …  body: the views' snapshot form
 //! ```
@@ -19,12 +19,14 @@
 //! The body is the snapshot form of the views (`SNAPSHOT_FORMAT_VERSION` of
 //! runlog-projections, its version byte first; FORMAT.md): a head of job
 //! summaries with its own CRC-32, then each job's runs and checkpoints as a
-//! separate detail with its own CRC-32. The body checks itself, so the
-//! file header no longer checksums it whole: an open reads and checks the
-//! head and keeps the file mapped (`mmap.rs`; read, on the simulated file
-//! system), and a job's detail is checked and decoded when first used.
-//! Version 1 files (whole-body CRC, body versions up to 3) are refused by
-//! number, and the log is replayed instead.
+//! separate detail with its own CRC-32. An open checks the whole body's
+//! CRC on a second thread while this one restores the head, so that a
+//! damaged snapshot is skipped as a whole (an older one or the log is used)
+//! at the cost of the slower of the two, not their sum. It keeps the file
+//! mapped (`mmap.rs`; read, on the simulated file system), and a job's
+//! detail is checked again against its own CRC and decoded when first
+//! used. Version 1 files (body versions up to 3) are refused by number,
+//! and the log is replayed instead.
 //!
 //! What the transitions fix, such as a checkpoint's step and its copies of
 //! its job's and run's ids, is left out and recomputed. A body of another
@@ -59,17 +61,21 @@ impl SnapshotCodec for Postcard {
         let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
         Ok((value, bytes.len() - rest.len()))
     }
+
+    fn checksum(bytes: &[u8]) -> u32 {
+        crc32fast::hash(bytes)
+    }
 }
 
 const MAGIC: &[u8; 8] = b"RUNLOGSN";
-/// Version 2: the body checks itself (head and details have their own
-/// CRC-32s); bytes 40..44, version 1's whole-body CRC, are zero.
+/// Version 2: the body is of version 4 or later (a head and details with
+/// their own CRC-32s), and the header still checksums it whole.
 const VERSION: u32 = 2;
 const OFFSET_LSN: usize = 16;
 const OFFSET_LAST_AT: usize = OFFSET_LSN + 8;
 const OFFSET_BODY_LEN: usize = OFFSET_LAST_AT + 8;
-const OFFSET_RESERVED: usize = OFFSET_BODY_LEN + 8;
-const OFFSET_HEADER_CRC: usize = OFFSET_RESERVED + 4;
+const OFFSET_BODY_CRC: usize = OFFSET_BODY_LEN + 8;
+const OFFSET_HEADER_CRC: usize = OFFSET_BODY_CRC + 4;
 const HEADER_LEN: usize = OFFSET_HEADER_CRC + 4;
 const _: () = assert!(HEADER_LEN == 48);
 
@@ -134,6 +140,8 @@ pub(crate) fn write(
     header[OFFSET_LAST_AT..OFFSET_LAST_AT + 8].copy_from_slice(&last_at.0.to_le_bytes());
     header[OFFSET_BODY_LEN..OFFSET_BODY_LEN + 8]
         .copy_from_slice(&(body.len() as u64).to_le_bytes());
+    header[OFFSET_BODY_CRC..OFFSET_BODY_CRC + 4]
+        .copy_from_slice(&crc32fast::hash(body).to_le_bytes());
     let header_crc = crc32fast::hash(&header[..OFFSET_HEADER_CRC]);
     header[OFFSET_HEADER_CRC..].copy_from_slice(&header_crc.to_le_bytes());
 
@@ -274,15 +282,22 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
             u64_at(OFFSET_BODY_LEN)
         ));
     }
-    if u32_at(12) != 0 || u32_at(OFFSET_RESERVED) != 0 {
+    if u32_at(12) != 0 {
         return Err("a reserved header field is not zero".into());
     }
     // The views keep the file: each job's runs and checkpoints are checked
     // and decoded from it when first used. The body's version is checked
-    // by number first, then its head's checksum.
+    // by number first, then its head's checksum; the whole body's checksum
+    // is checked beside that, and a mismatch wins over anything the
+    // restore found, since nothing read from damaged bytes is meaningful.
     let last_at = Timestamp(u64_at(OFFSET_LAST_AT));
-    let state = Projections::from_snapshot_file::<Postcard>(Arc::clone(&file), HEADER_LEN)
-        .map_err(|e| e.to_string())?;
+    let (body_crc, state) = crc_beside(body, || {
+        Projections::from_snapshot_file::<Postcard>(Arc::clone(&file), HEADER_LEN)
+    });
+    if body_crc != u32_at(OFFSET_BODY_CRC) {
+        return Err("body checksum mismatch".into());
+    }
+    let state = state.map_err(|e| e.to_string())?;
     // A snapshot's views hold exactly the events below its LSN.
     if state.last_lsn().is_some_and(|last| last >= lsn) {
         return Err(format!(
@@ -295,6 +310,33 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
         lsn,
         last_at,
         state,
+    })
+}
+
+/// Bodies below this size are checksummed on the calling thread: starting
+/// a thread costs more than the checksum.
+const CRC_THREAD_MIN: usize = 1 << 20;
+
+/// The CRC-32 of `bytes`, computed on a second thread while `work` runs on
+/// this one (on this one after `work`, for small inputs or when no thread
+/// can be started).
+fn crc_beside<T>(bytes: &[u8], work: impl FnOnce() -> T) -> (u32, T) {
+    if bytes.len() < CRC_THREAD_MIN {
+        let done = work();
+        return (crc32fast::hash(bytes), done);
+    }
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("runlog-snapshot-crc".into())
+            .spawn_scoped(scope, || crc32fast::hash(bytes));
+        let done = work();
+        // The helper only hashes a slice and cannot panic; if it somehow
+        // did, or never started, the checksum is taken here instead.
+        let crc = match helper.map(|h| h.join()) {
+            Ok(Ok(crc)) => crc,
+            _ => crc32fast::hash(bytes),
+        };
+        (crc, done)
     })
 }
 

@@ -91,6 +91,10 @@ pub trait SnapshotCodec: 'static {
     /// Decodes a value from the front of `bytes`, returning it and how many
     /// bytes it took.
     fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String>;
+    /// The CRC-32 (IEEE) of `bytes`, as the head and every detail store
+    /// it. Supplied by the codec so that this crate needs serde only; the
+    /// engine uses crc32fast.
+    fn checksum(bytes: &[u8]) -> u32;
 }
 
 /// A snapshot body that cannot be restored.
@@ -382,7 +386,7 @@ impl Projections {
                     C::encode_into(&out, &mut details).map_err(|e| unwritable(job, e))?;
                     let runs = u32::try_from(detail.runs.len())
                         .map_err(|_| unwritable(job, "more than u32::MAX runs".into()))?;
-                    let crc = crc32fast::hash(&details[before..]);
+                    let crc = C::checksum(&details[before..]);
                     (
                         runs,
                         live_runs(&detail.runs).map_err(|e| unwritable(job, e))?,
@@ -495,7 +499,7 @@ impl Projections {
         body.extend_from_slice(&records);
         body.extend_from_slice(&text);
         body.extend_from_slice(&lives);
-        let crc = crc32fast::hash(&body[CRC_FROM..]);
+        let crc = C::checksum(&body[CRC_FROM..]);
         body[P_HEAD_CRC..P_HEAD_CRC + 4].copy_from_slice(&crc.to_le_bytes());
         body.extend_from_slice(&details);
         Ok(body)
@@ -552,7 +556,7 @@ impl Projections {
             })?;
         let head = &body[..head_len];
         let stored = le32(pre, P_HEAD_CRC);
-        let computed = crc32fast::hash(&head[CRC_FROM..]);
+        let computed = C::checksum(&head[CRC_FROM..]);
         if stored != computed {
             return Err(SnapshotError::HeadChecksum { stored, computed });
         }
@@ -631,6 +635,7 @@ impl Projections {
         let source = Arc::new(SnapshotSource {
             file: Arc::clone(&file),
             decode: decode_detail_with::<C>,
+            checksum: C::checksum,
             format: TypeId::of::<C>(),
         });
         let details_at = body_at + head_len;
@@ -864,7 +869,7 @@ pub(crate) fn decode_detail(
         .as_ref()
         .get(lazy.start..lazy.end)
         .ok_or_else(|| fail("detail out of its body".into()))?;
-    let computed = crc32fast::hash(bytes);
+    let computed = (lazy.source.checksum)(bytes);
     if computed != lazy.crc {
         return Err(fail(format!(
             "checksum mismatch (stored {:#010x}, computed {computed:#010x})",

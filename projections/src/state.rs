@@ -13,12 +13,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 
 /// The job-id index. Job ids come from hosts and from logs an auditor may
-/// be handed, so the hasher must not let crafted ids collide: foldhash
-/// (hashbrown's default) is keyed per map from the process's random
-/// state, as std's SipHash is, and hashes an id in a fraction of SipHash's
-/// time; a restore inserts every job, a replay looks one up per job
-/// switch.
-type JobIndex = HashMap<JobId, usize, foldhash::fast::RandomState>;
+/// be handed, so the hasher must not let crafted ids collide: std's
+/// SipHash, keyed per map from the process's random state. (A faster
+/// keyed hasher would save a few instructions per job at restore, at the
+/// cost of a dependency this crate, serde only, does not take.)
+type JobIndex = HashMap<JobId, usize>;
 
 /// The job, run and checkpoint views of a log, and their indexes.
 ///
@@ -717,7 +716,7 @@ impl Projections {
         last_lsn: Option<Lsn>,
     ) -> Result<Self, SnapshotError> {
         let mut state = Projections {
-            by_id: JobIndex::with_capacity_and_hasher(jobs.len(), Default::default()),
+            by_id: JobIndex::with_capacity(jobs.len()),
             events_applied,
             last_lsn,
             ..Projections::default()

@@ -504,6 +504,8 @@ pub(crate) struct SnapshotSource {
     pub file: SnapshotFile,
     /// Decodes a detail in the format the body was written in.
     pub decode: crate::snapshot::DecodeDetail,
+    /// The body's checksum function ([`crate::SnapshotCodec::checksum`]).
+    pub checksum: fn(&[u8]) -> u32,
     /// That format, so that a snapshot in the same format copies the bytes.
     pub format: TypeId,
 }

@@ -39,6 +39,10 @@ impl SnapshotCodec for Postcard {
         let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
         Ok((value, bytes.len() - rest.len()))
     }
+
+    fn checksum(bytes: &[u8]) -> u32 {
+        crc32fast::hash(bytes)
+    }
 }
 
 /// The snapshot body of `state`, in postcard.
