@@ -517,13 +517,9 @@ impl Engine {
     ) -> Result<CheckpointId, EngineError> {
         // The closure owns the step: its payload moves into the event.
         self.command(move |_, lsn, at| {
-            let Step {
-                checkpoint,
-                usage,
-                phase,
-                payload,
-            } = step;
-            let checkpoint = checkpoint.unwrap_or_else(|| make_id::<CheckpointId>("cp", lsn, at));
+            let checkpoint = step
+                .checkpoint
+                .unwrap_or_else(|| make_id::<CheckpointId>("cp", lsn, at));
             Ok(Decision::Write(
                 Event {
                     at,
@@ -531,9 +527,9 @@ impl Engine {
                     change: Change::StepRecorded {
                         run: run.clone(),
                         checkpoint: checkpoint.clone(),
-                        usage,
-                        phase,
-                        payload,
+                        usage: step.usage,
+                        phase: step.phase,
+                        payload: step.payload,
                     },
                 },
                 checkpoint,
@@ -1001,37 +997,29 @@ fn make_id<I: for<'a> From<&'a str>>(prefix: &str, lsn: Lsn, at: Timestamp) -> I
     const PREFIX_LEN_MAX: usize = 3;
     const ID_LEN_MAX: usize = PREFIX_LEN_MAX + 1 + LSN_DIGITS_MAX + 1 + STAMP_DIGITS_MAX;
     const _: () = assert!(36u128.pow(STAMP_DIGITS_MAX as u32) > u64::MAX as u128);
+    const _: () = assert!(10u128.pow(LSN_DIGITS_MAX as u32) > u64::MAX as u128);
 
+    // Written backwards from the end of the buffer: the stamp first, then
+    // '-', the LSN, '-', the prefix. ID_LEN_MAX bounds every part, so no
+    // index below goes out of the buffer.
     let mut out = [0u8; ID_LEN_MAX];
-    // Digits are written backwards from the end of the buffer, the stamp
-    // first, then '-', the LSN, '-', the prefix.
     let mut at_end = ID_LEN_MAX;
-    let mut push = |b: u8| {
+    let mut put = |b: u8| {
         at_end -= 1;
         out[at_end] = b;
     };
-    let mut t = at.0;
-    loop {
-        push(DIGITS[(t % 36) as usize]);
-        t /= 36;
-        if t == 0 {
-            break;
+    for (v, base) in [(at.0, 36), (lsn, 10)] {
+        let mut v = v;
+        loop {
+            put(DIGITS[(v % base) as usize]);
+            v /= base;
+            if v == 0 {
+                break;
+            }
         }
+        put(b'-');
     }
-    push(b'-');
-    let mut l = lsn;
-    loop {
-        push(DIGITS[(l % 10) as usize]);
-        l /= 10;
-        if l == 0 {
-            break;
-        }
-    }
-    push(b'-');
-    let prefix = &prefix.as_bytes()[..prefix.len().min(PREFIX_LEN_MAX)];
-    for &b in prefix.iter().rev() {
-        push(b);
-    }
+    prefix.bytes().take(PREFIX_LEN_MAX).rev().for_each(put);
     // Every byte written is ASCII: the prefixes are ASCII literals and the
     // digits come from DIGITS.
     I::from(std::str::from_utf8(&out[at_end..]).unwrap_or(""))
