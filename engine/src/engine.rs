@@ -10,7 +10,8 @@ use crate::snapshot::{self, SkippedSnapshot};
 use runlog_log::{Log, LogError, RecoveryReport};
 use runlog_projections::{
     Change, CheckpointId, Event, ExternalStatus, FailCause, InterruptReason, JobId, JobOutcome,
-    JobStatus, Lsn, Projections, Refusal, Resumability, RunId, RunStatus, Timestamp, Usage,
+    JobStatus, Lsn, Projections, Refusal, Resumability, RunId, RunStatus, Timestamp,
+    TransitionError, Usage,
 };
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -794,7 +795,10 @@ impl Engine {
                     (value, wait_for, false)
                 }
                 Decision::Write(event, value) => {
-                    views.check(&event)?;
+                    // Checked once: nothing can be applied between this
+                    // check and the apply below, both under the ordering
+                    // lock, so the apply reuses what the check resolved.
+                    let checked = views.check_for_apply(&event)?;
                     drop(views);
                     let order = &mut *order;
                     codec::encode_into(&event, &mut order.record)?;
@@ -803,7 +807,9 @@ impl Engine {
                     if order.record.capacity() > RECORD_BUFFER_KEPT_MAX {
                         order.record = Vec::new();
                     }
-                    apply_checked(&mut write(&self.views), appended.first, &event)?;
+                    write(&self.views)
+                        .apply_checked(appended.first, &event, checked)
+                        .map_err(refused_after_check(appended.first))?;
                     order.last_at = event.at;
                     order.events_since_snapshot += 1;
                     order.bytes_since_snapshot += record_len as u64;
@@ -893,7 +899,8 @@ impl Engine {
         {
             let mut views = write(&self.views);
             for (i, event) in events.iter().enumerate() {
-                apply_checked(&mut views, appended.first + i as u64, event)?;
+                let lsn = appended.first + i as u64;
+                views.apply(lsn, event).map_err(refused_after_check(lsn))?;
             }
         }
         order.last_at = at;
@@ -938,16 +945,15 @@ impl sealed::Access for Engine {
 
 impl Query for Engine {}
 
-/// Applies an event already checked under the ordering lock. A refusal here
-/// would mean the views changed between check and apply, which the lock
-/// rules out; it is reported rather than panicked on.
-fn apply_checked(views: &mut Projections, lsn: Lsn, event: &Event) -> Result<(), EngineError> {
-    views
-        .apply(lsn, event)
-        .map_err(|source| EngineError::Replay {
-            lsn,
-            source: Box::new(source),
-        })
+/// The error for an event checked under the ordering lock and then refused
+/// when applied at `lsn`. That would mean the views changed between check
+/// and apply, which the lock rules out; it is reported rather than
+/// panicked on.
+fn refused_after_check(lsn: Lsn) -> impl FnOnce(TransitionError) -> EngineError {
+    move |source| EngineError::Replay {
+        lsn,
+        source: Box::new(source),
+    }
 }
 
 /// Gives the clear error for a resume from a checkpoint: unknown, or
