@@ -168,16 +168,22 @@ fn a_snapshot_gives_the_same_views_as_a_full_replay_and_a_damaged_one_is_skipped
     assert_same(&fingerprint_views(&engine), &expected, "after reopen");
     drop(engine);
 
-    // Flip a byte in the body of the newest snapshot: it is skipped, the
-    // older one is used, the views are the same.
+    // Flip a byte in the head of the newest snapshot's body (its events
+    // count, body bytes 16..24): the head's checksum fails, the snapshot
+    // is skipped, the older one is used, the views are the same.
     let mut bytes = std::fs::read(&second.path).expect("read");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x40;
+    bytes[48 + 16] ^= 0x40;
     std::fs::write(&second.path, &bytes).expect("write");
     let (engine, report) = Engine::open(dir.path(), opts.clone()).expect("reopen");
     assert_eq!(report.snapshot.as_ref().map(|s| s.lsn), Some(first.lsn));
     assert_eq!(report.snapshots_skipped.len(), 1);
-    assert_eq!(report.snapshots_skipped[0].reason, "body checksum mismatch");
+    assert!(
+        report.snapshots_skipped[0]
+            .reason
+            .starts_with("snapshot head checksum mismatch (stored 0x"),
+        "{}",
+        report.snapshots_skipped[0].reason
+    );
     assert_same(&fingerprint_views(&engine), &expected, "after reopen");
     drop(engine);
 
@@ -368,9 +374,10 @@ fn dropping_history_keeps_what_unfinished_jobs_need_and_reopens_from_the_snapsho
 }
 
 /// A snapshot written by a build with another snapshot body version (here
-/// version 1, the form before checkpoints were stored without their ids'
-/// copies) is skipped by number, with checksums that hold, and the log is
-/// replayed: never a misread view.
+/// version 3, the postcard head before the fixed-width one) or another
+/// file version (1, which checksummed the whole body) is skipped by
+/// number, with checksums that hold, and the log is replayed: never a
+/// misread view.
 #[test]
 fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     let dir = TempDir::new("snapver");
@@ -384,28 +391,33 @@ fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     workload(&engine, 1);
     let expected = fingerprint_views(&engine);
     drop(engine);
+    let original = std::fs::read(&snap.path).expect("read");
 
-    // Re-seal the file with body version 1: header bytes 40..44 are the
-    // body's CRC, 44..48 the header's (FORMAT.md, "Snapshot files").
-    let mut bytes = std::fs::read(&snap.path).expect("read");
+    // Body version 3 under the same (version 2) file header, which does
+    // not checksum the body (FORMAT.md, "Snapshot files").
+    let mut bytes = original.clone();
     assert_eq!(bytes[48], runlog::projections::SNAPSHOT_FORMAT_VERSION);
-    bytes[48] = 1;
-    let body_crc = crc32fast::hash(&bytes[48..]);
-    bytes[40..44].copy_from_slice(&body_crc.to_le_bytes());
-    let header_crc = crc32fast::hash(&bytes[..44]);
-    bytes[44..48].copy_from_slice(&header_crc.to_le_bytes());
+    bytes[48] = 3;
     std::fs::write(&snap.path, &bytes).expect("write");
+    // File version 1, its header checksum (bytes 44..48, over 0..44) right.
+    let mut old_file = original;
+    old_file[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let header_crc = crc32fast::hash(&old_file[..44]);
+    old_file[44..48].copy_from_slice(&header_crc.to_le_bytes());
 
-    let (engine, report) = Engine::open(dir.path(), opts).expect("reopen");
-    assert_eq!(report.snapshot, None);
-    assert_eq!(report.snapshots_skipped.len(), 1);
-    assert_eq!(report.snapshots_skipped[0].path, snap.path);
-    assert!(
-        report.snapshots_skipped[0]
-            .reason
-            .starts_with("snapshot body version 1 is not supported (this build reads 3)"),
-        "{}",
-        report.snapshots_skipped[0].reason
-    );
-    assert_same(&fingerprint_views(&engine), &expected, "after replay");
+    for (bytes, says) in [
+        (
+            bytes,
+            "snapshot body version 3 is not supported (this build reads 4)",
+        ),
+        (old_file, "snapshot format version 1 is not supported"),
+    ] {
+        std::fs::write(&snap.path, &bytes).expect("write");
+        let (engine, report) = Engine::open(dir.path(), opts.clone()).expect("reopen");
+        assert_eq!(report.snapshot, None);
+        assert_eq!(report.snapshots_skipped.len(), 1);
+        assert_eq!(report.snapshots_skipped[0].path, snap.path);
+        assert_eq!(report.snapshots_skipped[0].reason, says);
+        assert_same(&fingerprint_views(&engine), &expected, "after replay");
+    }
 }

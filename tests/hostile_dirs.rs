@@ -141,15 +141,15 @@ fn record(dir: &Path, lsn: u64) -> Vec<u8> {
         .unwrap()
 }
 
-/// A snapshot file per FORMAT.md, with correct checksums over `body`.
+/// A snapshot file per FORMAT.md (file version 2: the header checksums
+/// itself; the body carries its own checksums) around `body`.
 fn snapshot_bytes(lsn: u64, body_len: u64, body: &[u8]) -> Vec<u8> {
     let mut h = vec![0u8; 48];
     h[0..8].copy_from_slice(b"RUNLOGSN");
-    h[8..12].copy_from_slice(&1u32.to_le_bytes());
+    h[8..12].copy_from_slice(&2u32.to_le_bytes());
     h[16..24].copy_from_slice(&lsn.to_le_bytes());
     h[24..32].copy_from_slice(&support::T0.to_le_bytes());
     h[32..40].copy_from_slice(&body_len.to_le_bytes());
-    h[40..44].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
     let crc = crc32fast::hash(&h[..44]);
     h[44..48].copy_from_slice(&crc.to_le_bytes());
     h.extend_from_slice(body);
@@ -590,8 +590,14 @@ const CASES: &[Case] = &[
         damage: |d| {
             let s = snapshots(d)[0].clone();
             let lsn = snapshot_lsn(&s);
-            let mut body = vec![1u8, 5, 1, 4];
-            body.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
+            // A body version 4 preamble alone (64 bytes, the whole head),
+            // its checksum right, claiming 2^60 job records.
+            let mut body = vec![0u8; 64];
+            body[0] = 4;
+            body[8..16].copy_from_slice(&64u64.to_le_bytes());
+            body[40..48].copy_from_slice(&(1u64 << 60).to_le_bytes());
+            let crc = crc32fast::hash(&body[8..]);
+            body[4..8].copy_from_slice(&crc.to_le_bytes());
             put_snapshot(d, lsn, &snapshot_bytes(lsn, body.len() as u64, &body));
         },
         engine: "ok",
@@ -1186,9 +1192,10 @@ fn random_damage_gives_a_typed_error_or_a_correct_recovery() {
                         std::ops::ControlFlow::Continue(())
                     });
                     match read {
-                        Ok(()) => {
-                            assert!(views == fresh, "writer's views differ from a fresh fold")
-                        }
+                        Ok(()) => assert!(
+                            same_or_unreadable(&views, &fresh),
+                            "writer's views differ from a fresh fold"
+                        ),
                         Err(e) => {
                             assert!(e.is_corruption(), "{e}");
                             latent = true;
@@ -1227,7 +1234,10 @@ fn random_damage_gives_a_typed_error_or_a_correct_recovery() {
                 // A later record may be damaged; an open that replayed from
                 // a snapshot found that out only now.
                 if folded.is_ok() && fresh.last_lsn() == ro.with_views(|v| v.last_lsn()) {
-                    assert!(ro.with_views(|v| v == &fresh), "read-only views differ");
+                    assert!(
+                        ro.with_views(|v| same_or_unreadable(v, &fresh)),
+                        "read-only views differ"
+                    );
                 }
             }
             class
@@ -1259,6 +1269,30 @@ fn random_damage_gives_a_typed_error_or_a_correct_recovery() {
             .or_default() += 1;
     }
     println!("random damage, Engine::open / ReadOnly::open: {outcomes:?}");
+}
+
+/// Whether `got` equals `want`, except that a job's runs and checkpoints
+/// may be unreadable (a typed `DetailError`): a snapshot's detail damaged
+/// on disk fails its own checksum when first read, not at open (FORMAT.md,
+/// "Snapshot files"). Every summary must still be exactly right.
+fn same_or_unreadable(
+    got: &runlog::projections::Projections,
+    want: &runlog::projections::Projections,
+) -> bool {
+    got == want
+        || (got.job_count() == want.job_count()
+            && got.events_applied() == want.events_applied()
+            && got.last_lsn() == want.last_lsn()
+            && got.jobs().zip(want.jobs()).all(|(g, w)| {
+                // A listing's line (id, key, status, totals, times,
+                // fingerprint, runs), and the rest of the summary.
+                let summary =
+                    |j: &runlog::JobView| (runlog::JobSummary::from(j), j.input, j.last_lsn);
+                g == w
+                    || (summary(g) == summary(w)
+                        && (&g.finish, &g.external) == (&w.finish, &w.external)
+                        && g.detail().is_err_and(|e| e.job == g.id))
+            }))
 }
 
 /// Applies seeded damage to the segments and snapshots of `dir`.

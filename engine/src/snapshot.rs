@@ -6,26 +6,32 @@
 //!
 //! offset  size  field
 //!      0     8  magic "RUNLOGSN"
-//!      8     4  format version, u32 LE (1)
+//!      8     4  format version, u32 LE (2)
 //!     12     4  reserved, zero
 //!     16     8  lsn, u64 LE: the views hold every event with a lower LSN
 //!     24     8  last_at, u64 LE: timestamp of the last event included
 //!     32     8  body_len, u64 LE
-//!     40     4  body_crc, u32 LE: CRC-32 (IEEE) of the body
+//!     40     4  reserved, zero (version 1 kept a CRC-32 of the whole body)
 //!     44     4  header_crc, u32 LE: CRC-32 of bytes 0..44
-//!     48     …  body: the views' snapshot form, postcard
+//!     48     …  body: the views' snapshot form
 //! ```
 //!
 //! The body is the snapshot form of the views (`SNAPSHOT_FORMAT_VERSION` of
-//! runlog-projections, its version byte first; FORMAT.md): job summaries,
-//! then each job's runs and checkpoints as a separate detail. An open
-//! decodes the summaries and keeps the file mapped (`mmap.rs`; read, on
-//! the simulated file system); a job's detail is decoded when first used.
+//! runlog-projections, its version byte first; FORMAT.md): a head of job
+//! summaries with its own CRC-32, then each job's runs and checkpoints as a
+//! separate detail with its own CRC-32. The body checks itself, so the
+//! file header no longer checksums it whole: an open reads and checks the
+//! head and keeps the file mapped (`mmap.rs`; read, on the simulated file
+//! system), and a job's detail is checked and decoded when first used.
+//! Version 1 files (whole-body CRC, body versions up to 3) are refused by
+//! number, and the log is replayed instead.
+//!
 //! What the transitions fix, such as a checkpoint's step and its copies of
-//! its job's and run's ids, is left out and recomputed. A body of another version, or whose parts do not
-//! fit together, is refused at open, so that snapshot is skipped and an
-//! older one or the log is used; a detail that fails later is a typed
-//! error (`EngineError::DetailUnreadable`), never a wrong view.
+//! its job's and run's ids, is left out and recomputed. A body of another
+//! version, whose head fails its checksum, or whose parts do not fit
+//! together, is refused at open, so that snapshot is skipped and an older
+//! one or the log is used; a detail that fails later is a typed error
+//! (`EngineError::DetailUnreadable`), never a wrong view.
 //!
 //! A snapshot is written to `<name>.tmp`, fsync'ed, renamed, and the
 //! directory fsync'ed: it is either wholly there or not at all. A snapshot
@@ -53,25 +59,17 @@ impl SnapshotCodec for Postcard {
         let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
         Ok((value, bytes.len() - rest.len()))
     }
-
-    fn decode_prefix_seed<'de, S: serde::de::DeserializeSeed<'de>>(
-        seed: S,
-        bytes: &'de [u8],
-    ) -> Result<(S::Value, usize), String> {
-        let mut de = postcard::Deserializer::from_bytes(bytes);
-        let value = seed.deserialize(&mut de).map_err(|e| e.to_string())?;
-        let rest = de.finalize().map_err(|e| e.to_string())?;
-        Ok((value, bytes.len() - rest.len()))
-    }
 }
 
 const MAGIC: &[u8; 8] = b"RUNLOGSN";
-const VERSION: u32 = 1;
+/// Version 2: the body checks itself (head and details have their own
+/// CRC-32s); bytes 40..44, version 1's whole-body CRC, are zero.
+const VERSION: u32 = 2;
 const OFFSET_LSN: usize = 16;
 const OFFSET_LAST_AT: usize = OFFSET_LSN + 8;
 const OFFSET_BODY_LEN: usize = OFFSET_LAST_AT + 8;
-const OFFSET_BODY_CRC: usize = OFFSET_BODY_LEN + 8;
-const OFFSET_HEADER_CRC: usize = OFFSET_BODY_CRC + 4;
+const OFFSET_RESERVED: usize = OFFSET_BODY_LEN + 8;
+const OFFSET_HEADER_CRC: usize = OFFSET_RESERVED + 4;
 const HEADER_LEN: usize = OFFSET_HEADER_CRC + 4;
 const _: () = assert!(HEADER_LEN == 48);
 
@@ -136,8 +134,6 @@ pub(crate) fn write(
     header[OFFSET_LAST_AT..OFFSET_LAST_AT + 8].copy_from_slice(&last_at.0.to_le_bytes());
     header[OFFSET_BODY_LEN..OFFSET_BODY_LEN + 8]
         .copy_from_slice(&(body.len() as u64).to_le_bytes());
-    header[OFFSET_BODY_CRC..OFFSET_BODY_CRC + 4]
-        .copy_from_slice(&crc32fast::hash(body).to_le_bytes());
     let header_crc = crc32fast::hash(&header[..OFFSET_HEADER_CRC]);
     header[OFFSET_HEADER_CRC..].copy_from_slice(&header_crc.to_le_bytes());
 
@@ -278,11 +274,12 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
             u64_at(OFFSET_BODY_LEN)
         ));
     }
-    if crc32fast::hash(body) != u32_at(OFFSET_BODY_CRC) {
-        return Err("body checksum mismatch".into());
+    if u32_at(12) != 0 || u32_at(OFFSET_RESERVED) != 0 {
+        return Err("a reserved header field is not zero".into());
     }
-    // The views keep the file: each job's runs and checkpoints are decoded
-    // from it when first used. The version is checked by number first.
+    // The views keep the file: each job's runs and checkpoints are checked
+    // and decoded from it when first used. The body's version is checked
+    // by number first, then its head's checksum.
     let last_at = Timestamp(u64_at(OFFSET_LAST_AT));
     let state = Projections::from_snapshot_file::<Postcard>(Arc::clone(&file), HEADER_LEN)
         .map_err(|e| e.to_string())?;

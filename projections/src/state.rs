@@ -10,6 +10,15 @@ use crate::view::{
     JobStatus, JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
 };
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
+
+/// The job-id index. Job ids come from hosts and from logs an auditor may
+/// be handed, so the hasher must not let crafted ids collide: foldhash
+/// (hashbrown's default) is keyed per map from the process's random
+/// state, as std's SipHash is, and hashes an id in a fraction of SipHash's
+/// time; a restore inserts every job, a replay looks one up per job
+/// switch.
+type JobIndex = HashMap<JobId, usize, foldhash::fast::RandomState>;
 
 /// The job, run and checkpoint views of a log, and their indexes.
 ///
@@ -18,10 +27,10 @@ use std::collections::{BTreeSet, HashMap};
 pub struct Projections {
     /// Jobs in creation order; every index below points into this.
     jobs: Vec<JobView>,
-    by_id: HashMap<JobId, usize>,
+    by_id: JobIndex,
     by_status: [BTreeSet<usize>; 4],
     /// Unfinished jobs per fingerprint, in creation order (newest last).
-    unfinished_by_fingerprint: HashMap<String, BTreeSet<usize>>,
+    unfinished_by_fingerprint: HashMap<Arc<str>, BTreeSet<usize>>,
     /// (job, run) of runs that are interrupted in a job that is not cancelled.
     interrupted: BTreeSet<(usize, usize)>,
     /// (job, run) of runs that are running or waiting.
@@ -482,9 +491,9 @@ impl Projections {
                 self.by_id.insert(id.clone(), ji);
                 self.jobs.push(JobView::new(JobHead {
                     id,
-                    key: key.to_owned(),
+                    key: Arc::from(key),
                     input: payload(input),
-                    fingerprint: fingerprint.map(str::to_owned),
+                    fingerprint: fingerprint.map(Arc::from),
                     status: JobStatus::Running,
                     total_steps: 0,
                     usage: Usage::default(),
@@ -751,14 +760,16 @@ impl Projections {
     /// Views restored from a snapshot: rebuilds the indexes across jobs
     /// from the job summaries, checking that job ids are unique, and
     /// decodes the detail of every job with runs in flight or interrupted
-    /// (the indexes hand out those runs).
+    /// (`live`: job position and its live runs, in job order), checking it
+    /// against that list; the indexes hand out those runs.
     pub(crate) fn from_views(
-        jobs: Vec<JobView>,
+        mut jobs: Vec<JobView>,
+        live: Vec<(usize, Vec<(u32, RunStatus)>)>,
         events_applied: u64,
         last_lsn: Option<Lsn>,
     ) -> Result<Self, SnapshotError> {
         let mut state = Projections {
-            by_id: HashMap::with_capacity(jobs.len()),
+            by_id: JobIndex::with_capacity_and_hasher(jobs.len(), Default::default()),
             events_applied,
             last_lsn,
             ..Projections::default()
@@ -772,20 +783,6 @@ impl Projections {
                     reason: format!("job {} appears twice", job.id),
                 });
             }
-            if job.status != JobStatus::Cancelled
-                && let Some(lazy) = job.detail.lazy.as_deref()
-                && !lazy.live.is_empty()
-            {
-                for &(ri, status) in &lazy.live {
-                    let ri = ri as usize;
-                    if status == RunStatus::Interrupted {
-                        state.interrupted.insert((ji, ri));
-                    } else {
-                        state.in_flight.insert((ji, ri));
-                    }
-                }
-                job.detail().map_err(SnapshotError::Detail)?;
-            }
             by_status[job.status.index()].push(ji);
             if !job.status.is_finished()
                 && let Some(fp) = &job.fingerprint
@@ -795,6 +792,30 @@ impl Projections {
                     .entry(fp.clone())
                     .or_default()
                     .insert(ji);
+            }
+        }
+        for (ji, runs) in live {
+            let Some(job) = jobs.get_mut(ji) else {
+                continue;
+            };
+            // Decoded now, and checked against the runs the summary lists:
+            // a detail still lazy afterwards has no live runs.
+            if let Some(lazy) = &job.detail.lazy {
+                let detail = crate::snapshot::decode_detail(job, lazy, &runs)
+                    .map_err(SnapshotError::Detail)?;
+                job.detail.loaded = OnceLock::from(Ok(detail));
+            }
+            // Nothing in a cancelled job is in flight or resumable.
+            if job.status == JobStatus::Cancelled {
+                continue;
+            }
+            for (ri, status) in runs {
+                let ri = ri as usize;
+                if status == RunStatus::Interrupted {
+                    state.interrupted.insert((ji, ri));
+                } else {
+                    state.in_flight.insert((ji, ri));
+                }
             }
         }
         // The list is kept as it came: a job view is a few hundred bytes,
