@@ -425,7 +425,8 @@ impl Log {
     ///
     /// Callers just woken usually append again at once. The next fsync is
     /// therefore held back (at most half an fsync) until as many callers
-    /// have come back as the last fsync woke, so that it covers them all.
+    /// have come back as the last fsync woke, its leader included, so that
+    /// it covers them all.
     /// Without this the first caller back would sync alone while the rest
     /// queue behind it, and the committers would split into cohorts that
     /// alternate, each fsync covering a fraction of them. The first caller
