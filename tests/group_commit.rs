@@ -101,6 +101,15 @@ impl Fs for SlowSync {
     }
 }
 
+/// The engine and the log are shared between threads by reference: both
+/// must stay `Send + Sync` whatever their locks become.
+#[test]
+fn engine_and_log_are_send_and_sync() {
+    fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<Engine>();
+    shared_between_threads::<Log>();
+}
+
 /// Every append acknowledged under `SyncPolicy::Always` is durable when it
 /// returns and readable afterwards, whatever mix of prompt, late and
 /// departed committers the gather meets.
