@@ -93,7 +93,7 @@ pub use event::{
     InterruptReason, JobOutcome, JobOutcomeRef,
 };
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SnapshotCodec, SnapshotError, SnapshotFile};
-pub use state::Projections;
+pub use state::{Checked, Projections};
 pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 pub use view::{
     BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobDetail, JobStatus,

@@ -55,9 +55,21 @@ impl PartialEq for Projections {
 impl Eq for Projections {}
 
 /// The jobs and runs an event resolved to, checked and ready to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Target {
     job: usize,
     run: Option<usize>,
+}
+
+/// An event [`Projections::check_for_apply`] accepted: what it resolved to,
+/// and how many events the views had applied then. Handed to
+/// [`Projections::apply_checked`], it saves resolving and checking the
+/// event a second time.
+#[derive(Debug)]
+#[must_use]
+pub struct Checked {
+    target: Target,
+    events_applied: u64,
 }
 
 impl Projections {
@@ -69,6 +81,41 @@ impl Projections {
     /// Checks `event` against the transition table without changing anything.
     pub fn check(&self, event: &Event) -> Result<(), TransitionError> {
         self.validate(&event.as_ref()).map(drop)
+    }
+
+    /// [`Projections::check`], keeping what the check resolved for
+    /// [`Projections::apply_checked`].
+    pub fn check_for_apply(&self, event: &Event) -> Result<Checked, TransitionError> {
+        let target = self.validate(&event.as_ref())?;
+        Ok(Checked {
+            target,
+            events_applied: self.events_applied,
+        })
+    }
+
+    /// Applies `event`, which [`Projections::check_for_apply`] accepted on
+    /// these views, without checking it again when nothing was applied
+    /// since (the views are then as they were checked); otherwise it is
+    /// checked again, as [`Projections::apply`] does. The same event must
+    /// be passed to both: debug builds check it again anyway and assert
+    /// that it resolves to the same job and run.
+    pub fn apply_checked(
+        &mut self,
+        lsn: Lsn,
+        event: &Event,
+        checked: Checked,
+    ) -> Result<(), TransitionError> {
+        if checked.events_applied != self.events_applied {
+            return self.apply(lsn, event);
+        }
+        let event = event.as_ref();
+        debug_assert_eq!(
+            self.validate(&event).ok(),
+            Some(checked.target),
+            "apply_checked was given another event than the one checked"
+        );
+        self.commit(checked.target, lsn, &event);
+        Ok(())
     }
 
     /// Applies `event`, found at `lsn` in the log. A refused event returns a
@@ -83,11 +130,16 @@ impl Projections {
     /// event.
     pub fn apply_ref(&mut self, lsn: Lsn, event: &EventRef<'_>) -> Result<(), TransitionError> {
         let target = self.validate(event)?;
+        self.commit(target, lsn, event);
+        Ok(())
+    }
+
+    /// Applies a validated event: the one place where views change.
+    fn commit(&mut self, target: Target, lsn: Lsn, event: &EventRef<'_>) {
         self.recent_job = target.job;
         self.mutate(target, lsn, event);
         self.events_applied += 1;
         self.last_lsn = Some(lsn);
-        Ok(())
     }
 
     /// Number of events applied.
