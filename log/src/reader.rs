@@ -98,7 +98,8 @@ pub struct LogReader {
     last_len: u64,
     first: Lsn,
     end: Lsn,
-    /// Per-segment record offsets, built on first read of each segment.
+    /// Per-segment record offsets: the last segment's seeded by the walk
+    /// at open, the others built on first use.
     index: Mutex<BTreeMap<Lsn, SegIndex>>,
 }
 
@@ -232,14 +233,17 @@ impl LogReader {
         w
     }
 
-    /// Owned records from `from` to the end seen at open.
+    /// Owned records from `from` to the end seen at open. A `from` inside a
+    /// segment is found from that segment's index, not by walking the
+    /// segment from its start; every record returned is checked as by that
+    /// walk, chained to the record before it.
     pub fn iter_from(&self, from: Lsn) -> Result<Records, LogError> {
         self.check_range(from, true)?;
         Ok(Records::new(self.walker(from)))
     }
 
     /// Calls `f` with each record from `from` on, without copying payloads;
-    /// stops early when `f` breaks.
+    /// stops early when `f` breaks. Starts as [`LogReader::iter_from`] does.
     pub fn scan(
         &self,
         from: Lsn,
@@ -255,7 +259,8 @@ impl LogReader {
         Ok(())
     }
 
-    /// One record's payload; repeated reads in one segment use its index.
+    /// One record's payload, from its segment's index of record offsets
+    /// (the last segment's seeded by the walk at open).
     pub fn read(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
         self.check_range(lsn, false)?;
         let Some(seg) = self.segs.iter().rev().find(|s| s.base <= lsn) else {

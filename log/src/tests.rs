@@ -17,6 +17,14 @@ fn small() -> LogOptions {
     }
 }
 
+/// Options under which nothing is synced unless asked: what a test tears.
+fn never_synced() -> LogOptions {
+    LogOptions {
+        sync: SyncPolicy::Never,
+        ..LogOptions::default()
+    }
+}
+
 fn all(log: &Log) -> Vec<Vec<u8>> {
     log.iter_from(log.first_lsn())
         .expect("iter")
@@ -72,10 +80,7 @@ fn second_writer_is_locked_out() {
 fn unsynced_batch_is_cut_as_torn_tail() {
     let sim = SimFs::new();
     let fs = sim.handle();
-    let opts = LogOptions {
-        sync: SyncPolicy::Never,
-        ..LogOptions::default()
-    };
+    let opts = never_synced();
     let log = open(&fs, opts.clone());
     log.append(&[b"one"]).expect("append");
     log.sync().expect("sync");
@@ -164,11 +169,7 @@ fn commit_past_the_end_returns() {
 fn sync_policies_make_records_durable_when_they_promise() {
     let sim = SimFs::new();
     let fs = sim.handle();
-    let never = LogOptions {
-        sync: SyncPolicy::Never,
-        ..LogOptions::default()
-    };
-    let log = open(&fs, never);
+    let log = open(&fs, never_synced());
     log.append(&[b"a"]).expect("append");
     assert_eq!(log.durable_lsn(), 0, "Never does not sync on commit");
     log.sync().expect("sync");
@@ -268,12 +269,7 @@ fn verify_reports_damage_in_a_middle_segment_where_it_is() {
             .expect("append");
     }
     drop(log);
-    let mut segs: Vec<_> = sim
-        .files()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    segs.sort();
+    let segs = segment_files(&sim);
     assert!(segs.len() > 6, "{segs:?}");
     let middle = &segs[segs.len() / 2];
     let mut data = sim.read_file(middle).expect("segment");
@@ -435,10 +431,7 @@ fn the_index_seeded_at_open_is_the_one_a_walk_builds() {
     // kept; a reader opened before the cut reads up to the same batch end.
     let sim = SimFs::new();
     let fs = sim.handle();
-    let opts = LogOptions {
-        sync: SyncPolicy::Never,
-        ..LogOptions::default()
-    };
+    let opts = never_synced();
     let log = open(&fs, opts.clone());
     let want = fill(&log, 6);
     log.sync().expect("sync");

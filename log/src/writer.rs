@@ -584,7 +584,10 @@ impl Log {
     }
 
     /// Owned records from `from` to the last record written at the time of
-    /// the call, across segments.
+    /// the call, across segments. A `from` inside a segment is found from
+    /// that segment's read index (see [`Log::read`]), not by walking the
+    /// segment from its start; every record returned is checked as by that
+    /// walk, chained to the record before it.
     pub fn iter_from(&self, from: Lsn) -> Result<Records, LogError> {
         let (segs, end) = self.read_view()?;
         self.check_range(from, end, true)?;
@@ -615,7 +618,7 @@ impl Log {
     }
 
     /// Calls `f` with each record from `from` on, without copying payloads;
-    /// stops early when `f` breaks.
+    /// stops early when `f` breaks. Starts as [`Log::iter_from`] does.
     pub fn scan(
         &self,
         from: Lsn,
@@ -632,8 +635,9 @@ impl Log {
         Ok(())
     }
 
-    /// One record's payload. Repeated reads are served from a per-segment
-    /// index built on first use.
+    /// One record's payload. Reads are served from a per-segment index of
+    /// record offsets: the active segment's is seeded by the walk at open,
+    /// a sealed segment's is built on first use.
     pub fn read(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
         let (segs, end) = {
             let inner = lock(&self.inner);
