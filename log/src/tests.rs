@@ -422,10 +422,19 @@ fn the_index_seeded_at_open_is_the_one_a_walk_builds() {
     let walked = walked_index(&sim, last, want.len() as u64 - 1);
     assert!(walked.offsets.len() > 3, "{walked:?}");
     assert_eq!(log.index_state(base_of(last)), Some(walked.clone()));
-    assert_eq!(reader.index_state(base_of(last)), Some(walked));
+    assert_eq!(reader.index_state(base_of(last)), Some(walked.clone()));
     // Sealed segments are not walked at open, so nothing is indexed there.
     assert_eq!(log.index_state(base_of(&segs[0])), None);
     assert_eq!(reader.index_state(base_of(&segs[0])), None);
+    // Under Strict every segment is walked; the last one's index is the same.
+    drop(log);
+    let strict = LogOptions {
+        recovery: RecoveryMode::Strict,
+        ..segmented()
+    };
+    let log = open(&fs, strict);
+    assert_eq!(log.index_state(base_of(last)), Some(walked));
+    assert_eq!(log.index_state(base_of(&segs[0])), None);
 
     // A torn last batch: the writer cuts it and its index covers what is
     // kept; a reader opened before the cut reads up to the same batch end.
