@@ -10,7 +10,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::format::{self, RECORD_HEADER_LEN, RecordFields, SEGMENT_HEADER_LEN, SegmentHeader};
-use crate::fs::{Fs, FsFile, LockGuard, RealFs};
+use crate::fs::{Fs, FsFile, LockGuard, RealFs, SegmentBytes};
 use crate::reader::Records;
 use crate::scan::{
     self, Cursor, Ending, SEGMENTS_DIR, SegIndex, SegRef, TEMP_EXT, Walker, check_header,
@@ -199,6 +199,10 @@ impl Log {
         fs.create_dir_all(&seg_dir)
             .map_err(|e| LogError::io(&seg_dir, "create directory", e))?;
         let rec = recover(fs.as_ref(), dir, &seg_dir, &options)?;
+        let mut read_cache = BTreeMap::new();
+        if let Some(index) = rec.index {
+            read_cache.insert(rec.active.base, index);
+        }
         let now = Instant::now();
         let inner = Inner {
             sealed: rec.sealed,
@@ -228,7 +232,7 @@ impl Log {
             next_lsn: AtomicU64::new(rec.report.next_lsn),
             first_lsn: AtomicU64::new(rec.report.first_lsn),
             durable_lsn: AtomicU64::new(rec.report.next_lsn),
-            read_cache: Mutex::new(BTreeMap::new()),
+            read_cache: Mutex::new(read_cache),
             _lock: guard,
         };
         Ok((log, rec.report))
@@ -682,28 +686,21 @@ impl Log {
     }
 
     /// Owned records from `from` to the last record written at the time of
-    /// the call, across segments.
+    /// the call, across segments. A `from` inside a segment is found from
+    /// that segment's read index (see [`Log::read`]), not by walking the
+    /// segment from its start; every record returned is checked as by that
+    /// walk, chained to the record before it.
     pub fn iter_from(&self, from: Lsn) -> Result<Records, LogError> {
         let (segs, end) = self.read_view()?;
         self.check_range(from, end, true)?;
-        Ok(Records::new(Walker::new(
-            Arc::clone(&self.fs),
-            segs,
-            from,
-            end,
-            self.options.record_size_max,
-        )))
+        Ok(Records::new(self.walker(segs, from, end)))
     }
 
-    /// Calls `f` with each record from `from` on, without copying payloads;
-    /// stops early when `f` breaks.
-    pub fn scan(
-        &self,
-        from: Lsn,
-        mut f: impl FnMut(Lsn, &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), LogError> {
-        let (segs, end) = self.read_view()?;
-        self.check_range(from, end, true)?;
+    /// A walk over `from..end` that starts at `from` from the read index of
+    /// the segment it starts in (seeded at open for the active segment,
+    /// built here for a sealed one), not by walking that segment from its
+    /// start; see [`Walker::start_from_index`].
+    fn walker(&self, segs: Vec<SegRef>, from: Lsn, end: Lsn) -> Walker {
         let mut w = Walker::new(
             Arc::clone(&self.fs),
             segs,
@@ -711,6 +708,27 @@ impl Log {
             end,
             self.options.record_size_max,
         );
+        if let Some(seg) = w.start_segment().cloned() {
+            // Any failure to index is left to the walk from the segment's
+            // start, which reports it exactly as it did without an index.
+            let _ = self.with_index(&seg, |idx| {
+                w.start_from_index(idx);
+                Ok(())
+            });
+        }
+        w
+    }
+
+    /// Calls `f` with each record from `from` on, without copying payloads;
+    /// stops early when `f` breaks. Starts as [`Log::iter_from`] does.
+    pub fn scan(
+        &self,
+        from: Lsn,
+        mut f: impl FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        let (segs, end) = self.read_view()?;
+        self.check_range(from, end, true)?;
+        let mut w = self.walker(segs, from, end);
         while let Some((lsn, range)) = w.next()? {
             if f(lsn, &w.bytes()[range]).is_break() {
                 break;
@@ -719,8 +737,9 @@ impl Log {
         Ok(())
     }
 
-    /// One record's payload. Repeated reads are served from a per-segment
-    /// index built on first use.
+    /// One record's payload. Reads are served from a per-segment index of
+    /// record offsets: the active segment's is seeded by the walk at open,
+    /// a sealed segment's is built on first use.
     pub fn read(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
         let (segs, end) = {
             let inner = lock(&self.inner);
@@ -753,6 +772,17 @@ impl Log {
             return Err(self.out_of_range(lsn, end));
         };
         let max = self.options.record_size_max;
+        let payload =
+            self.with_index(&seg, |idx| Ok(idx.payload(lsn, max)?.map(<[u8]>::to_vec)))?;
+        payload.ok_or_else(|| self.out_of_range(lsn, end))
+    }
+
+    /// Calls `f` with the read index of `seg`, built on first use and kept.
+    fn with_index<R>(
+        &self,
+        seg: &SegRef,
+        f: impl FnOnce(&mut SegIndex) -> Result<R, LogError>,
+    ) -> Result<R, LogError> {
         let mut cache = lock(&self.read_cache);
         if let Some(idx) = cache.get_mut(&seg.base) {
             // An index built while its segment was active covers only the
@@ -763,21 +793,24 @@ impl Log {
                 None => !idx.sealed,
             };
             if stale {
-                let bytes = scan::load(self.fs.as_ref(), &seg)?;
+                let bytes = scan::load(self.fs.as_ref(), seg)?;
                 idx.grow(bytes);
                 idx.sealed = seg.len.is_none();
             }
-            if let Some(p) = idx.payload(lsn, max)? {
-                return Ok(p.to_vec());
-            }
-            return Err(self.out_of_range(lsn, end));
+            return f(idx);
         }
-        let bytes = scan::load(self.fs.as_ref(), &seg)?;
+        let bytes = scan::load(self.fs.as_ref(), seg)?;
         let mut idx = SegIndex::new(seg.path.clone(), seg.base, bytes)?;
         idx.sealed = seg.len.is_none();
-        let result = idx.payload(lsn, max)?.map(<[u8]>::to_vec);
+        let result = f(&mut idx);
         cache.insert(seg.base, idx);
-        result.ok_or_else(|| self.out_of_range(lsn, end))
+        result
+    }
+
+    /// The read index of the segment based at `base`, if one is kept.
+    #[cfg(test)]
+    pub(crate) fn index_state(&self, base: Lsn) -> Option<scan::IndexState> {
+        lock(&self.read_cache).get(&base).map(SegIndex::state)
     }
 
     fn out_of_range(&self, lsn: Lsn, next: Lsn) -> LogError {
@@ -978,6 +1011,8 @@ struct Recovered {
     active: Active,
     prev: u32,
     report: RecoveryReport,
+    /// The active segment's read index, seeded from the walk at open.
+    index: Option<SegIndex>,
 }
 
 /// The first damage found, and the valid prefix before it.
@@ -1039,6 +1074,7 @@ fn recover(
                 salvaged: None,
                 temp_files_removed,
             },
+            index: None,
         });
     }
     let full = options.recovery != RecoveryMode::TolerateTornTail;
@@ -1048,6 +1084,12 @@ fn recover(
     let mut last_cursor: Option<Cursor> = None;
     let mut prev_end: Option<Cursor> = None;
     let mut last_len = 0u64;
+    // The last segment's header, offsets as its walk checked them, and
+    // bytes: the read index is seeded from them, so that neither the first
+    // read nor a scan from an LSN inside it walks it again.
+    let mut walked: Option<SegmentHeader> = None;
+    let mut offsets: Vec<usize> = Vec::new();
+    let mut walked_bytes: Option<SegmentBytes> = None;
     for (i, seg) in segs.iter().enumerate() {
         let is_last = i + 1 == n;
         let len = fs
@@ -1099,10 +1141,18 @@ fn recover(
             prev_end = None;
             continue;
         }
-        let s = scan::scan_segment(&bytes, &h, max, is_last);
+        let s = if is_last {
+            scan::scan_segment_with(&bytes, &h, max, is_last, |off| offsets.push(off))
+        } else {
+            scan::scan_segment(&bytes, &h, max, is_last)
+        };
         prev_end = Some(s.cursor);
         last_cursor = Some(s.cursor);
         last_len = len;
+        if is_last {
+            walked = Some(h);
+            walked_bytes = Some(bytes);
+        }
         match s.ending {
             Ending::Clean => {}
             Ending::Torn => {
@@ -1155,6 +1205,9 @@ fn recover(
                     .unwrap_or(&[]);
                 let name = format!("{}.{cut:020}.torn", segment_file_name(seg.base));
                 let side = write_side_file(fs, &dir.join("torn"), &name, cut_bytes)?;
+                // No map of a segment may live while it is truncated
+                // (mmap.rs); what is kept is mapped again below.
+                walked_bytes = None;
                 truncate_segment(fs, &seg.path, cut)?;
                 last_len = cut;
                 report.torn_tail = Some(TornTail {
@@ -1179,6 +1232,9 @@ fn recover(
     }
 
     if let Some(d) = damage {
+        // Salvage truncates and moves segments; its cursor is not the walk's.
+        walked = None;
+        walked_bytes = None;
         let (salvaged, kept_len, cursor) = salvage(fs, dir, &segs, d)?;
         report.salvaged = Some(salvaged);
         segs.truncate(segs.len().min(kept_len.0));
@@ -1200,6 +1256,7 @@ fn recover(
                 },
                 prev: 0,
                 report,
+                index: None,
             });
         }
     }
@@ -1249,11 +1306,29 @@ fn recover(
         .iter()
         .map(|s| (s.base, s.path.clone()))
         .collect();
+    // The index holds the bytes up to the end of the last whole batch: the
+    // walk's map when that is the whole of it, else (a torn tail was cut)
+    // a new map of what is kept. Without a map the index is built when
+    // first needed, as before.
+    let index = walked.and_then(|h| {
+        let bytes = match walked_bytes.filter(|b| b.len() == cursor.off) {
+            Some(b) => b,
+            None => fs.map(&last.path, cursor.off as u64).ok()?,
+        };
+        Some(SegIndex::from_scan(
+            last.path.clone(),
+            &h,
+            bytes,
+            offsets,
+            cursor,
+        ))
+    });
     Ok(Recovered {
         sealed,
         active,
         prev: cursor.prev,
         report,
+        index,
     })
 }
 
