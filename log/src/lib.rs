@@ -51,8 +51,8 @@ mod tests;
 pub use error::{CorruptionKind, LogError};
 pub use reader::{LogReader, Records};
 pub use types::{
-    Appended, LogOptions, Lsn, Record, RecoveryMode, RecoveryReport, Salvaged, SyncPolicy,
-    TornTail, VerifyOutcome, VerifyReport,
+    Appended, LogOptions, Lsn, PREALLOCATE_SIZE_LIMIT, Record, RecoveryMode, RecoveryReport,
+    Salvaged, SyncPolicy, TornTail, VerifyOutcome, VerifyReport,
 };
 pub use writer::Log;
 
