@@ -15,7 +15,8 @@
 //! bytes (records written over preallocated zeros) may land in part, the
 //! old bytes after it; an unsynced `set_len` that shortened the file is
 //! kept only by [`Tear::KeepAll`], the file otherwise keeping its durable
-//! length.
+//! length. Files opened before a restart belong to a process that is gone:
+//! every write, sync or `set_len` through them fails.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -248,6 +249,13 @@ fn crash_keep(inode: &Inode, keep: u64, zeros: u64) -> Vec<u8> {
 struct SimFile {
     fs: SimFs,
     inode: u64,
+    /// The boot it was opened in: after a restart the process that held it
+    /// is gone, so it fails rather than write into the rebooted disk.
+    epoch: u64,
+}
+
+fn stale_err() -> io::Error {
+    io::Error::other("simulated crash: this file was opened before the restart")
 }
 
 impl FsFile for SimFile {
@@ -255,6 +263,9 @@ impl FsFile for SimFile {
         let mut s = self.fs.lock();
         if s.crashed {
             return Err(crashed_err());
+        }
+        if s.epoch != self.epoch {
+            return Err(stale_err());
         }
         s.writes += 1;
         let mut fault = None;
@@ -285,6 +296,9 @@ impl FsFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.fs.lock();
+        if !s.crashed && s.epoch != self.epoch {
+            return Err(stale_err());
+        }
         sync_gate(&mut s, true)?;
         if let Some(inode) = s.inodes.get_mut(&self.inode) {
             inode.durable = inode.data.clone();
@@ -296,6 +310,9 @@ impl FsFile for SimFile {
         let mut s = self.fs.lock();
         if s.crashed {
             return Err(crashed_err());
+        }
+        if s.epoch != self.epoch {
+            return Err(stale_err());
         }
         let len = usize::try_from(len).map_err(io::Error::other)?;
         if let Some(inode) = s.inodes.get_mut(&self.inode) {
@@ -412,6 +429,7 @@ impl Fs for SimFs {
         Ok(Arc::new(SimFile {
             fs: self.clone(),
             inode,
+            epoch: s.epoch,
         }))
     }
 
@@ -421,6 +439,7 @@ impl Fs for SimFs {
         Ok(Arc::new(SimFile {
             fs: self.clone(),
             inode,
+            epoch: s.epoch,
         }))
     }
 
