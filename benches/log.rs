@@ -156,34 +156,40 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn paired_durable(_: &mut Criterion) {
     const ROUNDS: usize = 9;
     let prealloc = LogOptions::default().preallocate_size_max;
-    let (mut one_vs_bare, mut sixteen_vs_one, mut on_vs_off) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut bare, mut off, mut one, mut sixteen) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut one_vs_bare, mut sixteen_vs_one) = (Vec::new(), Vec::new());
+    let (mut one_on_vs_off, mut sixteen_on_vs_off) = (Vec::new(), Vec::new());
+    let (mut bare, mut one_off, mut one, mut sixteen_off, mut sixteen) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let b = bare_rate(300);
         let f = log_rate(1, 300, 0);
         let o = log_rate(1, 300, prealloc);
+        let mf = log_rate(16, 3200, 0);
         let m = log_rate(16, 3200, prealloc);
         one_vs_bare.push(o / b);
         sixteen_vs_one.push(m / o);
-        on_vs_off.push(o / f);
+        one_on_vs_off.push(o / f);
+        sixteen_on_vs_off.push(m / mf);
         bare.push(b);
-        off.push(f);
+        one_off.push(f);
         one.push(o);
+        sixteen_off.push(mf);
         sixteen.push(m);
     }
     println!(
-        "paired durable ({ROUNDS} interleaved rounds, medians): bare write+fdatasync {:.0}/s, \
-         log Always 1 thread without preallocation {:.0}/s, with {:.0}/s, 16 threads {:.0}/s; \
-         1 thread / bare = {:.2}x, with / without preallocation = {:.2}x, \
-         16 threads / 1 thread = {:.2}x",
+        "paired durable ({ROUNDS} interleaved rounds, medians): bare write+fdatasync {:.0}/s; \
+         log Always, without / with preallocation: 1 thread {:.0}/s / {:.0}/s, \
+         16 threads {:.0}/s / {:.0}/s; with preallocation: 1 thread / bare = {:.2}x, \
+         16 threads / 1 thread = {:.2}x; with / without: 1 thread {:.2}x, 16 threads {:.2}x",
         median(bare),
-        median(off),
+        median(one_off),
         median(one),
+        median(sixteen_off),
         median(sixteen),
         median(one_vs_bare),
-        median(on_vs_off),
         median(sixteen_vs_one),
+        median(one_on_vs_off),
+        median(sixteen_on_vs_off),
     );
 }
 
