@@ -8,6 +8,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+mod support;
+use support::TempDir;
+
 use runlog_log::{
     Log, LogError, LogOptions, LogReader, PREALLOCATE_SIZE_LIMIT, RecoveryMode, SimFs, SyncPolicy,
     Tear, VerifyOutcome,
@@ -73,6 +76,17 @@ fn append(log: &Log, b: &[Vec<u8>]) {
     log.append(&refs(b)).expect("append");
 }
 
+/// Appends batches `0..n` and returns their records.
+fn append_batches(log: &Log, n: usize) -> Vec<Vec<u8>> {
+    let mut records = Vec::new();
+    for i in 0..n {
+        let b = batch(i);
+        append(log, &b);
+        records.extend(b);
+    }
+    records
+}
+
 fn open(sim: &SimFs, o: LogOptions) -> (Log, runlog_log::RecoveryReport) {
     Log::open_with(sim.handle(), DIR, o).expect("open")
 }
@@ -89,12 +103,7 @@ fn preallocated_zeros_reopen_under_every_mode_with_exactly_their_records() {
     ] {
         let sim = SimFs::new();
         let (log, _) = open(&sim, options(RecoveryMode::Strict));
-        let mut want = Vec::new();
-        for i in 0..20 {
-            let b = batch(i);
-            append(&log, &b);
-            want.extend(b);
-        }
+        let mut want = append_batches(&log, 20);
         let seg = segments(&sim)[0].clone();
         let logical = logical_len(&want);
         let data = sim.read_file(&seg).expect("segment");
@@ -150,12 +159,7 @@ fn a_torn_batch_followed_by_preallocated_zeros_is_cut_exactly_at_its_start() {
     for (keep, whole_records) in [(1u64, 0u64), (60, 0), (100, 1), (200, 2), (233, 2)] {
         let sim = SimFs::new();
         let (log, _) = open(&sim, options(RecoveryMode::TolerateTornTail));
-        let mut want = Vec::new();
-        for i in 0..5 {
-            let b = batch(i);
-            append(&log, &b);
-            want.extend(b);
-        }
+        let want = append_batches(&log, 5);
         let start = logical_len(&want);
         let seg = segments(&sim)[0].clone();
         let durable = sim.read_file(&seg).expect("segment");
@@ -361,24 +365,6 @@ fn preallocation_can_be_turned_off_and_is_bounded() {
     );
 }
 
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        TempDir(std::env::temp_dir().join(format!("runlog-{name}-{}-{nanos}", std::process::id())))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
         .expect("segments")
@@ -397,7 +383,7 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
 fn on_disk_a_reader_sees_the_records_and_a_closed_log_takes_no_extra_space() {
     let with = TempDir::new("prealloc-on");
     let without = TempDir::new("prealloc-off");
-    for (dir, size) in [(&with.0, 1u64 << 20), (&without.0, 0)] {
+    for (dir, size) in [(with.path(), 1u64 << 20), (without.path(), 0)] {
         let opts = LogOptions {
             segment_size_max: 32 * 1024,
             // Preallocation is for logs that sync; a sync per 16 KiB keeps
@@ -435,7 +421,7 @@ fn on_disk_a_reader_sees_the_records_and_a_closed_log_takes_no_extra_space() {
         }
         drop(log);
     }
-    let (on, off) = (segment_files(&with.0), segment_files(&without.0));
+    let (on, off) = (segment_files(with.path()), segment_files(without.path()));
     assert!(on.len() > 3, "{} segments", on.len());
     assert_eq!(
         on.iter().map(|p| p.file_name()).collect::<Vec<_>>(),
