@@ -1,5 +1,6 @@
-//! The writer: recovery on open, framing and buffering appends, rollover,
-//! group commit, reads of what it wrote, and retention.
+//! The writer: recovery on open, framing and buffering appends, preallocated
+//! space ahead of the active segment's last record, rollover, group commit,
+//! reads of what it wrote, and retention.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
