@@ -141,11 +141,12 @@ fn record(dir: &Path, lsn: u64) -> Vec<u8> {
         .unwrap()
 }
 
-/// A snapshot file per FORMAT.md, with correct checksums over `body`.
+/// A snapshot file per FORMAT.md (file version 2), with correct
+/// checksums over `body` and over the header.
 fn snapshot_bytes(lsn: u64, body_len: u64, body: &[u8]) -> Vec<u8> {
     let mut h = vec![0u8; 48];
     h[0..8].copy_from_slice(b"RUNLOGSN");
-    h[8..12].copy_from_slice(&1u32.to_le_bytes());
+    h[8..12].copy_from_slice(&2u32.to_le_bytes());
     h[16..24].copy_from_slice(&lsn.to_le_bytes());
     h[24..32].copy_from_slice(&support::T0.to_le_bytes());
     h[32..40].copy_from_slice(&body_len.to_le_bytes());
@@ -590,8 +591,14 @@ const CASES: &[Case] = &[
         damage: |d| {
             let s = snapshots(d)[0].clone();
             let lsn = snapshot_lsn(&s);
-            let mut body = vec![1u8, 5, 1, 4];
-            body.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
+            // A body version 4 preamble alone (64 bytes, the whole head),
+            // its checksum right, claiming 2^60 job records.
+            let mut body = vec![0u8; 64];
+            body[0] = 4;
+            body[8..16].copy_from_slice(&64u64.to_le_bytes());
+            body[40..48].copy_from_slice(&(1u64 << 60).to_le_bytes());
+            let crc = crc32fast::hash(&body[8..]);
+            body[4..8].copy_from_slice(&crc.to_le_bytes());
             put_snapshot(d, lsn, &snapshot_bytes(lsn, body.len() as u64, &body));
         },
         engine: "ok",

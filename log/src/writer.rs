@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ const FLUSH_THRESHOLD: usize = 256 * 1024;
 const BATCH_RECORDS_MAX: u64 = u32::MAX as u64;
 /// Consecutive fsyncs one caller leads for others before handing the lead on.
 const LEAD_ROUNDS_MAX: u32 = 4;
-/// How long a leader waits for just-woken committers to call in again, at
+/// How long a gatherer waits for just-woken committers to call in again, at
 /// most: half the last fsync, capped here. Waiting longer than a fraction of
 /// an fsync would cost more than a separate fsync for the stragglers.
 const GATHER_WAIT_MAX: Duration = Duration::from_millis(2);
@@ -51,7 +51,6 @@ pub struct Log {
     options: LogOptions,
     inner: Mutex<Inner>,
     sync: Mutex<SyncState>,
-    gathered: Condvar,
     poisoned: AtomicBool,
     next_lsn: AtomicU64,
     first_lsn: AtomicU64,
@@ -137,8 +136,11 @@ struct SyncState {
     syncing: bool,
     /// Callers asleep until an fsync covers them or they are to lead one.
     waiters: VecDeque<Waiter>,
-    /// The leader is waiting on `gathered` for callers to come back.
-    gathering: bool,
+    /// The caller asleep, with a deadline, while the callers the last fsync
+    /// woke come back; the last one back leads the next fsync in its place,
+    /// and it leads itself at the deadline if they do not all come back.
+    /// Only while no fsync is in flight.
+    gatherer: Option<Waiter>,
     /// Callers the last fsync woke that have not called in again since.
     expected_back: usize,
     /// How long the last fsync took.
@@ -161,6 +163,38 @@ impl Waiter {
     fn wake(&self, how: u8) {
         self.signal.store(how, Ordering::Release);
         self.thread.unpark();
+    }
+}
+
+/// Queues a caller until an fsync covers `upto`; returns its wake-up flag.
+fn queue(waiters: &mut VecDeque<Waiter>, upto: Lsn) -> Arc<AtomicU8> {
+    let signal = Arc::new(AtomicU8::new(WAKE_PENDING));
+    waiters.push_back(Waiter {
+        upto,
+        thread: thread::current(),
+        signal: Arc::clone(&signal),
+    });
+    signal
+}
+
+/// Sleeps until `signal` is set, or until `deadline` if one is given;
+/// returns the flag (`WAKE_PENDING` when the deadline passed). `park` may
+/// return spuriously: the flag, not the return, says a caller was woken.
+fn park_until(signal: &AtomicU8, deadline: Option<Instant>) -> u8 {
+    loop {
+        match signal.load(Ordering::Acquire) {
+            WAKE_PENDING => match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return WAKE_PENDING;
+                    }
+                    thread::park_timeout(d - now);
+                }
+            },
+            how => return how,
+        }
     }
 }
 
@@ -229,11 +263,10 @@ impl Log {
                 durable: rec.report.next_lsn,
                 syncing: false,
                 waiters: VecDeque::new(),
-                gathering: false,
+                gatherer: None,
                 expected_back: 0,
                 last_fsync: Duration::ZERO,
             }),
-            gathered: Condvar::new(),
             poisoned: AtomicBool::new(false),
             next_lsn: AtomicU64::new(rec.report.next_lsn),
             first_lsn: AtomicU64::new(rec.report.first_lsn),
@@ -484,129 +517,198 @@ impl Log {
     /// the next fsync (which covers everything written until it starts) or,
     /// while one is in flight, queues and sleeps. When an fsync ends, its
     /// leader wakes exactly the queued callers it covered, so each caller
-    /// wakes once, and hands the lead to the oldest caller it did not cover.
+    /// wakes once.
     ///
-    /// Callers just woken usually append again at once. A leader therefore
-    /// waits (at most half an fsync) until as many callers have come back as
-    /// the last fsync woke, so the next fsync covers them too. Without this
-    /// the first caller back would sync alone while the rest queue behind it,
-    /// and the committers would split into cohorts that alternate, each fsync
-    /// covering a fraction of them. A lone writer never waits: its fsyncs
-    /// wake nobody.
+    /// Callers just woken usually append again at once. The next fsync is
+    /// therefore held back (at most half an fsync) until as many callers
+    /// have come back as the last fsync woke, its leader included, so that
+    /// it covers them all.
+    /// Without this the first caller back would sync alone while the rest
+    /// queue behind it, and the committers would split into cohorts that
+    /// alternate, each fsync covering a fraction of them. The first caller
+    /// back sleeps as the gatherer, with the deadline; the others queue
+    /// behind it; the last one back, already running, leads the fsync
+    /// itself, so no sleeping leader has to be woken and scheduled before
+    /// the disk is busy again. A lone writer never waits: its fsyncs wake
+    /// nobody.
+    ///
+    /// Queued callers are always someone's charge: the leader of the fsync
+    /// in flight, the gatherer (or the caller that takes its place), or a
+    /// caller handed the lead. A caller that finds the log poisoned wakes
+    /// every sleeper before it returns, so none waits for an fsync that
+    /// will not come.
     fn group_sync(&self, upto: Lsn) -> Result<(), LogError> {
         // Nothing at or past next_lsn exists to be synced; waiting for it
         // would lead fsyncs forever.
         let upto = upto.min(self.next_lsn());
         let mut s = lock(&self.sync);
+        // The last caller back takes the gatherer's place, even if its own
+        // records are durable already: the queue behind the gatherer is
+        // then its charge.
+        let mut take_over = false;
         if s.expected_back > 0 {
             s.expected_back -= 1;
-            // Wake the gathering leader once, when the last one is back.
-            if s.gathering && s.expected_back == 0 {
-                self.gathered.notify_one();
-            }
+            take_over = s.expected_back == 0 && s.gatherer.is_some();
         }
-        // Set when an ending leader handed this caller the lead: it must then
-        // lead while others are queued, even if its own records are durable
-        // by now (a rollover syncs too), or the queue would be stranded.
-        let mut handed_lead = false;
+        // Set when this caller is charged with the queue even though its own
+        // records may be durable: it was handed the lead, or it led the last
+        // fsync and callers that wrote during it are still queued.
+        let mut must_lead = false;
+        // Fsyncs this caller led in a row; after LEAD_ROUNDS_MAX the lead is
+        // handed on so that no caller is held for long.
+        let mut rounds = 0u32;
         loop {
-            self.check_poison()?;
+            if self.poisoned.load(Ordering::Acquire) {
+                let st = &mut *s;
+                let sleepers: Vec<Waiter> =
+                    st.waiters.drain(..).chain(st.gatherer.take()).collect();
+                drop(s);
+                for w in sleepers {
+                    w.wake(WAKE_COVERED);
+                }
+                return Err(LogError::Poisoned);
+            }
             let covered = s.durable >= upto;
-            let must_lead = handed_lead && !s.syncing && !s.waiters.is_empty();
-            handed_lead = false;
-            if covered && !must_lead {
+            let orphaned = !s.syncing && s.gatherer.is_none() && !s.waiters.is_empty();
+            if covered && !take_over && !(must_lead && orphaned) {
                 return Ok(());
             }
             if s.syncing {
+                // The fsync in flight's leader wakes this caller: covered,
+                // or handed the lead of the next one.
+                let signal = queue(&mut s.waiters, upto);
+                drop(s);
+                match park_until(&signal, None) {
+                    WAKE_COVERED if self.durable_lsn() >= upto => return self.check_poison(),
+                    how => must_lead = how == WAKE_LEAD,
+                }
+                take_over = false;
+                s = lock(&self.sync);
+                continue;
+            }
+            if s.expected_back > 0 && !take_over {
+                if s.gatherer.is_some() {
+                    // The gatherer, or the last caller back in its place,
+                    // leads the fsync that covers this one.
+                    let signal = queue(&mut s.waiters, upto);
+                    drop(s);
+                    match park_until(&signal, None) {
+                        WAKE_COVERED if self.durable_lsn() >= upto => {
+                            return self.check_poison();
+                        }
+                        how => must_lead = how == WAKE_LEAD,
+                    }
+                    s = lock(&self.sync);
+                    continue;
+                }
+                let wait = (s.last_fsync / 2).min(GATHER_WAIT_MAX);
+                let deadline = Instant::now() + wait;
                 let signal = Arc::new(AtomicU8::new(WAKE_PENDING));
-                s.waiters.push_back(Waiter {
+                s.gatherer = Some(Waiter {
                     upto,
                     thread: thread::current(),
                     signal: Arc::clone(&signal),
                 });
                 drop(s);
-                // park() may return spuriously; the flag says we were woken.
-                let how = loop {
-                    match signal.load(Ordering::Acquire) {
-                        WAKE_PENDING => thread::park(),
-                        how => break how,
+                let mut how = park_until(&signal, Some(deadline));
+                s = lock(&self.sync);
+                if how == WAKE_PENDING {
+                    let still_gathering = s
+                        .gatherer
+                        .as_ref()
+                        .is_some_and(|g| Arc::ptr_eq(&g.signal, &signal));
+                    if still_gathering {
+                        // The deadline passed before everyone came back:
+                        // lead for whoever did (nothing to lead when this
+                        // caller is covered and nobody queued).
+                        s.gatherer = None;
+                        s.expected_back = 0;
+                        must_lead = true;
+                        continue;
                     }
-                };
-                // Most wake-ups mean "covered": return without contending
-                // for the lock with every other caller woken by that fsync.
-                if how == WAKE_COVERED && self.durable_lsn.load(Ordering::Acquire) >= upto {
+                    // The last caller back took this caller's place and
+                    // queued it (or woke it, covered): wait to be woken.
+                    drop(s);
+                    how = park_until(&signal, None);
+                    s = lock(&self.sync);
+                }
+                if how == WAKE_COVERED && s.durable >= upto {
+                    drop(s);
                     return self.check_poison();
                 }
-                handed_lead = how == WAKE_LEAD;
-                s = lock(&self.sync);
+                must_lead = how == WAKE_LEAD;
                 continue;
             }
+            // Lead: everyone expected is back, or nobody was expected, or
+            // the gather's deadline passed.
+            take_over = false;
+            s.expected_back = 0;
+            let mut covered_early = None;
+            if let Some(g) = s.gatherer.take() {
+                // The gatherer joins this fsync, or, when a previous fsync
+                // covered it already (a leader charged with the queue),
+                // goes back to work at once.
+                if g.upto <= s.durable {
+                    covered_early = Some(g);
+                } else {
+                    s.waiters.push_back(g);
+                }
+            }
             s.syncing = true;
-            let mut rounds = 0;
+            drop(s);
+            if let Some(g) = covered_early {
+                g.wake(WAKE_COVERED);
+            }
+            let started = Instant::now();
+            let result = self.flush_and_sync();
+            rounds += 1;
+            s = lock(&self.sync);
+            s.last_fsync = started.elapsed();
+            if let Ok(durable) = result
+                && durable > s.durable
+            {
+                s.durable = durable;
+                self.durable_lsn.store(durable, Ordering::Release);
+            }
+            let durable = s.durable;
+            let failed = result.is_err() || self.poisoned.load(Ordering::Acquire);
             // Covered callers are moved here under the lock and woken after
             // it is dropped: each wake-up is a syscall, and callers woken
             // early would otherwise find the lock held by the rest of them.
             let mut woken: Vec<Waiter> = Vec::new();
-            let result = loop {
-                if s.expected_back > 0 {
-                    let wait = (s.last_fsync / 2).min(GATHER_WAIT_MAX);
-                    let deadline = Instant::now() + wait;
-                    s.gathering = true;
-                    while s.expected_back > 0 {
-                        let now = Instant::now();
-                        if now >= deadline {
-                            break;
-                        }
-                        s = self
-                            .gathered
-                            .wait_timeout(s, deadline - now)
-                            .map_or_else(|e| e.into_inner().0, |r| r.0);
-                    }
-                    s.gathering = false;
-                    s.expected_back = 0;
+            for w in std::mem::take(&mut s.waiters) {
+                if failed || w.upto <= durable {
+                    woken.push(w);
+                } else {
+                    s.waiters.push_back(w);
                 }
-                drop(s);
-                let started = Instant::now();
-                let result = self.flush_and_sync();
-                rounds += 1;
-                s = lock(&self.sync);
-                s.last_fsync = started.elapsed();
-                if let Ok(durable) = result
-                    && durable > s.durable
-                {
-                    s.durable = durable;
-                    self.durable_lsn.store(durable, Ordering::Release);
-                }
-                let durable = s.durable;
-                let failed = result.is_err() || self.poisoned.load(Ordering::Acquire);
-                for w in std::mem::take(&mut s.waiters) {
-                    if failed || w.upto <= durable {
-                        woken.push(w);
-                    } else {
-                        s.waiters.push_back(w);
-                    }
-                }
-                s.expected_back = if failed { 0 } else { woken.len() };
-                // Callers still queued wrote during that fsync. Leading their
-                // fsync at once, rather than waking one of them to do it,
-                // saves a thread wake-up; after a few rounds the lead is
-                // handed on so that this caller is not held for long.
-                if failed || s.waiters.is_empty() || rounds >= LEAD_ROUNDS_MAX {
-                    break result;
-                }
-                drop(s);
-                for w in woken.drain(..) {
-                    w.wake(WAKE_COVERED);
-                }
-                s = lock(&self.sync);
-            };
+            }
             s.syncing = false;
-            let next_leader = s.waiters.pop_front();
+            // Callers still queued wrote during that fsync. This caller
+            // stays charged with them (it gathers the callers just woken,
+            // then leads again) for a few rounds, then hands the lead to the
+            // oldest of them.
+            let left = !failed && !s.waiters.is_empty();
+            let handed = if left && rounds >= LEAD_ROUNDS_MAX {
+                s.waiters.pop_front()
+            } else {
+                None
+            };
+            must_lead = left && handed.is_none();
+            // The next fsync waits for the callers just woken and, when it
+            // returns now, for this caller too: a committer that led one
+            // fsync usually commits again, and an fsync started without it
+            // would leave it to sync alone.
+            s.expected_back = match (failed, must_lead) {
+                (true, _) => 0,
+                (false, true) => woken.len(),
+                (false, false) => woken.len() + 1,
+            };
             drop(s);
             for w in woken {
                 w.wake(WAKE_COVERED);
             }
-            if let Some(w) = next_leader {
+            if let Some(w) = handed {
                 w.wake(WAKE_LEAD);
             }
             result?;
