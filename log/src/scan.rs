@@ -308,7 +308,8 @@ impl Cursor {
 /// How a segment's bytes end.
 #[derive(Clone, Debug)]
 pub(crate) enum Ending {
-    /// The last byte ends a batch.
+    /// The last batch is complete: either the last byte ends it, or (last
+    /// segment only) only zeros follow it, space the writer preallocated.
     Clean,
     /// An incomplete last batch with nothing valid after it.
     Torn,
@@ -358,7 +359,16 @@ pub(crate) fn scan_segment_with(
         }
     };
     let records_dropped = c.lsn.wrapping_sub(c.batch_end_lsn);
+    // Zeros and nothing else after the last complete batch of the last
+    // segment are space the writer preallocated (FORMAT.md, "Preallocated
+    // space"): the end of the log, not damage. With nothing but zeros there,
+    // no valid data can follow.
+    let unused_space = last
+        && matches!(&failure, Some(bad) if matches!(bad.kind, CorruptionKind::Zeroed)
+            && bad.offset == c.batch_end_off as u64)
+        && all_zero(data.get(c.batch_end_off..).unwrap_or(&[]));
     let ending = match failure {
+        _ if unused_space => Ending::Clean,
         None if c.at_batch_boundary() => Ending::Clean,
         None if last => Ending::Torn,
         None => Ending::Corrupt(Bad {
@@ -388,6 +398,13 @@ pub(crate) fn scan_segment_with(
         ending,
         records_dropped,
     }
+}
+
+/// True if every byte is zero. Compares 16 bytes at a time: a preallocated
+/// tail, or a sparse one, may be many megabytes.
+pub(crate) fn all_zero(bytes: &[u8]) -> bool {
+    let (wide, rest) = bytes.as_chunks::<16>();
+    wide.iter().all(|w| u128::from_ne_bytes(*w) == 0) && rest.iter().all(|&b| b == 0)
 }
 
 /// Could a crash during a write have produced this? Only a frame that does

@@ -1,5 +1,6 @@
-//! The writer: recovery on open, framing and buffering appends, rollover,
-//! group commit, reads of what it wrote, and retention.
+//! The writer: recovery on open, framing and buffering appends, preallocated
+//! space ahead of the active segment's last record, rollover, group commit,
+//! reads of what it wrote, and retention.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
@@ -32,6 +33,15 @@ const LEAD_ROUNDS_MAX: u32 = 4;
 /// most: half the last fsync, capped here. Waiting longer than a fraction of
 /// an fsync would cost more than a separate fsync for the stragglers.
 const GATHER_WAIT_MAX: Duration = Duration::from_millis(2);
+/// The first step of preallocated space in a segment; steps then grow with
+/// the segment up to `LogOptions::preallocate_size_max`, so that a small log
+/// pays little for its first extension and a large one few extensions.
+const PREALLOCATE_STEP_MIN: u64 = 64 * 1024;
+/// Preallocated space ends on a multiple of this, the usual block size, so
+/// that no block is left half written.
+const PREALLOCATE_ALIGN: u64 = 4096;
+/// Zeros for preallocation, written this many at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// The log's writer. `Send + Sync`: any number of threads may append at once.
 pub struct Log {
@@ -63,8 +73,41 @@ struct Active {
     base: Lsn,
     path: PathBuf,
     file: Arc<dyn FsFile>,
-    /// Bytes in the file.
+    /// The segment's logical end: bytes of header and records in the file.
+    /// Records are written here; everything after it is zeros.
     file_len: u64,
+    /// How long the file may be: zeros were written (or found at open) from
+    /// `file_len` up to here. At least `file_len`.
+    allocated: u64,
+    /// No more zeros go into this segment: it is being sealed or closed, or
+    /// an extension failed.
+    extend_stopped: bool,
+}
+
+impl Active {
+    /// A segment holding its header and nothing else.
+    fn fresh(base: Lsn, path: PathBuf, file: Arc<dyn FsFile>) -> Active {
+        let len = SEGMENT_HEADER_LEN as u64;
+        Active {
+            base,
+            path,
+            file,
+            file_len: len,
+            allocated: len,
+            extend_stopped: false,
+        }
+    }
+
+    /// Cuts preallocated zeros off the end of the file, so that it ends
+    /// after its last record. Not synced here. Returns whether it cut.
+    fn trim(&mut self) -> std::io::Result<bool> {
+        if self.allocated <= self.file_len {
+            return Ok(false);
+        }
+        self.file.set_len(self.file_len)?;
+        self.allocated = self.file_len;
+        Ok(true)
+    }
 }
 
 struct Inner {
@@ -357,16 +400,77 @@ impl Log {
             .write_all_at(buf, active.file_len)
             .map_err(|e| self.poison(LogError::io(&active.path, "write", e)))?;
         active.file_len += buf.len() as u64;
+        active.allocated = active.allocated.max(active.file_len);
         buf.clear();
         inner.flushed_lsn = inner.next_lsn;
+        self.preallocate(&mut inner.active);
         Ok(())
+    }
+
+    /// Keeps zeros written ahead of the active segment's last record, so
+    /// that records land on blocks that are allocated and initialized and
+    /// the `fdatasync` that commits them has no metadata to journal
+    /// (`LogOptions::preallocate_size_max`).
+    ///
+    /// Where the cost lands: this runs at the end of a flush, under the
+    /// writer lock, which also keeps a rollover from cutting the file back
+    /// meanwhile. It writes a step only when less than half a step is left,
+    /// so once per half step of records (thousands of small ones); the step
+    /// grows with the segment, from 64 KiB to the option's size. The zeros
+    /// are not synced here: the next commit's `fdatasync` carries them, and
+    /// the file's new size, once.
+    ///
+    /// A failed extension is not an error and does not poison: no record is
+    /// in those bytes, and a failed write of zeros leaves zeros or nothing
+    /// past the logical end. The segment is just not extended again; like
+    /// any, it is cut back to its last record when sealed or closed.
+    fn preallocate(&self, active: &mut Active) {
+        let max = self.options.preallocate_size_max;
+        if max == 0 || self.options.sync == SyncPolicy::Never || active.extend_stopped {
+            return;
+        }
+        let end = active.file_len;
+        let step = end.clamp(PREALLOCATE_STEP_MIN.min(max), max);
+        if active.allocated >= end.saturating_add(step / 2) {
+            return;
+        }
+        // Never past the segment's size limit: records stop before it.
+        let target = end
+            .saturating_add(step)
+            .checked_next_multiple_of(PREALLOCATE_ALIGN)
+            .unwrap_or(u64::MAX)
+            .min(self.options.segment_size_max);
+        let mut at = active.allocated;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64);
+            // n <= ZEROS.len(), a usize.
+            let zeros = &ZEROS[..usize::try_from(n).unwrap_or(ZEROS.len())];
+            if active.file.write_all_at(zeros, at).is_err() {
+                active.extend_stopped = true;
+                // The file may reach anywhere up to `target` now.
+                active.allocated = target;
+                return;
+            }
+            at += n;
+            active.allocated = at;
+        }
     }
 
     /// Seals the active segment (flush, fdatasync) and starts the next one;
     /// the new segment is durable in the directory before anything in it is
     /// acknowledged.
+    ///
+    /// The old segment is cut back to its last record before that sync, so
+    /// that a sealed segment ends exactly after a batch (FORMAT.md); until
+    /// the sync returns it is still the last segment, where zeros after the
+    /// last batch are allowed.
     fn roll_over(&self, inner: &mut Inner) -> Result<(), LogError> {
+        inner.active.extend_stopped = true;
         self.flush(inner)?;
+        inner
+            .active
+            .trim()
+            .map_err(|e| self.poison(LogError::io(&inner.active.path, "truncate", e)))?;
         inner
             .active
             .file
@@ -375,15 +479,7 @@ impl Log {
         let base = inner.next_lsn;
         let (file, path) = create_segment(self.fs.as_ref(), &self.seg_dir, base, inner.prev)
             .map_err(|e| self.poison(e))?;
-        let old = std::mem::replace(
-            &mut inner.active,
-            Active {
-                base,
-                path,
-                file,
-                file_len: SEGMENT_HEADER_LEN as u64,
-            },
-        );
+        let old = std::mem::replace(&mut inner.active, Active::fresh(base, path, file));
         inner.sealed.push((old.base, old.path));
         inner.last_sync = Instant::now();
         inner.unsynced_bytes = 0;
@@ -870,17 +966,23 @@ impl Log {
 }
 
 impl Drop for Log {
-    /// Writes out what is still buffered (and, unless the policy is `Never`,
-    /// syncs it). Best effort: errors have nowhere to go, and a poisoned
-    /// writer writes nothing.
+    /// Writes out what is still buffered, cuts the preallocated zeros off
+    /// the active segment so that a closed log uses no extra disk, and,
+    /// unless the policy is `Never`, syncs both. Best effort: errors have
+    /// nowhere to go (zeros left behind are unused space to the next open),
+    /// and a poisoned writer writes nothing.
     fn drop(&mut self) {
         if self.poisoned.load(Ordering::Acquire) {
             return;
         }
         let mut inner = lock(&self.inner);
+        inner.active.extend_stopped = true;
         let had_unsynced = !inner.buf.is_empty() || inner.unsynced_bytes > 0;
-        if self.flush(&mut inner).is_ok() && had_unsynced && self.options.sync != SyncPolicy::Never
-        {
+        if self.flush(&mut inner).is_err() {
+            return;
+        }
+        let trimmed = inner.active.trim().unwrap_or(false);
+        if (had_unsynced || trimmed) && self.options.sync != SyncPolicy::Never {
             let _ = inner.active.file.sync_data();
         }
     }
@@ -1059,12 +1161,7 @@ fn recover(
         let (file, path) = create_segment(fs, seg_dir, 0, 0)?;
         return Ok(Recovered {
             sealed: Vec::new(),
-            active: Active {
-                base: 0,
-                path,
-                file,
-                file_len: SEGMENT_HEADER_LEN as u64,
-            },
+            active: Active::fresh(0, path, file),
             prev: 0,
             report: RecoveryReport {
                 next_lsn: 0,
@@ -1073,6 +1170,7 @@ fn recover(
                 torn_tail: None,
                 salvaged: None,
                 temp_files_removed,
+                unused_bytes: 0,
             },
             index: None,
         });
@@ -1083,7 +1181,10 @@ fn recover(
     let mut torn: Option<(usize, u64, u64, u64)> = None; // seg, cut, bytes, dropped
     let mut last_cursor: Option<Cursor> = None;
     let mut prev_end: Option<Cursor> = None;
+    // The last walked segment's logical end (after its last whole batch)
+    // and its length on disk; they differ by the zeros of preallocated space.
     let mut last_len = 0u64;
+    let mut last_alloc = 0u64;
     // The last segment's header, offsets as its walk checked them, and
     // bytes: the read index is seeded from them, so that neither the first
     // read nor a scan from an LSN inside it walks it again.
@@ -1148,7 +1249,8 @@ fn recover(
         };
         prev_end = Some(s.cursor);
         last_cursor = Some(s.cursor);
-        last_len = len;
+        last_len = s.cursor.off as u64;
+        last_alloc = len;
         if is_last {
             walked = Some(h);
             walked_bytes = Some(bytes);
@@ -1183,6 +1285,7 @@ fn recover(
         torn_tail: None,
         salvaged: None,
         temp_files_removed,
+        unused_bytes: 0,
     };
 
     if let Some((i, cut, bytes, dropped)) = torn {
@@ -1210,6 +1313,7 @@ fn recover(
                 walked_bytes = None;
                 truncate_segment(fs, &seg.path, cut)?;
                 last_len = cut;
+                last_alloc = cut;
                 report.torn_tail = Some(TornTail {
                     side_file: Some(side),
                     ..tail
@@ -1240,6 +1344,7 @@ fn recover(
         segs.truncate(segs.len().min(kept_len.0));
         last_cursor = cursor;
         last_len = kept_len.1;
+        last_alloc = kept_len.1;
         if segs.is_empty() {
             // Even the first segment's header was bad: start afresh at its base.
             let base = report.first_lsn;
@@ -1248,12 +1353,7 @@ fn recover(
             report.segments = 1;
             return Ok(Recovered {
                 sealed: Vec::new(),
-                active: Active {
-                    base,
-                    path,
-                    file,
-                    file_len: SEGMENT_HEADER_LEN as u64,
-                },
+                active: Active::fresh(base, path, file),
                 prev: 0,
                 report,
                 index: None,
@@ -1283,7 +1383,8 @@ fn recover(
                     reason: "salvage left a segment that does not end cleanly".to_owned(),
                 });
             }
-            last_len = bytes.len() as u64;
+            last_len = s.cursor.off as u64;
+            last_alloc = bytes.len() as u64;
             s.cursor
         }
     };
@@ -1291,16 +1392,21 @@ fn recover(
         .open_write(&last.path)
         .map_err(|e| LogError::io(&last.path, "open", e))?;
     // What the last writer left may never have been synced (SyncPolicy::Never);
-    // sync it so that durable_lsn starts out true.
+    // sync it so that durable_lsn starts out true. This makes the zeros of
+    // preallocated space durable too: the writer then fills them, as the
+    // writer that wrote them would have.
     file.sync_data()
         .map_err(|e| LogError::io(&last.path, "fdatasync", e))?;
     report.next_lsn = cursor.lsn;
     report.segments = segs.len() as u64;
+    report.unused_bytes = last_alloc.saturating_sub(last_len);
     let active = Active {
         base: last.base,
         path: last.path.clone(),
         file,
         file_len: last_len,
+        allocated: last_alloc.max(last_len),
+        extend_stopped: false,
     };
     let sealed = segs[..segs.len() - 1]
         .iter()
