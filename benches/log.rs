@@ -15,7 +15,9 @@
 //!   of a log must;
 //! - `paired durable`: the durable workloads run interleaved round by round,
 //!   printing the median ratios (the figures to judge the targets by on a
-//!   machine whose fsync latency drifts).
+//!   machine whose fsync latency drifts); one thread is also run with
+//!   `preallocate_size_max: 0`, appending at the end of the file as the bare
+//!   loop does, to show what writing over preallocated zeros gains.
 //!
 //! Run: `cargo bench --bench log` (set `RUNLOG_BENCH_DIR` to choose the disk).
 
@@ -43,11 +45,17 @@ fn bench_dir(name: &str) -> PathBuf {
 }
 
 fn fresh_log(name: &str, sync: SyncPolicy) -> (Log, PathBuf) {
+    fresh_log_with(
+        name,
+        LogOptions {
+            sync,
+            ..LogOptions::default()
+        },
+    )
+}
+
+fn fresh_log_with(name: &str, opts: LogOptions) -> (Log, PathBuf) {
     let dir = bench_dir(name);
-    let opts = LogOptions {
-        sync,
-        ..LogOptions::default()
-    };
     let (log, _) = Log::open(&dir, opts).expect("open bench log");
     (log, dir)
 }
@@ -121,9 +129,15 @@ fn time_durable(log: &Log, threads: u64, n: u64) -> Duration {
     .elapsed()
 }
 
-/// Acknowledged appends per second under `Always` with `threads` threads.
-fn log_rate(threads: u64, n: u64) -> f64 {
-    let (log, dir) = fresh_log("paired-log", SyncPolicy::Always);
+/// Acknowledged appends per second under `Always` with `threads` threads,
+/// with the default options but `preallocate_size_max`.
+fn log_rate(threads: u64, n: u64, preallocate_size_max: u64) -> f64 {
+    let opts = LogOptions {
+        sync: SyncPolicy::Always,
+        preallocate_size_max,
+        ..LogOptions::default()
+    };
+    let (log, dir) = fresh_log_with("paired-log", opts);
     let rate = n as f64 / time_durable(&log, threads, n).as_secs_f64();
     drop(log);
     let _ = std::fs::remove_dir_all(dir);
@@ -141,27 +155,41 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// prints the median of the per-round ratios.
 fn paired_durable(_: &mut Criterion) {
     const ROUNDS: usize = 9;
+    let prealloc = LogOptions::default().preallocate_size_max;
     let (mut one_vs_bare, mut sixteen_vs_one) = (Vec::new(), Vec::new());
-    let (mut bare, mut one, mut sixteen) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut one_on_vs_off, mut sixteen_on_vs_off) = (Vec::new(), Vec::new());
+    let (mut bare, mut one_off, mut one, mut sixteen_off, mut sixteen) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let b = bare_rate(300);
-        let o = log_rate(1, 300);
-        let m = log_rate(16, 3200);
+        let f = log_rate(1, 300, 0);
+        let o = log_rate(1, 300, prealloc);
+        let mf = log_rate(16, 3200, 0);
+        let m = log_rate(16, 3200, prealloc);
         one_vs_bare.push(o / b);
         sixteen_vs_one.push(m / o);
+        one_on_vs_off.push(o / f);
+        sixteen_on_vs_off.push(m / mf);
         bare.push(b);
+        one_off.push(f);
         one.push(o);
+        sixteen_off.push(mf);
         sixteen.push(m);
     }
     println!(
-        "paired durable ({ROUNDS} interleaved rounds, medians): bare write+fdatasync {:.0}/s, \
-         log Always 1 thread {:.0}/s, 16 threads {:.0}/s; \
-         1 thread / bare = {:.2}x, 16 threads / 1 thread = {:.2}x",
+        "paired durable ({ROUNDS} interleaved rounds, medians): bare write+fdatasync {:.0}/s; \
+         log Always, without / with preallocation: 1 thread {:.0}/s / {:.0}/s, \
+         16 threads {:.0}/s / {:.0}/s; with preallocation: 1 thread / bare = {:.2}x, \
+         16 threads / 1 thread = {:.2}x; with / without: 1 thread {:.2}x, 16 threads {:.2}x",
         median(bare),
+        median(one_off),
         median(one),
+        median(sixteen_off),
         median(sixteen),
         median(one_vs_bare),
         median(sixteen_vs_one),
+        median(one_on_vs_off),
+        median(sixteen_on_vs_off),
     );
 }
 

@@ -366,6 +366,9 @@ fn recover_cuts_the_tail_or_salvages_and_then_verify_is_clean() {
     let r = json(&["recover", s(&dir), "--json"]);
     assert!(r["torn_tail"]["bytes"].as_u64().unwrap() > 0, "{r}");
     assert!(r["torn_tail"]["side_file"].is_string(), "{r}");
+    // The crashed demo's writer was dropped, which cut its preallocated
+    // zeros off before the partial batch was written.
+    assert_eq!(r["unused_bytes"], 0, "{r}");
     assert_eq!(r["interrupted"].as_array().unwrap().len(), 4, "{r}");
     assert_eq!(code(&runlog(&["verify", s(&dir)])), 0);
     let again = json(&["recover", s(&dir), "--json"]);

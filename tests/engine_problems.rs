@@ -80,10 +80,7 @@ fn p1_job_persisted_at_creation_and_totals_never_double_counted() {
     check(&|| engine.job(&job).expect("job"));
     let listed = engine.jobs(&JobFilter::default());
     assert_eq!(listed.len(), 1);
-    assert_eq!(
-        (listed[0].key.as_str(), listed[0].total_steps),
-        ("researcher", 5)
-    );
+    assert_eq!((&*listed[0].key, listed[0].total_steps), ("researcher", 5));
 }
 
 /// Problem 2: checkpoints are addressed as (job, checkpoint); resuming from

@@ -110,10 +110,17 @@ fn killed_between_commands_then_tail_cut_or_torn_keeps_every_acknowledged_comman
         drop(f);
 
         let (engine, report) = Engine::open(dir.path(), opts.clone()).expect("reopen");
+        // Zeros alone after the last batch are unused preallocated space
+        // (FORMAT.md), not a torn tail.
         assert_eq!(
             report.recovery.torn_tail.is_some(),
-            damage != "none",
+            damage != "none" && damage != "zeros",
             "{damage}: {report:?}"
+        );
+        assert_eq!(
+            report.recovery.unused_bytes,
+            if damage == "zeros" { 4096 } else { 0 },
+            "{damage}"
         );
         if let Some(torn) = &report.recovery.torn_tail {
             assert_eq!(
@@ -168,16 +175,38 @@ fn a_snapshot_gives_the_same_views_as_a_full_replay_and_a_damaged_one_is_skipped
     assert_same(&fingerprint_views(&engine), &expected, "after reopen");
     drop(engine);
 
-    // Flip a byte in the body of the newest snapshot: it is skipped, the
-    // older one is used, the views are the same.
-    let mut bytes = std::fs::read(&second.path).expect("read");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x40;
+    // Flip the last byte of the newest snapshot (in its last job's
+    // detail, which an open does not otherwise read): the file's body
+    // checksum fails, the snapshot is skipped, the older one is used, the
+    // views are the same.
+    let original = std::fs::read(&second.path).expect("read");
+    let mut bytes = original.clone();
+    *bytes.last_mut().expect("a body") ^= 0x40;
     std::fs::write(&second.path, &bytes).expect("write");
     let (engine, report) = Engine::open(dir.path(), opts.clone()).expect("reopen");
     assert_eq!(report.snapshot.as_ref().map(|s| s.lsn), Some(first.lsn));
     assert_eq!(report.snapshots_skipped.len(), 1);
     assert_eq!(report.snapshots_skipped[0].reason, "body checksum mismatch");
+    assert_same(&fingerprint_views(&engine), &expected, "after reopen");
+    drop(engine);
+
+    // Flip a byte in the head of the body (its events count, body bytes
+    // 16..24) and recompute the file's checksums around it: the head's own
+    // checksum fails, and the snapshot is skipped the same way.
+    let mut bytes = original;
+    bytes[48 + 16] ^= 0x40;
+    reseal_file(&mut bytes);
+    std::fs::write(&second.path, &bytes).expect("write");
+    let (engine, report) = Engine::open(dir.path(), opts.clone()).expect("reopen");
+    assert_eq!(report.snapshot.as_ref().map(|s| s.lsn), Some(first.lsn));
+    assert_eq!(report.snapshots_skipped.len(), 1);
+    assert!(
+        report.snapshots_skipped[0]
+            .reason
+            .starts_with("snapshot head checksum mismatch (stored 0x"),
+        "{}",
+        report.snapshots_skipped[0].reason
+    );
     assert_same(&fingerprint_views(&engine), &expected, "after reopen");
     drop(engine);
 
@@ -368,9 +397,10 @@ fn dropping_history_keeps_what_unfinished_jobs_need_and_reopens_from_the_snapsho
 }
 
 /// A snapshot written by a build with another snapshot body version (here
-/// version 1, the form before checkpoints were stored without their ids'
-/// copies) is skipped by number, with checksums that hold, and the log is
-/// replayed: never a misread view.
+/// version 3, the postcard head before the fixed-width one) or another
+/// file version (1, which checksummed the whole body) is skipped by
+/// number, with checksums that hold, and the log is replayed: never a
+/// misread view.
 #[test]
 fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     let dir = TempDir::new("snapver");
@@ -384,28 +414,44 @@ fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     workload(&engine, 1);
     let expected = fingerprint_views(&engine);
     drop(engine);
+    let original = std::fs::read(&snap.path).expect("read");
 
-    // Re-seal the file with body version 1: header bytes 40..44 are the
-    // body's CRC, 44..48 the header's (FORMAT.md, "Snapshot files").
-    let mut bytes = std::fs::read(&snap.path).expect("read");
+    // Body version 3 under the same (version 2) file header, its
+    // checksums recomputed (FORMAT.md, "Snapshot files").
+    let mut bytes = original.clone();
     assert_eq!(bytes[48], runlog::projections::SNAPSHOT_FORMAT_VERSION);
-    bytes[48] = 1;
-    let body_crc = crc32fast::hash(&bytes[48..]);
-    bytes[40..44].copy_from_slice(&body_crc.to_le_bytes());
-    let header_crc = crc32fast::hash(&bytes[..44]);
-    bytes[44..48].copy_from_slice(&header_crc.to_le_bytes());
-    std::fs::write(&snap.path, &bytes).expect("write");
+    bytes[48] = 3;
+    reseal_file(&mut bytes);
+    // File version 1, its header checksum (bytes 44..48, over 0..44) right.
+    let mut old_file = original;
+    old_file[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let header_crc = crc32fast::hash(&old_file[..44]);
+    old_file[44..48].copy_from_slice(&header_crc.to_le_bytes());
 
-    let (engine, report) = Engine::open(dir.path(), opts).expect("reopen");
-    assert_eq!(report.snapshot, None);
-    assert_eq!(report.snapshots_skipped.len(), 1);
-    assert_eq!(report.snapshots_skipped[0].path, snap.path);
-    assert!(
-        report.snapshots_skipped[0]
-            .reason
-            .starts_with("snapshot body version 1 is not supported (this build reads 3)"),
-        "{}",
-        report.snapshots_skipped[0].reason
-    );
-    assert_same(&fingerprint_views(&engine), &expected, "after replay");
+    for (bytes, says) in [
+        (
+            bytes,
+            "snapshot body version 3 is not supported (this build reads 4)",
+        ),
+        (old_file, "snapshot format version 1 is not supported"),
+    ] {
+        std::fs::write(&snap.path, &bytes).expect("write");
+        let (engine, report) = Engine::open(dir.path(), opts.clone()).expect("reopen");
+        assert_eq!(report.snapshot, None);
+        assert_eq!(report.snapshots_skipped.len(), 1);
+        assert_eq!(report.snapshots_skipped[0].path, snap.path);
+        assert_eq!(report.snapshots_skipped[0].reason, says);
+        assert_same(&fingerprint_views(&engine), &expected, "after replay");
+    }
+}
+
+/// Recomputes a snapshot file's body checksum (bytes 40..44, over the body
+/// from byte 48) and header checksum (44..48, over 0..44) after its body
+/// was edited in place (FORMAT.md, "Snapshot files"), so that the body's
+/// own checks are what judge the edit.
+fn reseal_file(bytes: &mut [u8]) {
+    let crc = crc32fast::hash(&bytes[48..]);
+    bytes[40..44].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..44]);
+    bytes[44..48].copy_from_slice(&crc.to_le_bytes());
 }

@@ -55,11 +55,27 @@ fn build(batch_count: usize) -> Fixture {
         let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
         log.append(&refs).expect("append");
         let seg = last_segment(&sim);
-        let len = sim.read_file(&seg).expect("segment").len();
+        // Counted, not read off the file: while the log is open, the active
+        // segment runs on with preallocated zeros.
+        let start = match ends.last() {
+            Some((p, end)) if *p == seg => *end,
+            _ => HEADER_LEN,
+        };
+        let len = start
+            + batch
+                .iter()
+                .map(|r| RECORD_HEADER_LEN + r.len())
+                .sum::<usize>();
         ends.push((seg, len));
         batches.push(batch);
     }
     drop(log);
+    // Closing cut the zeros off: every segment ends after its last batch.
+    for (i, (seg, end)) in ends.iter().enumerate() {
+        if ends.get(i + 1).is_none_or(|(next, _)| next != seg) {
+            assert_eq!(sim.read_file(seg).expect("segment").len(), *end);
+        }
+    }
     Fixture { sim, batches, ends }
 }
 
@@ -274,8 +290,11 @@ fn a_zeroed_sector_in_the_middle_is_an_error() {
     assert!(err.is_corruption(), "{err}");
 }
 
+/// Garbage after the last batch is a torn tail; zeros and nothing else
+/// there are unused preallocated space (FORMAT.md, "Preallocated space"):
+/// nothing is cut or set aside under any mode.
 #[test]
-fn garbage_or_zeros_after_the_tail_are_cut_cleanly() {
+fn garbage_after_the_tail_is_cut_cleanly_and_zeros_are_unused_space() {
     let fx = build(9);
     let last = last_segment(&fx.sim);
     let data = fx.sim.read_file(&last).expect("segment");
@@ -294,6 +313,38 @@ fn garbage_or_zeros_after_the_tail_are_cut_cleanly() {
         sim.write_file(&last, &damaged);
         let r = LogReader::open_with(sim.handle(), DIR, LogOptions::default()).expect("reader");
         let v = r.verify(|_, _| {}).expect("verify");
+        if tail.iter().all(|&b| b == 0) {
+            assert!(matches!(v.outcome, VerifyOutcome::Intact), "{v:?}");
+            assert_eq!(v.next_lsn, flat(&fx.batches).len() as u64);
+            for mode in [
+                RecoveryMode::Strict,
+                RecoveryMode::Salvage,
+                RecoveryMode::TolerateTornTail,
+            ] {
+                let sim = copy(&sim);
+                let (log, report) = Log::open_with(sim.handle(), DIR, options(mode)).expect("open");
+                assert_eq!(report.torn_tail, None, "{mode:?}");
+                assert_eq!(report.salvaged, None, "{mode:?}");
+                assert_eq!(report.unused_bytes, tail.len() as u64, "{mode:?}");
+                let got: Vec<Vec<u8>> = log
+                    .iter_from(0)
+                    .expect("iter")
+                    .map(|r| r.expect("record").payload)
+                    .collect();
+                assert_eq!(got, flat(&fx.batches), "{mode:?}");
+                drop(log);
+                // Nothing set aside; closing cut the zeros off again.
+                assert!(
+                    sim.files()
+                        .iter()
+                        .all(|p| !p.starts_with("/log/torn") && !p.starts_with("/log/quarantine")),
+                    "{:?}",
+                    sim.files()
+                );
+                assert_eq!(sim.read_file(&last).expect("segment"), data);
+            }
+            continue;
+        }
         assert!(matches!(v.outcome, VerifyOutcome::TornTail(_)), "{v:?}");
         let (log, report) =
             Log::open_with(sim.handle(), DIR, options(RecoveryMode::TolerateTornTail))

@@ -228,11 +228,27 @@ fn a_lazy_open_answers_every_query_like_a_full_replay() {
     );
 }
 
+/// Which checksums [`corrupt`] recomputes after its change.
+#[derive(Clone, Copy)]
+enum Reseal {
+    /// None: damage on disk, which the file's body checksum catches.
+    Nothing,
+    /// The file's body and header checksums only, as if the file had been
+    /// rewritten around a changed detail: the detail's own CRC catches it.
+    FileOnly,
+    /// Every checksum: a snapshot written wrong, which only the checks of
+    /// what the detail says against its summary can catch.
+    All,
+}
+
 /// Finds `pattern` once in `bytes` (past the header), changes the byte at
-/// `pattern.len() - 1 + shift` to `to`, and reseals the snapshot with valid
-/// checksums: header bytes 40..44 are the body's CRC, 44..48 the header's
-/// (FORMAT.md, "Snapshot files").
-fn corrupt_and_reseal(path: &Path, pattern: &[u8], to: u8) {
+/// `pattern.len() - 1 + shift` to `to`, and recomputes the checksums
+/// `reseal` names (FORMAT.md, "Snapshot files"): the body starts at byte
+/// 48; each job's 128-byte record holds its detail's length (bytes
+/// 80..88) and CRC (88..92); the head's CRC (body bytes 4..8) covers body
+/// bytes 8..head_len; the file header holds the body's CRC (bytes 40..44)
+/// and its own (44..48, over 0..44).
+fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: Reseal) {
     let mut bytes = std::fs::read(path).expect("read");
     let at: Vec<usize> = (48..bytes.len() - pattern.len())
         .filter(|&i| &bytes[i..i + pattern.len()] == pattern)
@@ -241,10 +257,34 @@ fn corrupt_and_reseal(path: &Path, pattern: &[u8], to: u8) {
     let i = at[0] + pattern.len() - 1;
     assert_ne!(bytes[i], to);
     bytes[i] = to;
-    let body_crc = crc32fast::hash(&bytes[48..]);
-    bytes[40..44].copy_from_slice(&body_crc.to_le_bytes());
-    let header_crc = crc32fast::hash(&bytes[..44]);
-    bytes[44..48].copy_from_slice(&header_crc.to_le_bytes());
+    if let Reseal::All = reseal {
+        let body = &mut bytes[48..];
+        let u64_at =
+            |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        let u32_at =
+            |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+        let head_len = u64_at(body, 8) as usize;
+        let mut record = 64;
+        for _ in 0..u32_at(body, 36) {
+            record += 4 + u32_at(body, record) as usize;
+        }
+        let mut detail = head_len;
+        for _ in 0..u64_at(body, 40) {
+            let len = u64_at(body, record + 80) as usize;
+            let crc = crc32fast::hash(&body[detail..detail + len]);
+            body[record + 88..record + 92].copy_from_slice(&crc.to_le_bytes());
+            detail += len;
+            record += 128;
+        }
+        let crc = crc32fast::hash(&body[8..head_len]);
+        body[4..8].copy_from_slice(&crc.to_le_bytes());
+    }
+    if let Reseal::FileOnly | Reseal::All = reseal {
+        let crc = crc32fast::hash(&bytes[48..]);
+        bytes[40..44].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..44]);
+        bytes[44..48].copy_from_slice(&crc.to_le_bytes());
+    }
     std::fs::write(path, &bytes).expect("write");
 }
 
@@ -252,6 +292,16 @@ fn corrupt_and_reseal(path: &Path, pattern: &[u8], to: u8) {
 /// snapshot; then `after` runs. Returns the job, the snapshot's path, and
 /// the views a full replay gives.
 fn marked_snapshot(dir: &Path, after: impl FnOnce(&Engine, &JobId)) -> (JobId, std::path::PathBuf) {
+    marked_snapshot_with(dir, Reseal::All, after)
+}
+
+/// [`marked_snapshot`], with the checksums `reseal` names recomputed
+/// after the change.
+fn marked_snapshot_with(
+    dir: &Path,
+    reseal: Reseal,
+    after: impl FnOnce(&Engine, &JobId),
+) -> (JobId, std::path::PathBuf) {
     let (engine, _) = Engine::open(dir, quiet_options()).expect("open");
     mixed_workload(&engine, "a");
     let job = engine
@@ -274,7 +324,7 @@ fn marked_snapshot(dir: &Path, after: impl FnOnce(&Engine, &JobId)) -> (JobId, s
     let mut pattern = vec![9u8];
     pattern.extend_from_slice(b"cp-marker");
     pattern.extend_from_slice(&[0, 77]);
-    corrupt_and_reseal(&snap.path, &pattern, 78);
+    corrupt(&snap.path, &pattern, 78, reseal);
     (job, snap.path)
 }
 
@@ -344,4 +394,47 @@ fn a_corrupt_detail_met_while_replaying_the_tail_skips_that_snapshot() {
     let (full, _) = Engine::open(replay_dir.path(), quiet_options()).expect("full");
     assert!(engine.with_views(Projections::clone) == full.with_views(Projections::clone));
     assert_eq!(engine.job(&job).expect("job").total_steps, 1);
+}
+
+/// A detail damaged on disk (no checksum recomputed) is caught by the file's
+/// body checksum at open: the snapshot is skipped whole and the log
+/// replayed, so every view is right, the damaged job's too.
+#[test]
+fn a_snapshot_damaged_on_disk_in_a_detail_is_skipped_at_open() {
+    let dir = TempDir::new("lazy-damaged");
+    let (job, snap) = marked_snapshot_with(dir.path(), Reseal::Nothing, |_, _| {});
+    let replay_dir = without_snapshots(dir.path());
+    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
+    assert_eq!(report.snapshot, None, "the snapshot is refused");
+    assert_eq!(report.snapshots_skipped.len(), 1);
+    assert_eq!(report.snapshots_skipped[0].path, snap);
+    assert_eq!(report.snapshots_skipped[0].reason, "body checksum mismatch");
+    let (full, _) = Engine::open(replay_dir.path(), quiet_options()).expect("full");
+    assert!(engine.with_views(Projections::clone) == full.with_views(Projections::clone));
+    let view = engine.job(&job).expect("the job decodes");
+    assert_eq!(view.usage, usage(77));
+}
+
+/// A detail changed after the file's checksum was taken (here: the file's
+/// checksums recomputed around the change, the detail's own not) is caught
+/// by the detail's checksum when first read: the open uses the snapshot,
+/// and the job's detail is a typed error naming the mismatch.
+#[test]
+fn a_detail_changed_under_the_file_checksum_fails_its_own_when_first_read() {
+    let dir = TempDir::new("lazy-changed");
+    let (job, _) = marked_snapshot_with(dir.path(), Reseal::FileOnly, |_, _| {});
+    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
+    assert!(report.snapshot.is_some(), "the file's checksums hold");
+    match engine.job(&job) {
+        Err(EngineError::DetailUnreadable(e)) => {
+            assert_eq!(e.job, job);
+            assert!(e.reason.starts_with("checksum mismatch (stored 0x"), "{e}");
+        }
+        other => panic!("expected DetailUnreadable, got {other:?}"),
+    }
+    for summary in engine.jobs(&JobFilter::all()) {
+        if summary.id != job {
+            engine.job(&summary.id).expect("other jobs decode");
+        }
+    }
 }

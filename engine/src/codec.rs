@@ -14,11 +14,20 @@ use serde::Deserialize;
 /// Encodes an event as a log record payload.
 pub(crate) fn encode(event: &Event) -> Result<Vec<u8>, EngineError> {
     let mut out = Vec::with_capacity(128);
+    encode_into(event, &mut out)?;
+    Ok(out)
+}
+
+/// Encodes an event as a log record payload into `out`, which is cleared
+/// first: the command path reuses one buffer instead of allocating one per
+/// event under the ordering lock.
+pub(crate) fn encode_into(event: &Event, out: &mut Vec<u8>) -> Result<(), EngineError> {
+    out.clear();
     out.push(EVENT_FORMAT_VERSION);
-    postcard::to_io(event, &mut out).map_err(|e| EngineError::Encode {
+    postcard::to_io(event, &mut *out).map_err(|e| EngineError::Encode {
         detail: e.to_string(),
     })?;
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes the record at `lsn` into an event.

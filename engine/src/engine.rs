@@ -11,7 +11,8 @@ use crate::snapshot::{self, SkippedSnapshot};
 use runlog_log::{Log, LogError, RecoveryReport};
 use runlog_projections::{
     Change, CheckpointId, Event, ExternalStatus, FailCause, InterruptReason, JobId, JobOutcome,
-    JobStatus, Lsn, Projections, Refusal, Resumability, RunId, RunStatus, Timestamp, Usage,
+    JobStatus, Lsn, Projections, Refusal, Resumability, RunId, RunStatus, Timestamp,
+    TransitionError, Usage,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,7 +53,14 @@ struct Order {
     last_at: Timestamp,
     events_since_snapshot: u64,
     bytes_since_snapshot: u64,
+    /// The record of the command being written: one buffer reused by every
+    /// command, so encoding allocates nothing under the lock.
+    record: Vec<u8>,
 }
+
+/// A record buffer that grew beyond this (a large payload) is given back
+/// after its command instead of being kept for the next one.
+const RECORD_BUFFER_KEPT_MAX: usize = 64 * 1024;
 
 /// What opening a data directory found and did.
 #[derive(Clone, Debug)]
@@ -303,6 +311,7 @@ impl Engine {
                 last_at,
                 events_since_snapshot: events_replayed,
                 bytes_since_snapshot: 0,
+                record: Vec::with_capacity(1024),
             }),
             snapshotting: Mutex::new(()),
             history_floor: AtomicU64::new(first_lsn),
@@ -363,8 +372,16 @@ impl Engine {
     pub fn submit(&self, submit: Submit) -> Result<Submitted, EngineError> {
         let staleness =
             u64::try_from(self.options.fingerprint_staleness.as_millis()).unwrap_or(u64::MAX);
-        self.command(|views, lsn, at| {
-            match &submit.policy {
+        // The closure owns the submit: its key, input and fingerprint move
+        // into the event instead of being copied under the ordering lock.
+        self.command(move |views, lsn, at| {
+            let Submit {
+                key,
+                input,
+                fingerprint,
+                policy,
+            } = submit;
+            match &policy {
                 SubmitPolicy::Resume(job) => {
                     let Some(view) = views.job(job) else {
                         return Err(EngineError::UnknownJob { job: job.clone() });
@@ -378,8 +395,7 @@ impl Engine {
                     });
                 }
                 SubmitPolicy::AttachOrCreate => {
-                    let existing = submit
-                        .fingerprint
+                    let existing = fingerprint
                         .as_deref()
                         .and_then(|fp| views.newest_unfinished_with_fingerprint(fp))
                         .filter(|job| at.0.saturating_sub(job.started_at.0) <= staleness);
@@ -397,15 +413,15 @@ impl Engine {
                 }
                 SubmitPolicy::ForceNew => {}
             }
-            let job = JobId::from(make_id("job", lsn, at));
+            let job = make_id::<JobId>("job", lsn, at);
             Ok(Decision::Write(
                 Event {
                     at,
                     job: job.clone(),
                     change: Change::JobCreated {
-                        key: submit.key.clone(),
-                        input: submit.input.clone(),
-                        fingerprint: submit.fingerprint.clone(),
+                        key,
+                        input,
+                        fingerprint,
                     },
                 },
                 Submitted {
@@ -446,7 +462,7 @@ impl Engine {
             if let Some(cp) = &resume_from {
                 check_checkpoint_owner(views, job, cp)?;
             }
-            let run = RunId::from(make_id("run", lsn, at));
+            let run = make_id::<RunId>("run", lsn, at);
             Ok(Decision::Write(
                 Event {
                     at,
@@ -500,11 +516,11 @@ impl Engine {
         run: &RunId,
         step: Step,
     ) -> Result<CheckpointId, EngineError> {
-        self.command(|_, lsn, at| {
+        // The closure owns the step: its payload moves into the event.
+        self.command(move |_, lsn, at| {
             let checkpoint = step
                 .checkpoint
-                .clone()
-                .unwrap_or_else(|| CheckpointId::from(make_id("cp", lsn, at)));
+                .unwrap_or_else(|| make_id::<CheckpointId>("cp", lsn, at));
             Ok(Decision::Write(
                 Event {
                     at,
@@ -514,7 +530,7 @@ impl Engine {
                         checkpoint: checkpoint.clone(),
                         usage: step.usage,
                         phase: step.phase,
-                        payload: step.payload.clone(),
+                        payload: step.payload,
                     },
                 },
                 checkpoint,
@@ -547,7 +563,7 @@ impl Engine {
     /// The parent waits (`Delegating`) until [`Engine::return_child`].
     pub fn delegate(&self, job: &JobId, run: &RunId) -> Result<RunId, EngineError> {
         self.command(|_, lsn, at| {
-            let child = RunId::from(make_id("run", lsn, at));
+            let child = make_id::<RunId>("run", lsn, at);
             Ok(Decision::Write(
                 Event {
                     at,
@@ -745,12 +761,12 @@ impl Engine {
     // ---- the write path -------------------------------------------------
 
     fn write_change(&self, job: &JobId, change: Change) -> Result<(), EngineError> {
-        self.command(|_, _, at| {
+        self.command(move |_, _, at| {
             Ok(Decision::Write(
                 Event {
                     at,
                     job: job.clone(),
-                    change: change.clone(),
+                    change,
                 },
                 (),
             ))
@@ -765,26 +781,45 @@ impl Engine {
         &self,
         decide: impl FnOnce(&Projections, Lsn, Timestamp) -> Result<Decision<T>, EngineError>,
     ) -> Result<T, EngineError> {
+        // The event written, dropped (its payload freed) once the lock is
+        // released: nothing but ordering work is done under it.
+        let written: Option<Event>;
         let (value, wait_for, snapshot_due) = {
             let mut order = lock(&self.order);
             let at = Timestamp(self.options.clock.now().0.max(order.last_at.0));
             let lsn = self.log.next_lsn();
             let views = read(&self.views);
             match decide(&views, lsn, at)? {
-                Decision::Nothing { value, wait_for } => (value, wait_for, false),
+                Decision::Nothing { value, wait_for } => {
+                    written = None;
+                    (value, wait_for, false)
+                }
                 Decision::Write(event, value) => {
-                    views.check(&event)?;
+                    // Checked once: nothing can be applied between this
+                    // check and the apply below, both under the ordering
+                    // lock, so the apply reuses what the check resolved.
+                    let checked = views.check_for_apply(&event)?;
                     drop(views);
-                    let bytes = codec::encode(&event)?;
-                    let appended = self.log.write(&[&bytes])?;
-                    apply_checked(&mut write(&self.views), appended.first, &event)?;
+                    let order = &mut *order;
+                    codec::encode_into(&event, &mut order.record)?;
+                    let appended = self.log.write(&[&order.record])?;
+                    let record_len = order.record.len();
+                    if order.record.capacity() > RECORD_BUFFER_KEPT_MAX {
+                        order.record = Vec::new();
+                    }
+                    write(&self.views)
+                        .apply_checked(appended.first, &event, checked)
+                        .map_err(refused_after_check(appended.first))?;
                     order.last_at = event.at;
                     order.events_since_snapshot += 1;
-                    order.bytes_since_snapshot += bytes.len() as u64;
-                    (value, Some(appended.next), self.snapshot_due(&order))
+                    order.bytes_since_snapshot += record_len as u64;
+                    let due = self.snapshot_due(order);
+                    written = Some(event);
+                    (value, Some(appended.next), due)
                 }
             }
         };
+        drop(written);
         if let Some(upto) = wait_for {
             self.log.commit(upto)?;
         }
@@ -864,7 +899,8 @@ impl Engine {
         {
             let mut views = write(&self.views);
             for (i, event) in events.iter().enumerate() {
-                apply_checked(&mut views, appended.first + i as u64, event)?;
+                let lsn = appended.first + i as u64;
+                views.apply(lsn, event).map_err(refused_after_check(lsn))?;
             }
         }
         order.last_at = at;
@@ -909,16 +945,15 @@ impl sealed::Access for Engine {
 
 impl Query for Engine {}
 
-/// Applies an event already checked under the ordering lock. A refusal here
-/// would mean the views changed between check and apply, which the lock
-/// rules out; it is reported rather than panicked on.
-fn apply_checked(views: &mut Projections, lsn: Lsn, event: &Event) -> Result<(), EngineError> {
-    views
-        .apply(lsn, event)
-        .map_err(|source| EngineError::Replay {
-            lsn,
-            source: Box::new(source),
-        })
+/// The error for an event checked under the ordering lock and then refused
+/// when applied at `lsn`. That would mean the views changed between check
+/// and apply, which the lock rules out; it is reported rather than
+/// panicked on.
+fn refused_after_check(lsn: Lsn) -> impl FnOnce(TransitionError) -> EngineError {
+    move |source| EngineError::Replay {
+        lsn,
+        source: Box::new(source),
+    }
 }
 
 /// Gives the clear error for a resume from a checkpoint: unknown, or
@@ -955,18 +990,45 @@ fn check_checkpoint_owner(
 /// An id made of a prefix, the LSN of the event that creates it (unique in
 /// a log) and its timestamp in base 36 (so an id given out for an event a
 /// crash then lost is not handed out again for another).
-fn make_id(prefix: &str, lsn: Lsn, at: Timestamp) -> String {
-    let mut stamp = Vec::new();
-    let mut t = at.0;
-    loop {
-        stamp.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(t % 36) as usize]);
-        t /= 36;
-        if t == 0 {
-            break;
+///
+/// Made under the ordering lock for every step, so it is formatted on the
+/// stack and allocated once, by the id itself.
+fn make_id<I: for<'a> From<&'a str>>(prefix: &str, lsn: Lsn, at: Timestamp) -> I {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    /// Digits of a u64 in base 10, at most.
+    const LSN_DIGITS_MAX: usize = 20;
+    /// Digits of a u64 in base 36, at most.
+    const STAMP_DIGITS_MAX: usize = 13;
+    /// The longest prefix the engine uses ("job", "run", "cp").
+    const PREFIX_LEN_MAX: usize = 3;
+    const ID_LEN_MAX: usize = PREFIX_LEN_MAX + 1 + LSN_DIGITS_MAX + 1 + STAMP_DIGITS_MAX;
+    const _: () = assert!(36u128.pow(STAMP_DIGITS_MAX as u32) > u64::MAX as u128);
+    const _: () = assert!(10u128.pow(LSN_DIGITS_MAX as u32) > u64::MAX as u128);
+
+    // Written backwards from the end of the buffer: the stamp first, then
+    // '-', the LSN, '-', the prefix. ID_LEN_MAX bounds every part, so no
+    // index below goes out of the buffer.
+    let mut out = [0u8; ID_LEN_MAX];
+    let mut at_end = ID_LEN_MAX;
+    let mut put = |b: u8| {
+        at_end -= 1;
+        out[at_end] = b;
+    };
+    for (v, base) in [(at.0, 36), (lsn, 10)] {
+        let mut v = v;
+        loop {
+            put(DIGITS[(v % base) as usize]);
+            v /= base;
+            if v == 0 {
+                break;
+            }
         }
+        put(b'-');
     }
-    stamp.reverse();
-    format!("{prefix}-{lsn}-{}", String::from_utf8_lossy(&stamp))
+    prefix.bytes().take(PREFIX_LEN_MAX).rev().for_each(put);
+    // Every byte written is ASCII: the prefixes are ASCII literals and the
+    // digits come from DIGITS.
+    I::from(std::str::from_utf8(&out[at_end..]).unwrap_or(""))
 }
 
 /// Where a replay begins: the newest usable snapshot, or the empty views
@@ -1119,4 +1181,51 @@ fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ids as they were formatted before `make_id` moved to the stack:
+    /// the format is what hosts see, so it must not change.
+    fn reference_id(prefix: &str, lsn: Lsn, at: Timestamp) -> String {
+        let mut stamp = Vec::new();
+        let mut t = at.0;
+        loop {
+            stamp.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(t % 36) as usize]);
+            t /= 36;
+            if t == 0 {
+                break;
+            }
+        }
+        stamp.reverse();
+        format!("{prefix}-{lsn}-{}", String::from_utf8_lossy(&stamp))
+    }
+
+    #[test]
+    fn make_id_formats_prefix_lsn_and_base36_stamp() {
+        assert_eq!(
+            make_id::<JobId>("job", 42, Timestamp(1_700_000_000_000)).as_str(),
+            "job-42-loyw3v28"
+        );
+        assert_eq!(make_id::<RunId>("run", 0, Timestamp(0)).as_str(), "run-0-0");
+        assert_eq!(
+            make_id::<CheckpointId>("cp", u64::MAX, Timestamp(u64::MAX)).as_str(),
+            "cp-18446744073709551615-3w5e11264sgsf"
+        );
+        for (lsn, at) in [
+            (1, 35),
+            (10, 36),
+            (999, 1295),
+            (123_456_789, 1_763_790_000_123),
+        ] {
+            for prefix in ["job", "run", "cp"] {
+                assert_eq!(
+                    make_id::<JobId>(prefix, lsn, Timestamp(at)).as_str(),
+                    reference_id(prefix, lsn, Timestamp(at))
+                );
+            }
+        }
+    }
 }

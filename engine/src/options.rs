@@ -90,6 +90,12 @@ pub struct Options {
     /// Size at which a log segment is sealed and a new one begun. Default
     /// 64 MiB.
     pub segment_size_max: u64,
+    /// Zeros the log keeps written ahead of its last record, at most, so
+    /// that a durable command's fdatasync flushes data only, not the file's
+    /// size. Default 1 MiB; 0 turns it off. Cut off again when a segment is
+    /// sealed or the engine closed. See
+    /// [`runlog_log::LogOptions::preallocate_size_max`].
+    pub preallocate_size_max: u64,
     /// Write a snapshot of the views after this many events. 0 disables.
     /// Default 100 000.
     pub snapshot_every_events: u64,
@@ -127,6 +133,7 @@ impl Default for Options {
             recovery: log.recovery,
             record_size_max: log.record_size_max,
             segment_size_max: log.segment_size_max,
+            preallocate_size_max: log.preallocate_size_max,
             snapshot_every_events: 100_000,
             snapshot_every_bytes: 64 << 20,
             snapshot_on_close: true,
@@ -148,6 +155,7 @@ impl Options {
             segment_size_max: self.segment_size_max,
             sync: self.sync,
             recovery: self.recovery,
+            preallocate_size_max: self.preallocate_size_max,
         }
     }
 }

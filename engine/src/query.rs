@@ -9,6 +9,7 @@ use runlog_projections::{
     Projections, Resumability, RunId, RunView, Timestamp, Usage,
 };
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 /// Where records are read from: the writer's log or a read-only reader.
 pub trait Source {
@@ -135,8 +136,8 @@ impl JobFilter {
 pub struct JobSummary {
     /// The job's id.
     pub id: JobId,
-    /// Which agent or workflow it runs.
-    pub key: String,
+    /// Which agent or workflow it runs (the view's shared string).
+    pub key: Arc<str>,
     /// Where it stands.
     pub status: JobStatus,
     /// Steps recorded across all its runs.
@@ -147,13 +148,14 @@ pub struct JobSummary {
     pub started_at: Timestamp,
     /// When it last finished.
     pub finished_at: Option<Timestamp>,
-    /// Its idempotency key.
-    pub fingerprint: Option<String>,
+    /// Its idempotency key (the view's shared string).
+    pub fingerprint: Option<Arc<str>>,
     /// Number of runs.
     pub runs: usize,
 }
 
 impl From<&JobView> for JobSummary {
+    /// Copies the numbers; the strings are shared with the view.
     fn from(job: &JobView) -> Self {
         Self {
             id: job.id.clone(),
@@ -209,7 +211,7 @@ pub trait Query: sealed::Access {
     /// Jobs matching `filter`, newest first.
     fn jobs(&self, filter: &JobFilter) -> Vec<JobSummary> {
         self.views(|v| {
-            let keep = |j: &&JobView| filter.key.as_ref().is_none_or(|k| &j.key == k);
+            let keep = |j: &&JobView| filter.key.as_deref().is_none_or(|k| *j.key == *k);
             let page = |it: &mut dyn Iterator<Item = &JobView>| {
                 it.filter(keep)
                     .skip(filter.offset)

@@ -6,26 +6,34 @@
 //!
 //! offset  size  field
 //!      0     8  magic "RUNLOGSN"
-//!      8     4  format version, u32 LE (1)
+//!      8     4  format version, u32 LE (2)
 //!     12     4  reserved, zero
 //!     16     8  lsn, u64 LE: the views hold every event with a lower LSN
 //!     24     8  last_at, u64 LE: timestamp of the last event included
 //!     32     8  body_len, u64 LE
 //!     40     4  body_crc, u32 LE: CRC-32 (IEEE) of the body
 //!     44     4  header_crc, u32 LE: CRC-32 of bytes 0..44
-//!     48     …  body: the views' snapshot form, postcard
+//!     48     …  body: the views' snapshot form
 //! ```
 //!
 //! The body is the snapshot form of the views (`SNAPSHOT_FORMAT_VERSION` of
-//! runlog-projections, its version byte first; FORMAT.md): job summaries,
-//! then each job's runs and checkpoints as a separate detail. An open
-//! decodes the summaries and keeps the file mapped (`mmap.rs`; read, on
-//! the simulated file system); a job's detail is decoded when first used.
+//! runlog-projections, its version byte first; FORMAT.md): a head of job
+//! summaries with its own CRC-32, then each job's runs and checkpoints as a
+//! separate detail with its own CRC-32. An open checks the whole body's
+//! CRC on a second thread while this one restores the head, so that a
+//! damaged snapshot is skipped as a whole (an older one or the log is used)
+//! at the cost of the slower of the two, not their sum. It keeps the file
+//! mapped (`mmap.rs`; read, on the simulated file system), and a job's
+//! detail is checked again against its own CRC and decoded when first
+//! used. Version 1 files (body versions up to 3) are refused by number,
+//! and the log is replayed instead.
+//!
 //! What the transitions fix, such as a checkpoint's step and its copies of
-//! its job's and run's ids, is left out and recomputed. A body of another version, or whose parts do not
-//! fit together, is refused at open, so that snapshot is skipped and an
-//! older one or the log is used; a detail that fails later is a typed
-//! error (`EngineError::DetailUnreadable`), never a wrong view.
+//! its job's and run's ids, is left out and recomputed. A body of another
+//! version, whose head fails its checksum, or whose parts do not fit
+//! together, is refused at open, so that snapshot is skipped and an older
+//! one or the log is used; a detail that fails later is a typed error
+//! (`EngineError::DetailUnreadable`), never a wrong view.
 //!
 //! A snapshot is written to `<name>.tmp`, fsync'ed, renamed, and the
 //! directory fsync'ed: it is either wholly there or not at all. A snapshot
@@ -54,19 +62,15 @@ impl SnapshotCodec for Postcard {
         Ok((value, bytes.len() - rest.len()))
     }
 
-    fn decode_prefix_seed<'de, S: serde::de::DeserializeSeed<'de>>(
-        seed: S,
-        bytes: &'de [u8],
-    ) -> Result<(S::Value, usize), String> {
-        let mut de = postcard::Deserializer::from_bytes(bytes);
-        let value = seed.deserialize(&mut de).map_err(|e| e.to_string())?;
-        let rest = de.finalize().map_err(|e| e.to_string())?;
-        Ok((value, bytes.len() - rest.len()))
+    fn checksum(bytes: &[u8]) -> u32 {
+        crc32fast::hash(bytes)
     }
 }
 
 const MAGIC: &[u8; 8] = b"RUNLOGSN";
-const VERSION: u32 = 1;
+/// Version 2: the body is of version 4 or later (a head and details with
+/// their own CRC-32s), and the header still checksums it whole.
+const VERSION: u32 = 2;
 const OFFSET_LSN: usize = 16;
 const OFFSET_LAST_AT: usize = OFFSET_LSN + 8;
 const OFFSET_BODY_LEN: usize = OFFSET_LAST_AT + 8;
@@ -278,14 +282,22 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
             u64_at(OFFSET_BODY_LEN)
         ));
     }
-    if crc32fast::hash(body) != u32_at(OFFSET_BODY_CRC) {
+    if u32_at(12) != 0 {
+        return Err("a reserved header field is not zero".into());
+    }
+    // The views keep the file: each job's runs and checkpoints are checked
+    // and decoded from it when first used. The body's version is checked
+    // by number first, then its head's checksum; the whole body's checksum
+    // is checked beside that, and a mismatch wins over anything the
+    // restore found, since nothing read from damaged bytes is meaningful.
+    let last_at = Timestamp(u64_at(OFFSET_LAST_AT));
+    let (body_crc, state) = crc_beside(body, || {
+        Projections::from_snapshot_file::<Postcard>(Arc::clone(&file), HEADER_LEN)
+    });
+    if body_crc != u32_at(OFFSET_BODY_CRC) {
         return Err("body checksum mismatch".into());
     }
-    // The views keep the file: each job's runs and checkpoints are decoded
-    // from it when first used. The version is checked by number first.
-    let last_at = Timestamp(u64_at(OFFSET_LAST_AT));
-    let state = Projections::from_snapshot_file::<Postcard>(Arc::clone(&file), HEADER_LEN)
-        .map_err(|e| e.to_string())?;
+    let state = state.map_err(|e| e.to_string())?;
     // A snapshot's views hold exactly the events below its LSN.
     if state.last_lsn().is_some_and(|last| last >= lsn) {
         return Err(format!(
@@ -298,6 +310,33 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
         lsn,
         last_at,
         state,
+    })
+}
+
+/// Bodies below this size are checksummed on the calling thread: starting
+/// a thread costs more than the checksum.
+const CRC_THREAD_MIN: usize = 1 << 20;
+
+/// The CRC-32 of `bytes`, computed on a second thread while `work` runs on
+/// this one (on this one after `work`, for small inputs or when no thread
+/// can be started).
+fn crc_beside<T>(bytes: &[u8], work: impl FnOnce() -> T) -> (u32, T) {
+    if bytes.len() < CRC_THREAD_MIN {
+        let done = work();
+        return (crc32fast::hash(bytes), done);
+    }
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("runlog-snapshot-crc".into())
+            .spawn_scoped(scope, || crc32fast::hash(bytes));
+        let done = work();
+        // The helper only hashes a slice and cannot panic; if it somehow
+        // did, or never started, the checksum is taken here instead.
+        let crc = match helper.map(|h| h.join()) {
+            Ok(Ok(crc)) => crc,
+            _ => crc32fast::hash(bytes),
+        };
+        (crc, done)
     })
 }
 

@@ -11,7 +11,10 @@
 //! byte by byte in `FORMAT.md` at the repository root.
 //!
 //! - [`Log`] is the writer: one per directory (a `LOCK` file enforces it),
-//!   `Send + Sync`, with group commit under [`SyncPolicy::Always`].
+//!   `Send + Sync`, with group commit under [`SyncPolicy::Always`]. It keeps
+//!   zeros written ahead of its last record, so that a commit's fdatasync
+//!   flushes data and no file size ([`LogOptions::preallocate_size_max`]);
+//!   they are cut off when a segment is sealed and when the log is closed.
 //! - [`LogReader`] is read-only: no lock, never writes, works beside a live
 //!   writer, and offers a full [`LogReader::verify`].
 //! - Cargo feature `sim` (test support, off by default) exposes the
@@ -52,8 +55,8 @@ pub use error::{CorruptionKind, LogError};
 pub use reader::{LogReader, Records};
 pub use scan::SegmentRecords;
 pub use types::{
-    Appended, LogOptions, Lsn, Record, RecoveryMode, RecoveryReport, Salvaged, SyncPolicy,
-    TornTail, VerifyOutcome, VerifyReport,
+    Appended, LogOptions, Lsn, PREALLOCATE_SIZE_LIMIT, Record, RecoveryMode, RecoveryReport,
+    Salvaged, SyncPolicy, TornTail, VerifyOutcome, VerifyReport,
 };
 pub use writer::Log;
 

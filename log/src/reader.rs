@@ -100,7 +100,8 @@ pub struct LogReader {
     last_len: u64,
     first: Lsn,
     end: Lsn,
-    /// Per-segment record offsets, built on first read of each segment.
+    /// Per-segment record offsets: the last segment's seeded by the walk
+    /// at open, the others built on first use.
     index: Mutex<BTreeMap<Lsn, SegIndex>>,
 }
 
@@ -153,13 +154,21 @@ impl LogReader {
             .read_all(&last.path)
             .map_err(|e| LogError::io(&last.path, "read", e))?;
         let h = check_header(&last.path, last.base, &data)?;
-        let s = scan::scan_segment(&data, &h, options.record_size_max, true);
+        let mut offsets = Vec::new();
+        let s = scan::scan_segment_with(&data, &h, options.record_size_max, true, |off| {
+            offsets.push(off);
+        });
         if let Ending::Corrupt(bad) = s.ending {
             return Err(bad.into_error(&last.path));
         }
         let end = s.cursor.lsn;
         let last_len = data.len() as u64;
-        last.bytes = Some(SegmentBytes::from_vec(data));
+        let bytes = SegmentBytes::from_vec(data);
+        last.bytes = Some(bytes.clone());
+        // The open's walk seeds the last segment's index, so that neither a
+        // read nor a scan from inside that segment walks it again.
+        let seeded = SegIndex::from_scan(last.path.clone(), &h, bytes, offsets, s.cursor);
+        let index = BTreeMap::from([(last.base, seeded)]);
         let n = segs.len();
         for seg in &mut segs[..n - 1] {
             let len = fs
@@ -180,7 +189,7 @@ impl LogReader {
             last_len,
             first,
             end,
-            index: Mutex::new(BTreeMap::new()),
+            index: Mutex::new(index),
         })
     }
 
@@ -205,24 +214,38 @@ impl LogReader {
         Ok(())
     }
 
+    /// A walk from `from` that starts there from the index of the segment
+    /// it starts in; see [`Walker::start_from_index`].
     fn walker(&self, from: Lsn) -> Walker {
-        Walker::new(
+        let mut w = Walker::new(
             Arc::clone(&self.fs),
             self.segs.clone(),
             from,
             self.end,
             self.options.record_size_max,
-        )
+        );
+        if let Some(seg) = w.start_segment().cloned() {
+            // Any failure to index is left to the walk from the segment's
+            // start, which reports it exactly as it did without an index.
+            let _ = self.with_index(&seg, |idx| {
+                w.start_from_index(idx);
+                Ok(())
+            });
+        }
+        w
     }
 
-    /// Owned records from `from` to the end seen at open.
+    /// Owned records from `from` to the end seen at open. A `from` inside a
+    /// segment is found from that segment's index, not by walking the
+    /// segment from its start; every record returned is checked as by that
+    /// walk, chained to the record before it.
     pub fn iter_from(&self, from: Lsn) -> Result<Records, LogError> {
         self.check_range(from, true)?;
         Ok(Records::new(self.walker(from)))
     }
 
     /// Calls `f` with each record from `from` on, without copying payloads;
-    /// stops early when `f` breaks.
+    /// stops early when `f` breaks. Starts as [`LogReader::iter_from`] does.
     pub fn scan(
         &self,
         from: Lsn,
@@ -252,7 +275,8 @@ impl LogReader {
         self.walker(from).scan_segments(f)
     }
 
-    /// One record's payload; repeated reads in one segment use its index.
+    /// One record's payload, from its segment's index of record offsets
+    /// (the last segment's seeded by the walk at open).
     pub fn read(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
         self.check_range(lsn, false)?;
         let Some(seg) = self.segs.iter().rev().find(|s| s.base <= lsn) else {
@@ -263,6 +287,27 @@ impl LogReader {
             });
         };
         let max = self.options.record_size_max;
+        let payload = self.with_index(seg, |idx| Ok(idx.payload(lsn, max)?.map(<[u8]>::to_vec)))?;
+        payload.ok_or(LogError::LsnOutOfRange {
+            lsn,
+            first: self.first,
+            next: self.end,
+        })
+    }
+
+    /// The index of the segment based at `base`, if one is kept.
+    #[cfg(test)]
+    pub(crate) fn index_state(&self, base: Lsn) -> Option<scan::IndexState> {
+        let cache = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(&base).map(SegIndex::state)
+    }
+
+    /// Calls `f` with the index of `seg`, built on first use and kept.
+    fn with_index<R>(
+        &self,
+        seg: &SegRef,
+        f: impl FnOnce(&mut SegIndex) -> Result<R, LogError>,
+    ) -> Result<R, LogError> {
         let mut cache = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let idx = match cache.entry(seg.base) {
             Entry::Occupied(o) => o.into_mut(),
@@ -271,14 +316,7 @@ impl LogReader {
                 v.insert(SegIndex::new(seg.path.clone(), seg.base, bytes)?)
             }
         };
-        match idx.payload(lsn, max)? {
-            Some(p) => Ok(p.to_vec()),
-            None => Err(LogError::LsnOutOfRange {
-                lsn,
-                first: self.first,
-                next: self.end,
-            }),
-        }
+        f(idx)
     }
 
     /// Checks every byte: header and record checksums, LSN continuity, the

@@ -308,7 +308,8 @@ impl Cursor {
 /// How a segment's bytes end.
 #[derive(Clone, Debug)]
 pub(crate) enum Ending {
-    /// The last byte ends a batch.
+    /// The last batch is complete: either the last byte ends it, or (last
+    /// segment only) only zeros follow it, space the writer preallocated.
     Clean,
     /// An incomplete last batch with nothing valid after it.
     Torn,
@@ -330,19 +331,44 @@ pub(crate) struct SegmentScan {
 /// Walks every record of a segment. `last` says whether it is the log's last
 /// segment, the only place a torn tail can be.
 pub(crate) fn scan_segment(data: &[u8], h: &SegmentHeader, max: u32, last: bool) -> SegmentScan {
+    scan_segment_with(data, h, max, last, |_| {})
+}
+
+/// [`scan_segment`], calling `checked(offset)` for each record it checked
+/// and stepped over, in order (record `base + i` is the `i`-th call), so
+/// that the walk at open can seed a [`SegIndex`] with
+/// [`SegIndex::from_scan`] instead of the index walking the segment again.
+pub(crate) fn scan_segment_with(
+    data: &[u8],
+    h: &SegmentHeader,
+    max: u32,
+    last: bool,
+    mut checked: impl FnMut(usize),
+) -> SegmentScan {
     let mut c = Cursor::at_start(h);
     let failure = loop {
+        let off = c.off;
         if c.advance(data, max).is_some() {
+            checked(off);
             continue;
         }
         match c.step_checked(data, max) {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => checked(off),
             Ok(None) => break None,
             Err(bad) => break Some(bad),
         }
     };
     let records_dropped = c.lsn.wrapping_sub(c.batch_end_lsn);
+    // Zeros and nothing else after the last complete batch of the last
+    // segment are space the writer preallocated (FORMAT.md, "Preallocated
+    // space"): the end of the log, not damage. With nothing but zeros there,
+    // no valid data can follow.
+    let unused_space = last
+        && matches!(&failure, Some(bad) if matches!(bad.kind, CorruptionKind::Zeroed)
+            && bad.offset == c.batch_end_off as u64)
+        && all_zero(data.get(c.batch_end_off..).unwrap_or(&[]));
     let ending = match failure {
+        _ if unused_space => Ending::Clean,
         None if c.at_batch_boundary() => Ending::Clean,
         None if last => Ending::Torn,
         None => Ending::Corrupt(Bad {
@@ -372,6 +398,13 @@ pub(crate) fn scan_segment(data: &[u8], h: &SegmentHeader, max: u32, last: bool)
         ending,
         records_dropped,
     }
+}
+
+/// True if every byte is zero. Compares 16 bytes at a time: a preallocated
+/// tail, or a sparse one, may be many megabytes.
+pub(crate) fn all_zero(bytes: &[u8]) -> bool {
+    let (wide, rest) = bytes.as_chunks::<16>();
+    wide.iter().all(|w| u128::from_ne_bytes(*w) == 0) && rest.iter().all(|&b| b == 0)
 }
 
 /// Could a crash during a write have produced this? Only a frame that does
@@ -478,6 +511,39 @@ impl Walker {
             end,
             max,
         }
+    }
+
+    /// Starts the walk at `from` from `idx`, the index of the segment the
+    /// walk starts in, instead of walking that segment from its start to
+    /// `from`; see [`SegIndex::cursor_at`] for how the first record returned
+    /// is still checked and chained exactly as the walk from the start would
+    /// check it. Does nothing (the walk starts at the segment's start, as
+    /// without an index) unless `from` lies after that segment's first
+    /// record, the walk has not begun, `idx` is that segment's and covers
+    /// as many bytes as the walk would load, and `idx` finds a start.
+    pub(crate) fn start_from_index(&mut self, idx: &mut SegIndex) {
+        if self.cur.is_some() || self.from >= self.end {
+            return;
+        }
+        let Some(seg) = self.segs.get(self.next_seg) else {
+            return;
+        };
+        let covered = seg.len.is_none_or(|len| idx.len() >= len);
+        if seg.base != idx.base || self.from <= seg.base || !covered {
+            return;
+        }
+        if let Some(cursor) = idx.cursor_at(self.from, self.max) {
+            self.cur = Some((idx.bytes.clone(), seg.path.clone()));
+            self.cursor = cursor;
+            self.next_seg += 1;
+        }
+    }
+
+    /// The segment the walk starts in, if [`Walker::start_from_index`]
+    /// could start it after that segment's first record.
+    pub(crate) fn start_segment(&self) -> Option<&SegRef> {
+        let seg = self.segs.get(self.next_seg)?;
+        (self.cur.is_none() && self.from < self.end && seg.base < self.from).then_some(seg)
     }
 
     /// The bytes of the current segment; ranges from `next` index into it.
@@ -698,6 +764,16 @@ impl<'s> Iterator for SegmentRecords<'s> {
     }
 }
 
+/// A [`SegIndex`]'s base LSN, offsets and cursor (offset, LSN, chain, and
+/// the same three at the last batch end), for tests that compare indexes.
+#[cfg(test)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IndexState {
+    pub base: Lsn,
+    pub offsets: Vec<usize>,
+    pub cursor: [u64; 6],
+}
+
 /// One segment's records located by LSN, for repeated single-record reads.
 pub(crate) struct SegIndex {
     pub path: PathBuf,
@@ -721,6 +797,63 @@ impl SegIndex {
             base,
             sealed: false,
         })
+    }
+
+    /// The index of the records a [`scan_segment_with`] of this segment,
+    /// whose header is `h`, checked: `offsets` as it reported them and
+    /// `cursor` as it returned it (at the end of the last whole batch, so
+    /// the records of an incomplete batch after it are left out). `bytes`
+    /// must hold at least the bytes up to the cursor. The index is the one
+    /// [`SegIndex::new`] would build by walking the same bytes; were the
+    /// offsets not one per record up to the cursor, it starts empty instead.
+    pub(crate) fn from_scan(
+        path: PathBuf,
+        h: &SegmentHeader,
+        bytes: SegmentBytes,
+        mut offsets: Vec<usize>,
+        cursor: Cursor,
+    ) -> SegIndex {
+        let kept = cursor
+            .lsn
+            .checked_sub(h.base_lsn)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n <= offsets.len() && cursor.off <= bytes.len());
+        let cursor = match kept {
+            Some(n) => {
+                offsets.truncate(n);
+                cursor
+            }
+            None => {
+                offsets.clear();
+                Cursor::at_start(h)
+            }
+        };
+        SegIndex {
+            path,
+            bytes,
+            offsets,
+            cursor,
+            base: h.base_lsn,
+            sealed: false,
+        }
+    }
+
+    /// What the index knows, for tests that compare two indexes.
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> IndexState {
+        let c = &self.cursor;
+        IndexState {
+            base: self.base,
+            offsets: self.offsets.clone(),
+            cursor: [
+                c.off as u64,
+                c.lsn,
+                u64::from(c.prev),
+                c.batch_end_off as u64,
+                c.batch_end_lsn,
+                u64::from(c.batch_end_crc),
+            ],
+        }
     }
 
     /// Number of bytes this index has seen.
@@ -752,6 +885,59 @@ impl SegIndex {
     /// The payload of `lsn`, re-checked on every read.
     pub(crate) fn payload(&mut self, lsn: Lsn, max: u32) -> Result<Option<&[u8]>, LogError> {
         self.index_to(lsn, max)?;
+        Ok(self.record(lsn, max)?.map(|r| r.payload))
+    }
+
+    /// Where a walk whose first record is `lsn` (after the segment's first
+    /// record) starts: the cursor a walk from the segment's start would
+    /// stand at just before `lsn`, found from the index, not by a walk.
+    ///
+    /// The chain is not taken on trust: the record before `lsn` is read at
+    /// its indexed offset and checksummed again, and must be `lsn - 1`;
+    /// its checksum is the `prev` that `lsn` must chain to, its end is where
+    /// `lsn` must start, and its batch position (and the record that ended
+    /// the batch before, read and checked the same way) gives the batch
+    /// state `lsn`'s position is checked against. So the walk checks `lsn`
+    /// and every record after it exactly as a walk from the start does.
+    /// `None` (walk from the start, which reports any damage as it always
+    /// did) if the records up to `lsn - 1` cannot be indexed or read back
+    /// as indexed.
+    pub(crate) fn cursor_at(&mut self, lsn: Lsn, max: u32) -> Option<Cursor> {
+        let before = lsn.checked_sub(1).filter(|b| *b >= self.base)?;
+        self.index_to(before, max).ok()?;
+        let r = self.record(before, max).ok()??;
+        let batch_end_lsn = if r.flags & FLAG_END_OF_BATCH != 0 {
+            lsn
+        } else {
+            before
+                .checked_sub(u64::from(r.batch_index))
+                .filter(|s| *s >= self.base)?
+        };
+        let (batch_end_off, batch_end_crc) = if batch_end_lsn == lsn {
+            (r.end, r.crc)
+        } else if batch_end_lsn == self.base {
+            let h = format::decode_segment_header(&self.bytes).ok()?;
+            (SEGMENT_HEADER_LEN, h.chain)
+        } else {
+            let b = self.record(batch_end_lsn - 1, max).ok()??;
+            if b.flags & FLAG_END_OF_BATCH == 0 {
+                return None;
+            }
+            (b.end, b.crc)
+        };
+        Some(Cursor {
+            off: r.end,
+            lsn,
+            prev: r.crc,
+            batch_end_off,
+            batch_end_lsn,
+            batch_end_crc,
+        })
+    }
+
+    /// The indexed record `lsn`, parsed and checksummed again; `None` if
+    /// it is not indexed.
+    fn record(&self, lsn: Lsn, max: u32) -> Result<Option<RawRecord<'_>>, LogError> {
         let Some(i) = lsn.checked_sub(self.base) else {
             return Ok(None);
         };
@@ -771,6 +957,6 @@ impl SegIndex {
                 },
             ));
         }
-        Ok(Some(r.payload))
+        Ok(Some(r))
     }
 }

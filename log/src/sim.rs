@@ -2,12 +2,21 @@
 //! written and what is durable, and can crash or fail on demand.
 //!
 //! Model (stated so tests know what they exercise): a file's durable copy is
-//! its contents at its last `sync_data`; a directory entry (create, rename,
-//! remove) is durable once its parent directory was synced; directories
-//! themselves are durable at once. A crash ([`SimFs::restart`]) keeps the
-//! durable names and, per file, the durable bytes plus whatever part of the
-//! unsynced suffix the chosen [`Tear`] keeps: unsynced appends persist as a
-//! prefix, the way a file system that writes back in order leaves them.
+//! its contents (and length) at its last `sync_data`; a directory entry
+//! (create, rename, remove) is durable once its parent directory was synced;
+//! directories themselves are durable at once. A crash ([`SimFs::restart`])
+//! keeps the durable names and, per file, the durable bytes with whatever
+//! part of the unsynced changes the chosen [`Tear`] keeps. The unsynced
+//! changes are the written contents from the first byte where they differ
+//! from the durable ones; they persist as a prefix of that, in file order,
+//! over the durable bytes, the way a file system that writes back in order
+//! leaves them. So an unsynced append (records, or the zeros of preallocated
+//! space) may be lost or kept in part; an unsynced overwrite of durable
+//! bytes (records written over preallocated zeros) may land in part, the
+//! old bytes after it; an unsynced `set_len` that shortened the file is
+//! kept only by [`Tear::KeepAll`], the file otherwise keeping its durable
+//! length. Files opened before a restart belong to a process that is gone:
+//! every write, sync or `set_len` through them fails.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -34,10 +43,11 @@ pub enum Tear {
     /// Power loss: every unsynced byte is gone.
     DropUnsynced,
     /// Power loss part way through write-back: up to this many unsynced
-    /// bytes of each file survive.
+    /// bytes of each file survive, in file order from its first changed byte.
     KeepUnsynced(u64),
-    /// Like `KeepUnsynced(keep)`, then `zeros` zero bytes (a file system that
-    /// extended the file before the data landed).
+    /// Like `KeepUnsynced(keep)`, then, in a file that was growing, `zeros`
+    /// zero bytes after what is kept (a file system that extended the file
+    /// before the data landed).
     KeepThenZeros {
         /// Unsynced bytes kept per file.
         keep: u64,
@@ -157,26 +167,12 @@ impl SimFs {
         let live: BTreeSet<u64> = s.durable_names.values().copied().collect();
         s.inodes.retain(|id, _| live.contains(id));
         for inode in s.inodes.values_mut() {
-            let durable_len = inode.durable.len();
-            let mut kept = inode.durable.clone();
-            let extends = inode.data.len() > durable_len && inode.data[..durable_len] == kept[..];
-            let unsynced: &[u8] = if extends {
-                &inode.data[durable_len..]
-            } else {
-                &[]
+            let kept = match tear {
+                Tear::DropUnsynced => inode.durable.clone(),
+                Tear::KeepAll => inode.data.clone(),
+                Tear::KeepUnsynced(n) => crash_keep(inode, n, 0),
+                Tear::KeepThenZeros { keep, zeros } => crash_keep(inode, keep, zeros),
             };
-            let take = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).min(unsynced.len());
-            match tear {
-                Tear::DropUnsynced => {}
-                Tear::KeepAll => kept = inode.data.clone(),
-                Tear::KeepUnsynced(n) => kept.extend_from_slice(&unsynced[..take(n)]),
-                // Zeros appear only where the file was being extended.
-                Tear::KeepThenZeros { keep, zeros } if !unsynced.is_empty() => {
-                    kept.extend_from_slice(&unsynced[..take(keep)]);
-                    kept.resize(kept.len() + usize::try_from(zeros).unwrap_or(0), 0);
-                }
-                Tear::KeepThenZeros { .. } => {}
-            }
             inode.data = kept.clone();
             inode.durable = kept;
         }
@@ -224,10 +220,42 @@ impl SimFs {
     }
 }
 
+/// What a crash leaves of a file when up to `keep` bytes of its unsynced
+/// changes land: the written bytes up to the first byte that differs from
+/// the durable ones, then `keep` more of them, then the durable bytes after
+/// those (a file keeps at least its durable length); then, if the file was
+/// growing, `zeros` zero bytes.
+fn crash_keep(inode: &Inode, keep: u64, zeros: u64) -> Vec<u8> {
+    let (data, durable) = (&inode.data, &inode.durable);
+    let first_change = data
+        .iter()
+        .zip(durable)
+        .position(|(a, b)| a != b)
+        .unwrap_or(data.len().min(durable.len()));
+    let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+    let landed = first_change + keep.min(data.len() - first_change);
+    let mut kept = data[..landed].to_vec();
+    if durable.len() > landed {
+        kept.extend_from_slice(&durable[landed..]);
+    }
+    // Zeros appear only where the file was being extended.
+    if data.len() > durable.len() {
+        kept.resize(kept.len() + usize::try_from(zeros).unwrap_or(0), 0);
+    }
+    kept
+}
+
 #[derive(Debug)]
 struct SimFile {
     fs: SimFs,
     inode: u64,
+    /// The boot it was opened in: after a restart the process that held it
+    /// is gone, so it fails rather than write into the rebooted disk.
+    epoch: u64,
+}
+
+fn stale_err() -> io::Error {
+    io::Error::other("simulated crash: this file was opened before the restart")
 }
 
 impl FsFile for SimFile {
@@ -235,6 +263,9 @@ impl FsFile for SimFile {
         let mut s = self.fs.lock();
         if s.crashed {
             return Err(crashed_err());
+        }
+        if s.epoch != self.epoch {
+            return Err(stale_err());
         }
         s.writes += 1;
         let mut fault = None;
@@ -265,6 +296,9 @@ impl FsFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.fs.lock();
+        if !s.crashed && s.epoch != self.epoch {
+            return Err(stale_err());
+        }
         sync_gate(&mut s, true)?;
         if let Some(inode) = s.inodes.get_mut(&self.inode) {
             inode.durable = inode.data.clone();
@@ -276,6 +310,9 @@ impl FsFile for SimFile {
         let mut s = self.fs.lock();
         if s.crashed {
             return Err(crashed_err());
+        }
+        if s.epoch != self.epoch {
+            return Err(stale_err());
         }
         let len = usize::try_from(len).map_err(io::Error::other)?;
         if let Some(inode) = s.inodes.get_mut(&self.inode) {
@@ -392,6 +429,7 @@ impl Fs for SimFs {
         Ok(Arc::new(SimFile {
             fs: self.clone(),
             inode,
+            epoch: s.epoch,
         }))
     }
 
@@ -401,6 +439,7 @@ impl Fs for SimFs {
         Ok(Arc::new(SimFile {
             fs: self.clone(),
             inode,
+            epoch: s.epoch,
         }))
     }
 

@@ -17,6 +17,14 @@ fn small() -> LogOptions {
     }
 }
 
+/// Options under which nothing is synced unless asked: what a test tears.
+fn never_synced() -> LogOptions {
+    LogOptions {
+        sync: SyncPolicy::Never,
+        ..LogOptions::default()
+    }
+}
+
 fn all(log: &Log) -> Vec<Vec<u8>> {
     log.iter_from(log.first_lsn())
         .expect("iter")
@@ -72,10 +80,7 @@ fn second_writer_is_locked_out() {
 fn unsynced_batch_is_cut_as_torn_tail() {
     let sim = SimFs::new();
     let fs = sim.handle();
-    let opts = LogOptions {
-        sync: SyncPolicy::Never,
-        ..LogOptions::default()
-    };
+    let opts = never_synced();
     let log = open(&fs, opts.clone());
     log.append(&[b"one"]).expect("append");
     log.sync().expect("sync");
@@ -164,11 +169,7 @@ fn commit_past_the_end_returns() {
 fn sync_policies_make_records_durable_when_they_promise() {
     let sim = SimFs::new();
     let fs = sim.handle();
-    let never = LogOptions {
-        sync: SyncPolicy::Never,
-        ..LogOptions::default()
-    };
-    let log = open(&fs, never);
+    let log = open(&fs, never_synced());
     log.append(&[b"a"]).expect("append");
     assert_eq!(log.durable_lsn(), 0, "Never does not sync on commit");
     log.sync().expect("sync");
@@ -268,12 +269,7 @@ fn verify_reports_damage_in_a_middle_segment_where_it_is() {
             .expect("append");
     }
     drop(log);
-    let mut segs: Vec<_> = sim
-        .files()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    segs.sort();
+    let segs = segment_files(&sim);
     assert!(segs.len() > 6, "{segs:?}");
     let middle = &segs[segs.len() / 2];
     let mut data = sim.read_file(middle).expect("segment");
@@ -290,4 +286,308 @@ fn verify_reports_damage_in_a_middle_segment_where_it_is() {
     assert_eq!(v.segments, segs.len() as u64 / 2 + 1);
     // One call before the first segment, one after each segment checked.
     assert_eq!(calls, segs.len() / 2 + 2);
+}
+
+// A scan from an LSN inside a segment starts there from the segment's read
+// index (seeded by the walk at open for the last segment, built on demand
+// for a sealed one) instead of walking the segment from its start. The
+// tests below hold it to what the walk from the start gives: the same
+// records, the same index, the same errors.
+
+/// Options whose segments hold a dozen records or so.
+fn segmented() -> LogOptions {
+    LogOptions {
+        segment_size_max: 512,
+        ..LogOptions::default()
+    }
+}
+
+/// Appends `batches` batches of 1, 2 or 3 records of varying length;
+/// returns every payload, indexed by LSN.
+fn fill(log: &Log, batches: u32) -> Vec<Vec<u8>> {
+    let mut want = Vec::new();
+    for b in 0..batches {
+        let batch: Vec<Vec<u8>> = (0..=b % 3)
+            .map(|i| format!("b{b}-r{i}-{}", "x".repeat((b % 7) as usize)).into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        log.append(&refs).expect("append");
+        want.extend(batch);
+    }
+    want
+}
+
+/// What a walk from `from` gives: its records, then its error if any.
+type Walked = (Vec<(u64, Vec<u8>)>, Option<LogError>);
+
+fn scanned(log: &Log, from: u64) -> Walked {
+    let mut got = Vec::new();
+    let r = log.scan(from, |lsn, p| {
+        got.push((lsn, p.to_vec()));
+        std::ops::ControlFlow::Continue(())
+    });
+    (got, r.err())
+}
+
+fn read_back(r: &LogReader, from: u64) -> Walked {
+    let mut got = Vec::new();
+    for rec in r.iter_from(from).expect("iter_from") {
+        match rec {
+            Ok(rec) => got.push((rec.lsn, rec.payload)),
+            Err(e) => return (got, Some(e)),
+        }
+    }
+    (got, None)
+}
+
+fn expected_from(want: &[Vec<u8>], from: u64, to: u64) -> Vec<(u64, Vec<u8>)> {
+    (from..to).map(|l| (l, want[l as usize].clone())).collect()
+}
+
+/// The segment files, oldest first.
+fn segment_files(sim: &SimFs) -> Vec<std::path::PathBuf> {
+    let mut segs: Vec<_> = sim
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+fn base_of(path: &Path) -> u64 {
+    let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+    crate::scan::parse_segment_name(name).expect("segment name")
+}
+
+/// The index a walk of the segment at `path` from its start builds, up to
+/// and including record `last`.
+fn walked_index(sim: &SimFs, path: &Path, last: u64) -> crate::scan::IndexState {
+    let bytes = crate::fs::SegmentBytes::from_vec(sim.read_file(path).expect("segment"));
+    let mut idx =
+        crate::scan::SegIndex::new(path.to_owned(), base_of(path), bytes).expect("header");
+    let max = LogOptions::default().record_size_max;
+    assert!(idx.payload(last, max).expect("walk").is_some());
+    idx.state()
+}
+
+#[test]
+fn a_scan_from_inside_a_segment_returns_exactly_the_records_from_there() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let want = fill(&open(&fs, segmented()), 40);
+    let (log, rep) = Log::open_with(Arc::clone(&fs), "/d", segmented()).expect("reopen");
+    assert!(rep.segments >= 4, "{rep:?}");
+    let reader = LogReader::open_with(Arc::clone(&fs), "/d", segmented()).expect("reader");
+    let end = want.len() as u64;
+    // Every start: each segment's first record, inside batches and at their
+    // ends, in sealed segments and in the last one, and the end itself.
+    for from in 0..=end {
+        let expected = expected_from(&want, from, end);
+        let got = scanned(&log, from);
+        assert_eq!(
+            (&got.0, got.1.is_none()),
+            (&expected, true),
+            "log from {from}"
+        );
+        let got = read_back(&reader, from);
+        assert_eq!(
+            (&got.0, got.1.is_none()),
+            (&expected, true),
+            "reader from {from}"
+        );
+    }
+    // The active segment grows after its index was seeded: scans from old
+    // and new LSNs see the records written since.
+    let mut want = want;
+    want.extend(fill(&log, 7));
+    let end = want.len() as u64;
+    for from in 0..=end {
+        let got = scanned(&log, from);
+        assert!(got.1.is_none(), "from {from}: {:?}", got.1);
+        assert_eq!(got.0, expected_from(&want, from, end), "log from {from}");
+    }
+}
+
+#[test]
+fn the_index_seeded_at_open_is_the_one_a_walk_builds() {
+    // Several segments, the last of them clean.
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let want = fill(&open(&fs, segmented()), 30);
+    let log = open(&fs, segmented());
+    let reader = LogReader::open_with(Arc::clone(&fs), "/d", segmented()).expect("reader");
+    let segs = segment_files(&sim);
+    let last = segs.last().expect("segments");
+    let walked = walked_index(&sim, last, want.len() as u64 - 1);
+    assert!(walked.offsets.len() > 3, "{walked:?}");
+    assert_eq!(log.index_state(base_of(last)), Some(walked.clone()));
+    assert_eq!(reader.index_state(base_of(last)), Some(walked.clone()));
+    // Sealed segments are not walked at open, so nothing is indexed there.
+    assert_eq!(log.index_state(base_of(&segs[0])), None);
+    assert_eq!(reader.index_state(base_of(&segs[0])), None);
+    // Under Strict every segment is walked; the last one's index is the same.
+    drop(log);
+    let strict = LogOptions {
+        recovery: RecoveryMode::Strict,
+        ..segmented()
+    };
+    let log = open(&fs, strict);
+    assert_eq!(log.index_state(base_of(last)), Some(walked));
+    assert_eq!(log.index_state(base_of(&segs[0])), None);
+
+    // A torn last batch: the writer cuts it and its index covers what is
+    // kept; a reader opened before the cut reads up to the same batch end.
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let opts = never_synced();
+    let log = open(&fs, opts.clone());
+    let want = fill(&log, 6);
+    log.sync().expect("sync");
+    log.append(&[b"two", b"three"]).expect("append");
+    log.iter_from(0).expect("flush").for_each(drop);
+    sim.restart(Tear::KeepUnsynced(40));
+    drop(log);
+    let seg = segment_files(&sim).pop().expect("segment");
+    let reader = LogReader::open_with(Arc::clone(&fs), "/d", opts.clone()).expect("reader");
+    assert_eq!(reader.next_lsn(), want.len() as u64);
+    let torn = walked_index(&sim, &seg, want.len() as u64 - 1);
+    assert_eq!(reader.index_state(0), Some(torn.clone()));
+    let (log, rep) = Log::open_with(Arc::clone(&fs), "/d", opts).expect("open");
+    assert_eq!(rep.torn_tail.expect("torn tail cut").records_dropped, 1);
+    let cut = walked_index(&sim, &seg, want.len() as u64 - 1);
+    assert_eq!(cut, torn);
+    assert_eq!(log.index_state(0), Some(cut));
+    assert_eq!(
+        scanned(&log, 3).0,
+        expected_from(&want, 3, want.len() as u64)
+    );
+}
+
+/// How a test damages record `k` of a sealed segment.
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    /// One payload bit flipped: the checksum fails.
+    Flip,
+    /// Re-framed, checksum right, with another `prev`: the chain breaks.
+    Chain,
+    /// Re-framed, checksum right, one batch position on: a batch mismatch.
+    Batch,
+}
+
+#[test]
+fn a_scan_from_inside_a_sealed_segment_reports_damage_as_a_walk_from_its_start_does() {
+    use crate::CorruptionKind as K;
+    use crate::format::{FLAG_END_OF_BATCH, RecordFields, encode_record, parse_record};
+    let max = LogOptions::default().record_size_max;
+    for damage in [Damage::Flip, Damage::Chain, Damage::Batch] {
+        let sim = SimFs::new();
+        let fs = sim.handle();
+        let want = fill(&open(&fs, segmented()), 30);
+        let segs = segment_files(&sim);
+        assert!(segs.len() >= 3, "{segs:?}");
+        let path = &segs[1];
+        let base = base_of(path);
+        let next_base = base_of(&segs[2]);
+        let mut data = sim.read_file(path).expect("segment");
+        // Damage the fifth record of the sealed segment.
+        let k = base + 4;
+        assert!(k + 2 < next_base, "{base}..{next_base}");
+        let mut off = crate::format::SEGMENT_HEADER_LEN;
+        for _ in base..k {
+            off = parse_record(&data, off, max).expect("record").end;
+        }
+        let r = parse_record(&data, off, max).expect("record");
+        let (payload, at, end) = (r.payload.to_vec(), off, r.end);
+        let mut fields = RecordFields {
+            prev: r.prev,
+            lsn: r.lsn,
+            batch_index: r.batch_index,
+            end_of_batch: r.flags & FLAG_END_OF_BATCH != 0,
+        };
+        match damage {
+            Damage::Flip => data[end - 1] ^= 0x01,
+            Damage::Chain => fields.prev ^= 0x5a5a,
+            Damage::Batch => fields.batch_index += 1,
+        }
+        if !matches!(damage, Damage::Flip) {
+            let mut framed = Vec::new();
+            encode_record(&mut framed, &fields, &payload);
+            data[at..end].copy_from_slice(&framed);
+        }
+        sim.write_file(path, &data);
+
+        // The walk from the segment's start: the records before `k`, then
+        // the damage at `k`, where it is and of the kind made.
+        let log = open(&fs, segmented());
+        let (records, err) = scanned(&log, base);
+        assert_eq!(records, expected_from(&want, base, k), "{damage:?}");
+        let Some(LogError::Corruption {
+            segment,
+            offset,
+            lsn,
+            detail,
+        }) = err
+        else {
+            panic!("{damage:?}: {err:?}")
+        };
+        assert_eq!((&segment, offset, lsn), (path, at as u64, k), "{damage:?}");
+        let kind_made = match (damage, &detail) {
+            (Damage::Flip, K::ChecksumMismatch { .. }) => true,
+            (Damage::Chain, K::ChainBroken { expected, found }) => *found == *expected ^ 0x5a5a,
+            (Damage::Batch, K::BatchMismatch { expected, found }) => {
+                u64::from(*found) == expected + 1
+            }
+            _ => false,
+        };
+        assert!(kind_made, "{damage:?}: {detail:?}");
+        drop(log);
+
+        // From every LSN of the segment, with its index built by earlier
+        // scans (a writer, a reader) and without (a fresh writer, a fresh
+        // reader): the records from there to `k`, then the same error. A
+        // start after `k` cannot be indexed past the damage and reports it
+        // too, as the walk from the start does.
+        let same = |who: &str, from: u64, (got, err): Walked| {
+            assert_eq!(
+                got,
+                expected_from(&want, from.min(k), k),
+                "{damage:?} from {from} ({who})"
+            );
+            match err {
+                Some(LogError::Corruption {
+                    segment: s,
+                    offset: o,
+                    lsn: l,
+                    detail: d,
+                }) => assert_eq!(
+                    (&s, o, l, &d),
+                    (&segment, offset, lsn, &detail),
+                    "{damage:?} from {from} ({who})"
+                ),
+                other => panic!("{damage:?} from {from} ({who}): {other:?}"),
+            }
+        };
+        let reader = LogReader::open_with(Arc::clone(&fs), "/d", segmented()).expect("reader");
+        for from in base..next_base {
+            let fresh = LogReader::open_with(Arc::clone(&fs), "/d", segmented()).expect("reader");
+            same("fresh reader", from, read_back(&fresh, from));
+            same("reader", from, read_back(&reader, from));
+        }
+        for from in base..next_base {
+            same("fresh writer", from, scanned(&open(&fs, segmented()), from));
+        }
+        let log = open(&fs, segmented());
+        for from in base..next_base {
+            same("writer", from, scanned(&log, from));
+        }
+        // The scans built the sealed segment's index, up to the damage.
+        let built = log.index_state(base).expect("index built by the scans");
+        assert_eq!(built.offsets.len() as u64, k - base, "{damage:?}");
+        // Later segments are not affected.
+        assert_eq!(
+            scanned(&log, next_base + 1).0,
+            expected_from(&want, next_base + 1, want.len() as u64)
+        );
+    }
 }

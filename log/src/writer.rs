@@ -1,16 +1,17 @@
-//! The writer: recovery on open, framing and buffering appends, rollover,
-//! group commit, reads of what it wrote, and retention.
+//! The writer: recovery on open, framing and buffering appends, preallocated
+//! space ahead of the active segment's last record, rollover, group commit,
+//! reads of what it wrote, and retention.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::format::{self, RECORD_HEADER_LEN, RecordFields, SEGMENT_HEADER_LEN, SegmentHeader};
-use crate::fs::{Fs, FsFile, LockGuard, RealFs};
+use crate::fs::{Fs, FsFile, LockGuard, RealFs, SegmentBytes};
 use crate::reader::Records;
 use crate::scan::{
     self, Cursor, Ending, SEGMENTS_DIR, SegIndex, SegRef, TEMP_EXT, Walker, check_header,
@@ -28,10 +29,19 @@ const FLUSH_THRESHOLD: usize = 256 * 1024;
 const BATCH_RECORDS_MAX: u64 = u32::MAX as u64;
 /// Consecutive fsyncs one caller leads for others before handing the lead on.
 const LEAD_ROUNDS_MAX: u32 = 4;
-/// How long a leader waits for just-woken committers to call in again, at
+/// How long a gatherer waits for just-woken committers to call in again, at
 /// most: half the last fsync, capped here. Waiting longer than a fraction of
 /// an fsync would cost more than a separate fsync for the stragglers.
 const GATHER_WAIT_MAX: Duration = Duration::from_millis(2);
+/// The first step of preallocated space in a segment; steps then grow with
+/// the segment up to `LogOptions::preallocate_size_max`, so that a small log
+/// pays little for its first extension and a large one few extensions.
+const PREALLOCATE_STEP_MIN: u64 = 64 * 1024;
+/// Preallocated space ends on a multiple of this, the usual block size, so
+/// that no block is left half written.
+const PREALLOCATE_ALIGN: u64 = 4096;
+/// Zeros for preallocation, written this many at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// The log's writer. `Send + Sync`: any number of threads may append at once.
 pub struct Log {
@@ -41,7 +51,6 @@ pub struct Log {
     options: LogOptions,
     inner: Mutex<Inner>,
     sync: Mutex<SyncState>,
-    gathered: Condvar,
     poisoned: AtomicBool,
     next_lsn: AtomicU64,
     first_lsn: AtomicU64,
@@ -64,8 +73,41 @@ struct Active {
     base: Lsn,
     path: PathBuf,
     file: Arc<dyn FsFile>,
-    /// Bytes in the file.
+    /// The segment's logical end: bytes of header and records in the file.
+    /// Records are written here; everything after it is zeros.
     file_len: u64,
+    /// How long the file may be: zeros were written (or found at open) from
+    /// `file_len` up to here. At least `file_len`.
+    allocated: u64,
+    /// No more zeros go into this segment: it is being sealed or closed, or
+    /// an extension failed.
+    extend_stopped: bool,
+}
+
+impl Active {
+    /// A segment holding its header and nothing else.
+    fn fresh(base: Lsn, path: PathBuf, file: Arc<dyn FsFile>) -> Active {
+        let len = SEGMENT_HEADER_LEN as u64;
+        Active {
+            base,
+            path,
+            file,
+            file_len: len,
+            allocated: len,
+            extend_stopped: false,
+        }
+    }
+
+    /// Cuts preallocated zeros off the end of the file, so that it ends
+    /// after its last record. Not synced here. Returns whether it cut.
+    fn trim(&mut self) -> std::io::Result<bool> {
+        if self.allocated <= self.file_len {
+            return Ok(false);
+        }
+        self.file.set_len(self.file_len)?;
+        self.allocated = self.file_len;
+        Ok(true)
+    }
 }
 
 struct Inner {
@@ -94,8 +136,11 @@ struct SyncState {
     syncing: bool,
     /// Callers asleep until an fsync covers them or they are to lead one.
     waiters: VecDeque<Waiter>,
-    /// The leader is waiting on `gathered` for callers to come back.
-    gathering: bool,
+    /// The caller asleep, with a deadline, while the callers the last fsync
+    /// woke come back; the last one back leads the next fsync in its place,
+    /// and it leads itself at the deadline if they do not all come back.
+    /// Only while no fsync is in flight.
+    gatherer: Option<Waiter>,
     /// Callers the last fsync woke that have not called in again since.
     expected_back: usize,
     /// How long the last fsync took.
@@ -118,6 +163,38 @@ impl Waiter {
     fn wake(&self, how: u8) {
         self.signal.store(how, Ordering::Release);
         self.thread.unpark();
+    }
+}
+
+/// Queues a caller until an fsync covers `upto`; returns its wake-up flag.
+fn queue(waiters: &mut VecDeque<Waiter>, upto: Lsn) -> Arc<AtomicU8> {
+    let signal = Arc::new(AtomicU8::new(WAKE_PENDING));
+    waiters.push_back(Waiter {
+        upto,
+        thread: thread::current(),
+        signal: Arc::clone(&signal),
+    });
+    signal
+}
+
+/// Sleeps until `signal` is set, or until `deadline` if one is given;
+/// returns the flag (`WAKE_PENDING` when the deadline passed). `park` may
+/// return spuriously: the flag, not the return, says a caller was woken.
+fn park_until(signal: &AtomicU8, deadline: Option<Instant>) -> u8 {
+    loop {
+        match signal.load(Ordering::Acquire) {
+            WAKE_PENDING => match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return WAKE_PENDING;
+                    }
+                    thread::park_timeout(d - now);
+                }
+            },
+            how => return how,
+        }
     }
 }
 
@@ -165,6 +242,10 @@ impl Log {
         fs.create_dir_all(&seg_dir)
             .map_err(|e| LogError::io(&seg_dir, "create directory", e))?;
         let rec = recover(fs.as_ref(), dir, &seg_dir, &options)?;
+        let mut read_cache = BTreeMap::new();
+        if let Some(index) = rec.index {
+            read_cache.insert(rec.active.base, index);
+        }
         let now = Instant::now();
         let inner = Inner {
             sealed: rec.sealed,
@@ -186,16 +267,15 @@ impl Log {
                 durable: rec.report.next_lsn,
                 syncing: false,
                 waiters: VecDeque::new(),
-                gathering: false,
+                gatherer: None,
                 expected_back: 0,
                 last_fsync: Duration::ZERO,
             }),
-            gathered: Condvar::new(),
             poisoned: AtomicBool::new(false),
             next_lsn: AtomicU64::new(rec.report.next_lsn),
             first_lsn: AtomicU64::new(rec.report.first_lsn),
             durable_lsn: AtomicU64::new(rec.report.next_lsn),
-            read_cache: Mutex::new(BTreeMap::new()),
+            read_cache: Mutex::new(read_cache),
             _lock: guard,
         };
         Ok((log, rec.report))
@@ -320,16 +400,77 @@ impl Log {
             .write_all_at(buf, active.file_len)
             .map_err(|e| self.poison(LogError::io(&active.path, "write", e)))?;
         active.file_len += buf.len() as u64;
+        active.allocated = active.allocated.max(active.file_len);
         buf.clear();
         inner.flushed_lsn = inner.next_lsn;
+        self.preallocate(&mut inner.active);
         Ok(())
+    }
+
+    /// Keeps zeros written ahead of the active segment's last record, so
+    /// that records land on blocks that are allocated and initialized and
+    /// the `fdatasync` that commits them has no metadata to journal
+    /// (`LogOptions::preallocate_size_max`).
+    ///
+    /// Where the cost lands: this runs at the end of a flush, under the
+    /// writer lock, which also keeps a rollover from cutting the file back
+    /// meanwhile. It writes a step only when less than half a step is left,
+    /// so once per half step of records (thousands of small ones); the step
+    /// grows with the segment, from 64 KiB to the option's size. The zeros
+    /// are not synced here: the next commit's `fdatasync` carries them, and
+    /// the file's new size, once.
+    ///
+    /// A failed extension is not an error and does not poison: no record is
+    /// in those bytes, and a failed write of zeros leaves zeros or nothing
+    /// past the logical end. The segment is just not extended again; like
+    /// any, it is cut back to its last record when sealed or closed.
+    fn preallocate(&self, active: &mut Active) {
+        let max = self.options.preallocate_size_max;
+        if max == 0 || self.options.sync == SyncPolicy::Never || active.extend_stopped {
+            return;
+        }
+        let end = active.file_len;
+        let step = end.clamp(PREALLOCATE_STEP_MIN.min(max), max);
+        if active.allocated >= end.saturating_add(step / 2) {
+            return;
+        }
+        // Never past the segment's size limit: records stop before it.
+        let target = end
+            .saturating_add(step)
+            .checked_next_multiple_of(PREALLOCATE_ALIGN)
+            .unwrap_or(u64::MAX)
+            .min(self.options.segment_size_max);
+        let mut at = active.allocated;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64);
+            // n <= ZEROS.len(), a usize.
+            let zeros = &ZEROS[..usize::try_from(n).unwrap_or(ZEROS.len())];
+            if active.file.write_all_at(zeros, at).is_err() {
+                active.extend_stopped = true;
+                // The file may reach anywhere up to `target` now.
+                active.allocated = target;
+                return;
+            }
+            at += n;
+            active.allocated = at;
+        }
     }
 
     /// Seals the active segment (flush, fdatasync) and starts the next one;
     /// the new segment is durable in the directory before anything in it is
     /// acknowledged.
+    ///
+    /// The old segment is cut back to its last record before that sync, so
+    /// that a sealed segment ends exactly after a batch (FORMAT.md); until
+    /// the sync returns it is still the last segment, where zeros after the
+    /// last batch are allowed.
     fn roll_over(&self, inner: &mut Inner) -> Result<(), LogError> {
+        inner.active.extend_stopped = true;
         self.flush(inner)?;
+        inner
+            .active
+            .trim()
+            .map_err(|e| self.poison(LogError::io(&inner.active.path, "truncate", e)))?;
         inner
             .active
             .file
@@ -338,15 +479,7 @@ impl Log {
         let base = inner.next_lsn;
         let (file, path) = create_segment(self.fs.as_ref(), &self.seg_dir, base, inner.prev)
             .map_err(|e| self.poison(e))?;
-        let old = std::mem::replace(
-            &mut inner.active,
-            Active {
-                base,
-                path,
-                file,
-                file_len: SEGMENT_HEADER_LEN as u64,
-            },
-        );
+        let old = std::mem::replace(&mut inner.active, Active::fresh(base, path, file));
         inner.sealed.push((old.base, old.path));
         inner.last_sync = Instant::now();
         inner.unsynced_bytes = 0;
@@ -388,129 +521,198 @@ impl Log {
     /// the next fsync (which covers everything written until it starts) or,
     /// while one is in flight, queues and sleeps. When an fsync ends, its
     /// leader wakes exactly the queued callers it covered, so each caller
-    /// wakes once, and hands the lead to the oldest caller it did not cover.
+    /// wakes once.
     ///
-    /// Callers just woken usually append again at once. A leader therefore
-    /// waits (at most half an fsync) until as many callers have come back as
-    /// the last fsync woke, so the next fsync covers them too. Without this
-    /// the first caller back would sync alone while the rest queue behind it,
-    /// and the committers would split into cohorts that alternate, each fsync
-    /// covering a fraction of them. A lone writer never waits: its fsyncs
-    /// wake nobody.
+    /// Callers just woken usually append again at once. The next fsync is
+    /// therefore held back (at most half an fsync) until as many callers
+    /// have come back as the last fsync woke, its leader included, so that
+    /// it covers them all.
+    /// Without this the first caller back would sync alone while the rest
+    /// queue behind it, and the committers would split into cohorts that
+    /// alternate, each fsync covering a fraction of them. The first caller
+    /// back sleeps as the gatherer, with the deadline; the others queue
+    /// behind it; the last one back, already running, leads the fsync
+    /// itself, so no sleeping leader has to be woken and scheduled before
+    /// the disk is busy again. A lone writer never waits: its fsyncs wake
+    /// nobody.
+    ///
+    /// Queued callers are always someone's charge: the leader of the fsync
+    /// in flight, the gatherer (or the caller that takes its place), or a
+    /// caller handed the lead. A caller that finds the log poisoned wakes
+    /// every sleeper before it returns, so none waits for an fsync that
+    /// will not come.
     fn group_sync(&self, upto: Lsn) -> Result<(), LogError> {
         // Nothing at or past next_lsn exists to be synced; waiting for it
         // would lead fsyncs forever.
         let upto = upto.min(self.next_lsn());
         let mut s = lock(&self.sync);
+        // The last caller back takes the gatherer's place, even if its own
+        // records are durable already: the queue behind the gatherer is
+        // then its charge.
+        let mut take_over = false;
         if s.expected_back > 0 {
             s.expected_back -= 1;
-            // Wake the gathering leader once, when the last one is back.
-            if s.gathering && s.expected_back == 0 {
-                self.gathered.notify_one();
-            }
+            take_over = s.expected_back == 0 && s.gatherer.is_some();
         }
-        // Set when an ending leader handed this caller the lead: it must then
-        // lead while others are queued, even if its own records are durable
-        // by now (a rollover syncs too), or the queue would be stranded.
-        let mut handed_lead = false;
+        // Set when this caller is charged with the queue even though its own
+        // records may be durable: it was handed the lead, or it led the last
+        // fsync and callers that wrote during it are still queued.
+        let mut must_lead = false;
+        // Fsyncs this caller led in a row; after LEAD_ROUNDS_MAX the lead is
+        // handed on so that no caller is held for long.
+        let mut rounds = 0u32;
         loop {
-            self.check_poison()?;
+            if self.poisoned.load(Ordering::Acquire) {
+                let st = &mut *s;
+                let sleepers: Vec<Waiter> =
+                    st.waiters.drain(..).chain(st.gatherer.take()).collect();
+                drop(s);
+                for w in sleepers {
+                    w.wake(WAKE_COVERED);
+                }
+                return Err(LogError::Poisoned);
+            }
             let covered = s.durable >= upto;
-            let must_lead = handed_lead && !s.syncing && !s.waiters.is_empty();
-            handed_lead = false;
-            if covered && !must_lead {
+            let orphaned = !s.syncing && s.gatherer.is_none() && !s.waiters.is_empty();
+            if covered && !take_over && !(must_lead && orphaned) {
                 return Ok(());
             }
             if s.syncing {
+                // The fsync in flight's leader wakes this caller: covered,
+                // or handed the lead of the next one.
+                let signal = queue(&mut s.waiters, upto);
+                drop(s);
+                match park_until(&signal, None) {
+                    WAKE_COVERED if self.durable_lsn() >= upto => return self.check_poison(),
+                    how => must_lead = how == WAKE_LEAD,
+                }
+                take_over = false;
+                s = lock(&self.sync);
+                continue;
+            }
+            if s.expected_back > 0 && !take_over {
+                if s.gatherer.is_some() {
+                    // The gatherer, or the last caller back in its place,
+                    // leads the fsync that covers this one.
+                    let signal = queue(&mut s.waiters, upto);
+                    drop(s);
+                    match park_until(&signal, None) {
+                        WAKE_COVERED if self.durable_lsn() >= upto => {
+                            return self.check_poison();
+                        }
+                        how => must_lead = how == WAKE_LEAD,
+                    }
+                    s = lock(&self.sync);
+                    continue;
+                }
+                let wait = (s.last_fsync / 2).min(GATHER_WAIT_MAX);
+                let deadline = Instant::now() + wait;
                 let signal = Arc::new(AtomicU8::new(WAKE_PENDING));
-                s.waiters.push_back(Waiter {
+                s.gatherer = Some(Waiter {
                     upto,
                     thread: thread::current(),
                     signal: Arc::clone(&signal),
                 });
                 drop(s);
-                // park() may return spuriously; the flag says we were woken.
-                let how = loop {
-                    match signal.load(Ordering::Acquire) {
-                        WAKE_PENDING => thread::park(),
-                        how => break how,
+                let mut how = park_until(&signal, Some(deadline));
+                s = lock(&self.sync);
+                if how == WAKE_PENDING {
+                    let still_gathering = s
+                        .gatherer
+                        .as_ref()
+                        .is_some_and(|g| Arc::ptr_eq(&g.signal, &signal));
+                    if still_gathering {
+                        // The deadline passed before everyone came back:
+                        // lead for whoever did (nothing to lead when this
+                        // caller is covered and nobody queued).
+                        s.gatherer = None;
+                        s.expected_back = 0;
+                        must_lead = true;
+                        continue;
                     }
-                };
-                // Most wake-ups mean "covered": return without contending
-                // for the lock with every other caller woken by that fsync.
-                if how == WAKE_COVERED && self.durable_lsn.load(Ordering::Acquire) >= upto {
+                    // The last caller back took this caller's place and
+                    // queued it (or woke it, covered): wait to be woken.
+                    drop(s);
+                    how = park_until(&signal, None);
+                    s = lock(&self.sync);
+                }
+                if how == WAKE_COVERED && s.durable >= upto {
+                    drop(s);
                     return self.check_poison();
                 }
-                handed_lead = how == WAKE_LEAD;
-                s = lock(&self.sync);
+                must_lead = how == WAKE_LEAD;
                 continue;
             }
+            // Lead: everyone expected is back, or nobody was expected, or
+            // the gather's deadline passed.
+            take_over = false;
+            s.expected_back = 0;
+            let mut covered_early = None;
+            if let Some(g) = s.gatherer.take() {
+                // The gatherer joins this fsync, or, when a previous fsync
+                // covered it already (a leader charged with the queue),
+                // goes back to work at once.
+                if g.upto <= s.durable {
+                    covered_early = Some(g);
+                } else {
+                    s.waiters.push_back(g);
+                }
+            }
             s.syncing = true;
-            let mut rounds = 0;
+            drop(s);
+            if let Some(g) = covered_early {
+                g.wake(WAKE_COVERED);
+            }
+            let started = Instant::now();
+            let result = self.flush_and_sync();
+            rounds += 1;
+            s = lock(&self.sync);
+            s.last_fsync = started.elapsed();
+            if let Ok(durable) = result
+                && durable > s.durable
+            {
+                s.durable = durable;
+                self.durable_lsn.store(durable, Ordering::Release);
+            }
+            let durable = s.durable;
+            let failed = result.is_err() || self.poisoned.load(Ordering::Acquire);
             // Covered callers are moved here under the lock and woken after
             // it is dropped: each wake-up is a syscall, and callers woken
             // early would otherwise find the lock held by the rest of them.
             let mut woken: Vec<Waiter> = Vec::new();
-            let result = loop {
-                if s.expected_back > 0 {
-                    let wait = (s.last_fsync / 2).min(GATHER_WAIT_MAX);
-                    let deadline = Instant::now() + wait;
-                    s.gathering = true;
-                    while s.expected_back > 0 {
-                        let now = Instant::now();
-                        if now >= deadline {
-                            break;
-                        }
-                        s = self
-                            .gathered
-                            .wait_timeout(s, deadline - now)
-                            .map_or_else(|e| e.into_inner().0, |r| r.0);
-                    }
-                    s.gathering = false;
-                    s.expected_back = 0;
+            for w in std::mem::take(&mut s.waiters) {
+                if failed || w.upto <= durable {
+                    woken.push(w);
+                } else {
+                    s.waiters.push_back(w);
                 }
-                drop(s);
-                let started = Instant::now();
-                let result = self.flush_and_sync();
-                rounds += 1;
-                s = lock(&self.sync);
-                s.last_fsync = started.elapsed();
-                if let Ok(durable) = result
-                    && durable > s.durable
-                {
-                    s.durable = durable;
-                    self.durable_lsn.store(durable, Ordering::Release);
-                }
-                let durable = s.durable;
-                let failed = result.is_err() || self.poisoned.load(Ordering::Acquire);
-                for w in std::mem::take(&mut s.waiters) {
-                    if failed || w.upto <= durable {
-                        woken.push(w);
-                    } else {
-                        s.waiters.push_back(w);
-                    }
-                }
-                s.expected_back = if failed { 0 } else { woken.len() };
-                // Callers still queued wrote during that fsync. Leading their
-                // fsync at once, rather than waking one of them to do it,
-                // saves a thread wake-up; after a few rounds the lead is
-                // handed on so that this caller is not held for long.
-                if failed || s.waiters.is_empty() || rounds >= LEAD_ROUNDS_MAX {
-                    break result;
-                }
-                drop(s);
-                for w in woken.drain(..) {
-                    w.wake(WAKE_COVERED);
-                }
-                s = lock(&self.sync);
-            };
+            }
             s.syncing = false;
-            let next_leader = s.waiters.pop_front();
+            // Callers still queued wrote during that fsync. This caller
+            // stays charged with them (it gathers the callers just woken,
+            // then leads again) for a few rounds, then hands the lead to the
+            // oldest of them.
+            let left = !failed && !s.waiters.is_empty();
+            let handed = if left && rounds >= LEAD_ROUNDS_MAX {
+                s.waiters.pop_front()
+            } else {
+                None
+            };
+            must_lead = left && handed.is_none();
+            // The next fsync waits for the callers just woken and, when it
+            // returns now, for this caller too: a committer that led one
+            // fsync usually commits again, and an fsync started without it
+            // would leave it to sync alone.
+            s.expected_back = match (failed, must_lead) {
+                (true, _) => 0,
+                (false, true) => woken.len(),
+                (false, false) => woken.len() + 1,
+            };
             drop(s);
             for w in woken {
                 w.wake(WAKE_COVERED);
             }
-            if let Some(w) = next_leader {
+            if let Some(w) = handed {
                 w.wake(WAKE_LEAD);
             }
             result?;
@@ -580,28 +782,21 @@ impl Log {
     }
 
     /// Owned records from `from` to the last record written at the time of
-    /// the call, across segments.
+    /// the call, across segments. A `from` inside a segment is found from
+    /// that segment's read index (see [`Log::read`]), not by walking the
+    /// segment from its start; every record returned is checked as by that
+    /// walk, chained to the record before it.
     pub fn iter_from(&self, from: Lsn) -> Result<Records, LogError> {
         let (segs, end) = self.read_view()?;
         self.check_range(from, end, true)?;
-        Ok(Records::new(Walker::new(
-            Arc::clone(&self.fs),
-            segs,
-            from,
-            end,
-            self.options.record_size_max,
-        )))
+        Ok(Records::new(self.walker(segs, from, end)))
     }
 
-    /// Calls `f` with each record from `from` on, without copying payloads;
-    /// stops early when `f` breaks.
-    pub fn scan(
-        &self,
-        from: Lsn,
-        mut f: impl FnMut(Lsn, &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), LogError> {
-        let (segs, end) = self.read_view()?;
-        self.check_range(from, end, true)?;
+    /// A walk over `from..end` that starts at `from` from the read index of
+    /// the segment it starts in (seeded at open for the active segment,
+    /// built here for a sealed one), not by walking that segment from its
+    /// start; see [`Walker::start_from_index`].
+    fn walker(&self, segs: Vec<SegRef>, from: Lsn, end: Lsn) -> Walker {
         let mut w = Walker::new(
             Arc::clone(&self.fs),
             segs,
@@ -609,6 +804,27 @@ impl Log {
             end,
             self.options.record_size_max,
         );
+        if let Some(seg) = w.start_segment().cloned() {
+            // Any failure to index is left to the walk from the segment's
+            // start, which reports it exactly as it did without an index.
+            let _ = self.with_index(&seg, |idx| {
+                w.start_from_index(idx);
+                Ok(())
+            });
+        }
+        w
+    }
+
+    /// Calls `f` with each record from `from` on, without copying payloads;
+    /// stops early when `f` breaks. Starts as [`Log::iter_from`] does.
+    pub fn scan(
+        &self,
+        from: Lsn,
+        mut f: impl FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        let (segs, end) = self.read_view()?;
+        self.check_range(from, end, true)?;
+        let mut w = self.walker(segs, from, end);
         while let Some((lsn, range)) = w.next()? {
             if f(lsn, &w.bytes()[range]).is_break() {
                 break;
@@ -629,18 +845,12 @@ impl Log {
     ) -> Result<(), LogError> {
         let (segs, end) = self.read_view()?;
         self.check_range(from, end, true)?;
-        Walker::new(
-            Arc::clone(&self.fs),
-            segs,
-            from,
-            end,
-            self.options.record_size_max,
-        )
-        .scan_segments(f)
+        self.walker(segs, from, end).scan_segments(f)
     }
 
-    /// One record's payload. Repeated reads are served from a per-segment
-    /// index built on first use.
+    /// One record's payload. Reads are served from a per-segment index of
+    /// record offsets: the active segment's is seeded by the walk at open,
+    /// a sealed segment's is built on first use.
     pub fn read(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
         let (segs, end) = {
             let inner = lock(&self.inner);
@@ -673,6 +883,17 @@ impl Log {
             return Err(self.out_of_range(lsn, end));
         };
         let max = self.options.record_size_max;
+        let payload =
+            self.with_index(&seg, |idx| Ok(idx.payload(lsn, max)?.map(<[u8]>::to_vec)))?;
+        payload.ok_or_else(|| self.out_of_range(lsn, end))
+    }
+
+    /// Calls `f` with the read index of `seg`, built on first use and kept.
+    fn with_index<R>(
+        &self,
+        seg: &SegRef,
+        f: impl FnOnce(&mut SegIndex) -> Result<R, LogError>,
+    ) -> Result<R, LogError> {
         let mut cache = lock(&self.read_cache);
         if let Some(idx) = cache.get_mut(&seg.base) {
             // An index built while its segment was active covers only the
@@ -683,21 +904,24 @@ impl Log {
                 None => !idx.sealed,
             };
             if stale {
-                let bytes = scan::load(self.fs.as_ref(), &seg)?;
+                let bytes = scan::load(self.fs.as_ref(), seg)?;
                 idx.grow(bytes);
                 idx.sealed = seg.len.is_none();
             }
-            if let Some(p) = idx.payload(lsn, max)? {
-                return Ok(p.to_vec());
-            }
-            return Err(self.out_of_range(lsn, end));
+            return f(idx);
         }
-        let bytes = scan::load(self.fs.as_ref(), &seg)?;
+        let bytes = scan::load(self.fs.as_ref(), seg)?;
         let mut idx = SegIndex::new(seg.path.clone(), seg.base, bytes)?;
         idx.sealed = seg.len.is_none();
-        let result = idx.payload(lsn, max)?.map(<[u8]>::to_vec);
+        let result = f(&mut idx);
         cache.insert(seg.base, idx);
-        result.ok_or_else(|| self.out_of_range(lsn, end))
+        result
+    }
+
+    /// The read index of the segment based at `base`, if one is kept.
+    #[cfg(test)]
+    pub(crate) fn index_state(&self, base: Lsn) -> Option<scan::IndexState> {
+        lock(&self.read_cache).get(&base).map(SegIndex::state)
     }
 
     fn out_of_range(&self, lsn: Lsn, next: Lsn) -> LogError {
@@ -757,17 +981,23 @@ impl Log {
 }
 
 impl Drop for Log {
-    /// Writes out what is still buffered (and, unless the policy is `Never`,
-    /// syncs it). Best effort: errors have nowhere to go, and a poisoned
-    /// writer writes nothing.
+    /// Writes out what is still buffered, cuts the preallocated zeros off
+    /// the active segment so that a closed log uses no extra disk, and,
+    /// unless the policy is `Never`, syncs both. Best effort: errors have
+    /// nowhere to go (zeros left behind are unused space to the next open),
+    /// and a poisoned writer writes nothing.
     fn drop(&mut self) {
         if self.poisoned.load(Ordering::Acquire) {
             return;
         }
         let mut inner = lock(&self.inner);
+        inner.active.extend_stopped = true;
         let had_unsynced = !inner.buf.is_empty() || inner.unsynced_bytes > 0;
-        if self.flush(&mut inner).is_ok() && had_unsynced && self.options.sync != SyncPolicy::Never
-        {
+        if self.flush(&mut inner).is_err() {
+            return;
+        }
+        let trimmed = inner.active.trim().unwrap_or(false);
+        if (had_unsynced || trimmed) && self.options.sync != SyncPolicy::Never {
             let _ = inner.active.file.sync_data();
         }
     }
@@ -898,6 +1128,8 @@ struct Recovered {
     active: Active,
     prev: u32,
     report: RecoveryReport,
+    /// The active segment's read index, seeded from the walk at open.
+    index: Option<SegIndex>,
 }
 
 /// The first damage found, and the valid prefix before it.
@@ -944,12 +1176,7 @@ fn recover(
         let (file, path) = create_segment(fs, seg_dir, 0, 0)?;
         return Ok(Recovered {
             sealed: Vec::new(),
-            active: Active {
-                base: 0,
-                path,
-                file,
-                file_len: SEGMENT_HEADER_LEN as u64,
-            },
+            active: Active::fresh(0, path, file),
             prev: 0,
             report: RecoveryReport {
                 next_lsn: 0,
@@ -958,7 +1185,9 @@ fn recover(
                 torn_tail: None,
                 salvaged: None,
                 temp_files_removed,
+                unused_bytes: 0,
             },
+            index: None,
         });
     }
     let full = options.recovery != RecoveryMode::TolerateTornTail;
@@ -967,7 +1196,16 @@ fn recover(
     let mut torn: Option<(usize, u64, u64, u64)> = None; // seg, cut, bytes, dropped
     let mut last_cursor: Option<Cursor> = None;
     let mut prev_end: Option<Cursor> = None;
+    // The last walked segment's logical end (after its last whole batch)
+    // and its length on disk; they differ by the zeros of preallocated space.
     let mut last_len = 0u64;
+    let mut last_alloc = 0u64;
+    // The last segment's header, offsets as its walk checked them, and
+    // bytes: the read index is seeded from them, so that neither the first
+    // read nor a scan from an LSN inside it walks it again.
+    let mut walked: Option<SegmentHeader> = None;
+    let mut offsets: Vec<usize> = Vec::new();
+    let mut walked_bytes: Option<SegmentBytes> = None;
     for (i, seg) in segs.iter().enumerate() {
         let is_last = i + 1 == n;
         let len = fs
@@ -1019,10 +1257,19 @@ fn recover(
             prev_end = None;
             continue;
         }
-        let s = scan::scan_segment(&bytes, &h, max, is_last);
+        let s = if is_last {
+            scan::scan_segment_with(&bytes, &h, max, is_last, |off| offsets.push(off))
+        } else {
+            scan::scan_segment(&bytes, &h, max, is_last)
+        };
         prev_end = Some(s.cursor);
         last_cursor = Some(s.cursor);
-        last_len = len;
+        last_len = s.cursor.off as u64;
+        last_alloc = len;
+        if is_last {
+            walked = Some(h);
+            walked_bytes = Some(bytes);
+        }
         match s.ending {
             Ending::Clean => {}
             Ending::Torn => {
@@ -1053,6 +1300,7 @@ fn recover(
         torn_tail: None,
         salvaged: None,
         temp_files_removed,
+        unused_bytes: 0,
     };
 
     if let Some((i, cut, bytes, dropped)) = torn {
@@ -1075,8 +1323,12 @@ fn recover(
                     .unwrap_or(&[]);
                 let name = format!("{}.{cut:020}.torn", segment_file_name(seg.base));
                 let side = write_side_file(fs, &dir.join("torn"), &name, cut_bytes)?;
+                // No map of a segment may live while it is truncated
+                // (mmap.rs); what is kept is mapped again below.
+                walked_bytes = None;
                 truncate_segment(fs, &seg.path, cut)?;
                 last_len = cut;
+                last_alloc = cut;
                 report.torn_tail = Some(TornTail {
                     side_file: Some(side),
                     ..tail
@@ -1099,11 +1351,15 @@ fn recover(
     }
 
     if let Some(d) = damage {
+        // Salvage truncates and moves segments; its cursor is not the walk's.
+        walked = None;
+        walked_bytes = None;
         let (salvaged, kept_len, cursor) = salvage(fs, dir, &segs, d)?;
         report.salvaged = Some(salvaged);
         segs.truncate(segs.len().min(kept_len.0));
         last_cursor = cursor;
         last_len = kept_len.1;
+        last_alloc = kept_len.1;
         if segs.is_empty() {
             // Even the first segment's header was bad: start afresh at its base.
             let base = report.first_lsn;
@@ -1112,14 +1368,10 @@ fn recover(
             report.segments = 1;
             return Ok(Recovered {
                 sealed: Vec::new(),
-                active: Active {
-                    base,
-                    path,
-                    file,
-                    file_len: SEGMENT_HEADER_LEN as u64,
-                },
+                active: Active::fresh(base, path, file),
                 prev: 0,
                 report,
+                index: None,
             });
         }
     }
@@ -1146,7 +1398,8 @@ fn recover(
                     reason: "salvage left a segment that does not end cleanly".to_owned(),
                 });
             }
-            last_len = bytes.len() as u64;
+            last_len = s.cursor.off as u64;
+            last_alloc = bytes.len() as u64;
             s.cursor
         }
     };
@@ -1154,26 +1407,49 @@ fn recover(
         .open_write(&last.path)
         .map_err(|e| LogError::io(&last.path, "open", e))?;
     // What the last writer left may never have been synced (SyncPolicy::Never);
-    // sync it so that durable_lsn starts out true.
+    // sync it so that durable_lsn starts out true. This makes the zeros of
+    // preallocated space durable too: the writer then fills them, as the
+    // writer that wrote them would have.
     file.sync_data()
         .map_err(|e| LogError::io(&last.path, "fdatasync", e))?;
     report.next_lsn = cursor.lsn;
     report.segments = segs.len() as u64;
+    report.unused_bytes = last_alloc.saturating_sub(last_len);
     let active = Active {
         base: last.base,
         path: last.path.clone(),
         file,
         file_len: last_len,
+        allocated: last_alloc.max(last_len),
+        extend_stopped: false,
     };
     let sealed = segs[..segs.len() - 1]
         .iter()
         .map(|s| (s.base, s.path.clone()))
         .collect();
+    // The index holds the bytes up to the end of the last whole batch: the
+    // walk's map when that is the whole of it, else (a torn tail was cut)
+    // a new map of what is kept. Without a map the index is built when
+    // first needed, as before.
+    let index = walked.and_then(|h| {
+        let bytes = match walked_bytes.filter(|b| b.len() == cursor.off) {
+            Some(b) => b,
+            None => fs.map(&last.path, cursor.off as u64).ok()?,
+        };
+        Some(SegIndex::from_scan(
+            last.path.clone(),
+            &h,
+            bytes,
+            offsets,
+            cursor,
+        ))
+    });
     Ok(Recovered {
         sealed,
         active,
         prev: cursor.prev,
         report,
+        index,
     })
 }
 

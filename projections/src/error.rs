@@ -148,11 +148,15 @@ impl fmt::Display for TransitionError {
 impl std::error::Error for TransitionError {}
 
 /// A job's runs and checkpoints, kept as snapshot bytes until first used,
-/// do not decode, or disagree with the job's summary (its totals, its
-/// number of runs, its runs in flight or interrupted).
+/// fail their own checksum, do not decode, or disagree with the job's
+/// summary (its totals, its number of runs, its runs in flight or
+/// interrupted).
 ///
-/// The snapshot's checksum passed, so the snapshot was written wrong or
-/// altered under a recomputed checksum. Nothing was believed: every view
+/// Each detail carries its own CRC-32, checked when it is first decoded
+/// (an open checks the summaries' checksum only, so that it need not read
+/// every detail): a mismatch means the bytes were damaged on disk; any
+/// other failure, that the snapshot was written wrong or altered under
+/// recomputed checksums. Nothing was believed: every view
 /// that depends on the detail refuses with this error. The log is the
 /// truth: an open without that snapshot replays it.
 #[derive(Clone, Debug, PartialEq, Eq)]

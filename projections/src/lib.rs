@@ -65,15 +65,17 @@
 //! [`CheckpointId`]) are shared strings: a checkpoint's copy of its job's
 //! and run's id costs a reference count, not a string. A job finds its runs
 //! and checkpoints by scanning them while it has few (up to 16) and keeps a
-//! hash index beside the list only past that. The replay path decodes
-//! events borrowed ([`EventRef`]) and copies out only what a view keeps.
-//! Measured on x86_64: a [`JobView`] is 384 bytes (its detail,
-//! [`JobDetail`], inline), a [`RunView`] 296 and a [`CheckpointView`] 136,
-//! each plus one heap string per id it introduces. Views restored from a
-//! snapshot ([`Projections::from_snapshot`]) keep the snapshot file in
-//! memory while any job's detail is still undecoded, and each such job 80
-//! bytes saying where its detail is; a decoded job costs what a replayed
-//! one does.
+//! hash index (boxed) beside the list only past that. A job's key and
+//! fingerprint are shared strings too: jobs restored from one snapshot
+//! share one string per key. The replay path decodes events borrowed
+//! ([`EventRef`]) and copies out only what a view keeps.
+//! Measured on x86_64: a [`JobView`] is 312 bytes (its detail,
+//! [`JobDetail`] of 64 bytes, and where a snapshot keeps that detail, 32,
+//! inline), a [`RunView`] 296 and a [`CheckpointView`] 136, each plus one
+//! heap string per id it introduces. Views restored from a snapshot
+//! ([`Projections::from_snapshot`]) keep the snapshot file in memory (the
+//! engine maps it) while any job's detail is still undecoded; a decoded
+//! job costs what a replayed one does.
 //! Measured end to end (`examples/engine_memory.rs`, heap after replaying
 //! 100 000 jobs of one run each, allocator slack included): about 1.7 KiB
 //! per job with its run, and about 190 bytes per checkpoint.
@@ -91,7 +93,7 @@ pub use event::{
     InterruptReason, JobOutcome, JobOutcomeRef,
 };
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SnapshotCodec, SnapshotError, SnapshotFile};
-pub use state::Projections;
+pub use state::{Checked, Projections};
 pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 pub use view::{
     BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobDetail, JobStatus,

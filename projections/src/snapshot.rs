@@ -1,32 +1,43 @@
-//! The snapshot form of [`Projections`]: job summaries first, then each
-//! job's runs and checkpoints as a separate detail, so that a restore
-//! decodes the summaries and leaves every detail as bytes until it is
-//! first used.
+//! The snapshot form of [`Projections`]: a head of fixed-width job
+//! summaries that a restore reads with a few loads per job, then each
+//! job's runs and checkpoints as a separate detail, kept as bytes until
+//! it is first used.
 //!
-//! Version 3, in a [`SnapshotCodec`]'s serde format (postcard in the
-//! engine):
+//! Version 4. Every integer is fixed-width little-endian; strings are
+//! UTF-8 bytes whose lengths are in the job's record. FORMAT.md gives the
+//! same layout as tables.
 //!
 //! ```text
-//! body       = version: u8 (3) ‖ head ‖ details
-//! head       = events_applied: u64 ‖ last_lsn: Option<u64> ‖ jobs: seq of job
-//! job        = id ‖ key ‖ input: PayloadRef ‖ fingerprint ‖ status
-//!              ‖ total_steps: u64 ‖ usage: Usage ‖ started_at ‖ finished_at
-//!              ‖ finish ‖ external ‖ last_lsn ‖ runs: u32 (how many)
-//!              ‖ live: seq of (u32 position, RunStatus)
-//!              ‖ detail_len: u64
-//! details    = every job's detail, in job order, each detail_len bytes,
-//!              nothing after the last
-//! detail     = runs: seq of run ‖ checkpoints: seq of checkpoint
+//! body     = preamble (64 bytes) ‖ keys ‖ records ‖ text ‖ live ‖ details
+//! preamble = version: u8 (4) ‖ 3 zero bytes ‖ head_crc: u32
+//!            ‖ head_len: u64 ‖ events_applied: u64 ‖ last_lsn: u64
+//!            ‖ has_last_lsn: u8 (0 or 1) ‖ 3 zero bytes ‖ key_count: u32
+//!            ‖ job_count: u64 ‖ text_len: u64 ‖ live_count: u64
+//! keys     = key_count × (len: u32 ‖ bytes): the distinct job keys
+//! records  = job_count × 128-byte job record (the R_ offsets below)
+//! text     = text_len bytes of UTF-8: per job, in job order, its id
+//!            ‖ fingerprint ‖ finish message ‖ external detail
+//! live     = live_count × (position: u32 ‖ status: u8): per job, in job
+//!            order, its runs in flight or interrupted
+//! details  = every job's detail, in job order, detail_len bytes each,
+//!            ending exactly at the end of the body
+//! detail   = runs: seq of run ‖ checkpoints: seq of checkpoint, in the
+//!            codec's serde format (postcard in the engine)
 //! run        = the fields of RunView in order, without `job`
 //! checkpoint = id ‖ run: u32 (position of its run in the job's runs)
 //!              ‖ delta: Usage ‖ phase ‖ payload: PayloadRef ‖ at
 //! ```
 //!
-//! `live` lists the runs that are in flight or interrupted, in position
-//! order: the indexes of runs a crash interrupted and runs to interrupt
-//! at open are rebuilt from it without decoding any detail (the jobs it
-//! names are decoded at restore, since the engine reads their runs at
-//! open). `runs`, `total_steps` and `usage` answer a job listing.
+//! The head is bytes `0..head_len`; `head_crc` is the CRC-32 of bytes
+//! `8..head_len`. Each detail has its own CRC-32 in its job's record,
+//! checked when the detail is first decoded, so that a restore reads the
+//! head and never a detail it does not need.
+//!
+//! A job's `live` entries list its runs in flight or interrupted, in
+//! position order: the indexes of runs a crash interrupted and runs to
+//! interrupt at open are rebuilt from them, and such a job's detail is
+//! decoded at restore (the engine reads those runs at open). `runs`,
+//! `total_steps` and `usage` answer a job listing without the detail.
 //!
 //! Left out because the log's transitions fix them: a run's and a
 //! checkpoint's job (the job holding it), a checkpoint's run id (its run's
@@ -34,44 +45,45 @@
 //! usage (the saturating sum of the deltas up to it).
 //!
 //! What a detail says and what its summary says must agree: when a detail
-//! is decoded, its runs' count, its runs in flight or interrupted, and the
-//! sums of its checkpoints' deltas are compared with the summary, and any
-//! difference is a [`DetailError`], as is a detail that does not decode or
-//! has bytes left over. A restore checks the head whole: the version, every
-//! `detail_len` against the bytes left, the details filling the body
-//! exactly, `live` positions in order, below `runs` and naming a live
-//! status, job ids unique.
+//! is decoded, its checksum, its runs' count, its runs in flight or
+//! interrupted, and the sums of its checkpoints' deltas are checked against
+//! the summary, and any difference is a [`DetailError`], as is a detail
+//! that does not decode or has bytes left over. A restore checks the head
+//! whole: the version, the head's checksum, every count and length against
+//! the bytes there are (before anything is allocated), each field's range
+//! (a status, a flag, a key index), unused fields zero, the variable area
+//! and the details filling their spans exactly, `live` positions in order,
+//! below `runs` and naming a live status, job ids unique.
 //!
 //! The version is read before anything else, so a snapshot of another
-//! version is refused by number, never misread. Versions 1 (postcard of the
-//! whole views) and 2 (one record per job, everything decoded at restore)
-//! are refused like any other: the engine then replays the log.
+//! version is refused by number, never misread. Versions 1 to 3 (postcard
+//! heads) are refused like any other: the engine then replays the log.
 
 use crate::error::DetailError;
-use crate::event::InterruptReason;
+use crate::event::{ExternalStatus, InterruptReason};
 use crate::state::Projections;
-use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
+use crate::types::{CheckpointId, JobId, PayloadRef, RunId, Timestamp, Usage};
 use crate::view::{
-    CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobHead,
-    JobStatus, JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView,
+    CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobStatus,
+    JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView, SnapshotSource,
 };
-use serde::de::{DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::any::TypeId;
+use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
 /// Version of the snapshot form of the views. Bumped when that form
 /// changes; a snapshot of any other version is refused.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
 
 /// The bytes of a snapshot file, shared by the views restored from it
 /// while any job's detail is undecoded: a `Vec<u8>` read from the file, or
 /// a map of it (the engine's choice; these bytes are only read).
 pub type SnapshotFile = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
-/// The serde format a snapshot body is written in. The engine uses
+/// The serde format a snapshot's details are written in. The engine uses
 /// postcard; the projections crate itself depends on serde only.
 pub trait SnapshotCodec: 'static {
     /// Appends the encoding of `value` to `out`.
@@ -79,12 +91,10 @@ pub trait SnapshotCodec: 'static {
     /// Decodes a value from the front of `bytes`, returning it and how many
     /// bytes it took.
     fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String>;
-    /// Decodes a value from the front of `bytes` through `seed`, returning
-    /// it and how many bytes it took.
-    fn decode_prefix_seed<'de, S: DeserializeSeed<'de>>(
-        seed: S,
-        bytes: &'de [u8],
-    ) -> Result<(S::Value, usize), String>;
+    /// The CRC-32 (IEEE) of `bytes`, as the head and every detail store
+    /// it. Supplied by the codec so that this crate needs serde only; the
+    /// engine uses crc32fast.
+    fn checksum(bytes: &[u8]) -> u32;
 }
 
 /// A snapshot body that cannot be restored.
@@ -96,7 +106,14 @@ pub enum SnapshotError {
         /// The version found.
         found: u8,
     },
-    /// The body does not decode, or its parts do not fit together.
+    /// The head's checksum does not match its bytes.
+    HeadChecksum {
+        /// The checksum the body stores.
+        stored: u32,
+        /// The checksum of the head's bytes.
+        computed: u32,
+    },
+    /// The head does not parse, or its parts do not fit together.
     Malformed {
         /// What is wrong.
         reason: String,
@@ -115,6 +132,10 @@ impl fmt::Display for SnapshotError {
                 f,
                 "snapshot body version {found} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})"
             ),
+            SnapshotError::HeadChecksum { stored, computed } => write!(
+                f,
+                "snapshot head checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
             SnapshotError::Malformed { reason } => {
                 write!(f, "snapshot body is malformed: {reason}")
             }
@@ -132,6 +153,120 @@ fn malformed(reason: impl Into<String>) -> SnapshotError {
     }
 }
 
+// The preamble: the head's first bytes, at fixed offsets.
+const P_VERSION: usize = 0;
+const P_HEAD_CRC: usize = 4;
+const P_HEAD_LEN: usize = P_HEAD_CRC + 4;
+const P_EVENTS: usize = P_HEAD_LEN + 8;
+const P_LAST_LSN: usize = P_EVENTS + 8;
+const P_HAS_LAST_LSN: usize = P_LAST_LSN + 8;
+const P_KEY_COUNT: usize = P_HAS_LAST_LSN + 4;
+const P_JOB_COUNT: usize = P_KEY_COUNT + 4;
+const P_TEXT_LEN: usize = P_JOB_COUNT + 8;
+const P_LIVE_COUNT: usize = P_TEXT_LEN + 8;
+const PREAMBLE_LEN: usize = P_LIVE_COUNT + 8;
+/// Where the head's checksum starts: everything after the checksum.
+const CRC_FROM: usize = P_HEAD_LEN;
+const _: () = assert!(P_VERSION < P_HEAD_CRC && PREAMBLE_LEN == 64);
+
+// A job record: fixed-width fields first, then 32-bit lengths, then bytes.
+const R_INPUT_LSN: usize = 0;
+const R_INPUT_LEN: usize = R_INPUT_LSN + 8;
+const R_TOTAL_STEPS: usize = R_INPUT_LEN + 8;
+const R_INPUT_TOKENS: usize = R_TOTAL_STEPS + 8;
+const R_OUTPUT_TOKENS: usize = R_INPUT_TOKENS + 8;
+const R_COST_MICROS: usize = R_OUTPUT_TOKENS + 8;
+const R_STARTED_AT: usize = R_COST_MICROS + 8;
+const R_FINISHED_AT: usize = R_STARTED_AT + 8;
+const R_LAST_LSN: usize = R_FINISHED_AT + 8;
+const R_EXTERNAL_AT: usize = R_LAST_LSN + 8;
+const R_DETAIL_LEN: usize = R_EXTERNAL_AT + 8;
+const R_DETAIL_CRC: usize = R_DETAIL_LEN + 8;
+const R_RUNS: usize = R_DETAIL_CRC + 4;
+const R_ID_LEN: usize = R_RUNS + 4;
+const R_KEY: usize = R_ID_LEN + 4;
+const R_FINGERPRINT_LEN: usize = R_KEY + 4;
+const R_FINISH_LEN: usize = R_FINGERPRINT_LEN + 4;
+const R_EXTERNAL_LEN: usize = R_FINISH_LEN + 4;
+const R_LIVE_COUNT: usize = R_EXTERNAL_LEN + 4;
+const R_STATUS: usize = R_LIVE_COUNT + 4;
+const R_FLAGS: usize = R_STATUS + 1;
+const R_FINISH: usize = R_FLAGS + 1;
+const R_EXTERNAL_STATUS: usize = R_FINISH + 1;
+const R_ZERO: usize = R_EXTERNAL_STATUS + 1;
+/// Bytes of a job record.
+const JOB_LEN: usize = 128;
+const _: () = assert!(R_ZERO + 4 == JOB_LEN);
+
+/// `flags` bits: which optional fields are present.
+const F_FINISHED_AT: u8 = 1;
+const F_FINGERPRINT: u8 = 2;
+const F_EXTERNAL: u8 = 4;
+const F_ALL: u8 = F_FINISHED_AT | F_FINGERPRINT | F_EXTERNAL;
+
+/// Bytes of a `live` entry: position u32, status u8.
+const LIVE_LEN: usize = 5;
+type LiveEntry = [u8; LIVE_LEN];
+/// Smallest key entry: its length alone.
+const KEY_MIN_LEN: usize = 4;
+
+type Record = [u8; JOB_LEN];
+
+fn le32<const N: usize>(b: &[u8; N], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le64<const N: usize>(b: &[u8; N], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn put32(b: &mut Record, at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put64(b: &mut Record, at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+// The numbers the format gives each status: a value's position here.
+const JOB_STATUSES: [JobStatus; 4] = [
+    JobStatus::Running,
+    JobStatus::Completed,
+    JobStatus::Failed,
+    JobStatus::Cancelled,
+];
+const RUN_STATUSES: [RunStatus; 6] = [
+    RunStatus::Running,
+    RunStatus::AwaitingInput,
+    RunStatus::Delegating,
+    RunStatus::Interrupted,
+    RunStatus::Completed,
+    RunStatus::Failed,
+];
+const EXTERNAL_STATUSES: [ExternalStatus; 4] = [
+    ExternalStatus::Pending,
+    ExternalStatus::Running,
+    ExternalStatus::Completed,
+    ExternalStatus::Failed,
+];
+
+/// The index of `value` in `all`, as stored: the tables above are the
+/// format, not the enums' declaration order.
+fn index_of<T: PartialEq>(all: &[T], value: &T) -> u8 {
+    // Every table lists every variant, so the position is found; the
+    // tables are shorter than 256.
+    all.iter().position(|v| v == value).unwrap_or_default() as u8
+}
+
+const FINISH_NONE: u8 = 0;
+const FINISH_COMPLETED: u8 = 1;
+const FINISH_FAILED: u8 = 2;
+const FINISH_CANCELLED: u8 = 3;
+
 /// Decodes one job's detail bytes (the whole of them).
 pub(crate) type DecodeDetail = fn(&[u8]) -> Result<DetailIn, String>;
 
@@ -144,51 +279,6 @@ fn decode_detail_with<C: SnapshotCodec>(bytes: &[u8]) -> Result<DetailIn, String
         ));
     }
     Ok(detail)
-}
-
-#[derive(Serialize)]
-struct HeadOut<'a> {
-    events_applied: u64,
-    last_lsn: Option<Lsn>,
-    jobs: &'a [JobOut<'a>],
-}
-
-#[derive(Serialize)]
-struct JobOut<'a> {
-    id: &'a JobId,
-    key: &'a str,
-    input: PayloadRef,
-    fingerprint: &'a Option<String>,
-    status: JobStatus,
-    total_steps: u64,
-    usage: Usage,
-    started_at: Timestamp,
-    finished_at: Option<Timestamp>,
-    finish: &'a Option<FinishReason>,
-    external: &'a Option<ExternalObservation>,
-    last_lsn: Lsn,
-    runs: u32,
-    live: Vec<(u32, RunStatus)>,
-    detail_len: u64,
-}
-
-#[derive(Deserialize)]
-struct JobIn {
-    id: JobId,
-    key: String,
-    input: PayloadRef,
-    fingerprint: Option<String>,
-    status: JobStatus,
-    total_steps: u64,
-    usage: Usage,
-    started_at: Timestamp,
-    finished_at: Option<Timestamp>,
-    finish: Option<FinishReason>,
-    external: Option<ExternalObservation>,
-    last_lsn: Lsn,
-    runs: u32,
-    live: Vec<(u32, RunStatus)>,
-    detail_len: u64,
 }
 
 #[derive(Serialize)]
@@ -255,11 +345,16 @@ fn detail_out<'a>(job: &JobView, detail: &'a JobDetail) -> Result<DetailOut<'a>,
     })
 }
 
+/// A string's length as the head stores it.
+fn len32(s: &str, what: &str) -> Result<u32, String> {
+    u32::try_from(s.len()).map_err(|_| format!("its {what} is longer than u32::MAX bytes"))
+}
+
 impl Projections {
     /// Encodes the views in the snapshot form (see the module docs of
-    /// `snapshot.rs`) with codec `C`. A job whose detail was never decoded
-    /// since it was restored with the same codec is copied as the bytes it
-    /// was restored from.
+    /// `snapshot.rs`) with codec `C` for the details. A job whose detail
+    /// was never decoded since it was restored with the same codec is
+    /// copied as the bytes it was restored from, with their checksum.
     pub fn to_snapshot<C: SnapshotCodec>(&self) -> Result<Vec<u8>, SnapshotError> {
         let unwritable = |job: &JobView, reason: String| {
             SnapshotError::Unwritable(DetailError {
@@ -267,18 +362,23 @@ impl Projections {
                 reason,
             })
         };
+        let mut keys: Vec<&str> = Vec::new();
+        let mut key_index: HashMap<&str, u32> = HashMap::new();
+        let mut records = Vec::with_capacity(self.job_count() * JOB_LEN);
+        let mut text = Vec::new();
+        let mut lives = Vec::new();
         let mut details = Vec::new();
-        let mut jobs = Vec::with_capacity(self.job_count());
         for job in self.jobs() {
             let before = details.len();
-            let (runs, live) = match (job.loaded_detail(), job.detail.lazy.as_deref()) {
-                (None, Some(lazy)) if lazy.format == TypeId::of::<C>() => {
-                    let bytes = (*lazy.file)
+            let (runs, live, crc) = match (job.loaded_detail(), job.detail.lazy.as_ref()) {
+                (None, Some(lazy)) if lazy.source.format == TypeId::of::<C>() => {
+                    let bytes = (*lazy.source.file)
                         .as_ref()
                         .get(lazy.start..lazy.end)
                         .ok_or_else(|| unwritable(job, "detail out of its body".into()))?;
                     details.extend_from_slice(bytes);
-                    (lazy.run_count, lazy.live.clone())
+                    // A detail still lazy has no live runs (see LazyDetail).
+                    (lazy.run_count, Vec::new(), lazy.crc)
                 }
                 _ => {
                     let detail = job.detail().map_err(SnapshotError::Unwritable)?;
@@ -286,41 +386,121 @@ impl Projections {
                     C::encode_into(&out, &mut details).map_err(|e| unwritable(job, e))?;
                     let runs = u32::try_from(detail.runs.len())
                         .map_err(|_| unwritable(job, "more than u32::MAX runs".into()))?;
+                    let crc = C::checksum(&details[before..]);
                     (
                         runs,
                         live_runs(&detail.runs).map_err(|e| unwritable(job, e))?,
+                        crc,
                     )
                 }
             };
-            jobs.push(JobOut {
-                id: &job.id,
-                key: &job.key,
-                input: job.input,
-                fingerprint: &job.fingerprint,
-                status: job.status,
-                total_steps: job.total_steps,
-                usage: job.usage,
-                started_at: job.started_at,
-                finished_at: job.finished_at,
-                finish: &job.finish,
-                external: &job.external,
-                last_lsn: job.last_lsn,
-                runs,
-                live,
-                detail_len: (details.len() - before) as u64,
-            });
+            let key = match key_index.get(&*job.key) {
+                Some(&k) => k,
+                None => {
+                    let k = u32::try_from(keys.len())
+                        .map_err(|_| unwritable(job, "more than u32::MAX keys".into()))?;
+                    keys.push(&job.key);
+                    key_index.insert(&job.key, k);
+                    k
+                }
+            };
+            let mut r = [0u8; JOB_LEN];
+            put64(&mut r, R_INPUT_LSN, job.input.lsn);
+            put64(&mut r, R_INPUT_LEN, job.input.len);
+            put64(&mut r, R_TOTAL_STEPS, job.total_steps);
+            put64(&mut r, R_INPUT_TOKENS, job.usage.input_tokens);
+            put64(&mut r, R_OUTPUT_TOKENS, job.usage.output_tokens);
+            put64(&mut r, R_COST_MICROS, job.usage.cost_micros);
+            put64(&mut r, R_STARTED_AT, job.started_at.0);
+            put64(&mut r, R_LAST_LSN, job.last_lsn);
+            put64(&mut r, R_DETAIL_LEN, (details.len() - before) as u64);
+            put32(&mut r, R_DETAIL_CRC, crc);
+            put32(&mut r, R_RUNS, runs);
+            put32(&mut r, R_KEY, key);
+            r[R_STATUS] = index_of(&JOB_STATUSES, &job.status);
+            let mut flags = 0;
+            text.extend_from_slice(job.id.as_str().as_bytes());
+            put32(
+                &mut r,
+                R_ID_LEN,
+                len32(job.id.as_str(), "id").map_err(|e| unwritable(job, e))?,
+            );
+            if let Some(at) = job.finished_at {
+                flags |= F_FINISHED_AT;
+                put64(&mut r, R_FINISHED_AT, at.0);
+            }
+            if let Some(fp) = &job.fingerprint {
+                flags |= F_FINGERPRINT;
+                text.extend_from_slice(fp.as_bytes());
+                put32(
+                    &mut r,
+                    R_FINGERPRINT_LEN,
+                    len32(fp, "fingerprint").map_err(|e| unwritable(job, e))?,
+                );
+            }
+            let (finish, message) = match &job.finish {
+                None => (FINISH_NONE, ""),
+                Some(FinishReason::Completed) => (FINISH_COMPLETED, ""),
+                Some(FinishReason::Failed(m)) => (FINISH_FAILED, m.as_str()),
+                Some(FinishReason::Cancelled(m)) => (FINISH_CANCELLED, m.as_str()),
+            };
+            r[R_FINISH] = finish;
+            text.extend_from_slice(message.as_bytes());
+            put32(
+                &mut r,
+                R_FINISH_LEN,
+                len32(message, "finish message").map_err(|e| unwritable(job, e))?,
+            );
+            if let Some(ext) = &job.external {
+                flags |= F_EXTERNAL;
+                r[R_EXTERNAL_STATUS] = index_of(&EXTERNAL_STATUSES, &ext.status);
+                put64(&mut r, R_EXTERNAL_AT, ext.at.0);
+                text.extend_from_slice(ext.detail.as_bytes());
+                put32(
+                    &mut r,
+                    R_EXTERNAL_LEN,
+                    len32(&ext.detail, "external detail").map_err(|e| unwritable(job, e))?,
+                );
+            }
+            r[R_FLAGS] = flags;
+            // Fewer live runs than runs, which fit a u32.
+            put32(&mut r, R_LIVE_COUNT, live.len() as u32);
+            for (position, status) in live {
+                lives.extend_from_slice(&position.to_le_bytes());
+                lives.push(index_of(&RUN_STATUSES, &status));
+            }
+            records.extend_from_slice(&r);
         }
-        let mut body = Vec::with_capacity(details.len() + 64 * jobs.len() + 32);
-        C::encode_into(&SNAPSHOT_FORMAT_VERSION, &mut body).map_err(malformed)?;
-        C::encode_into(
-            &HeadOut {
-                events_applied: self.events_applied(),
-                last_lsn: self.last_lsn(),
-                jobs: &jobs,
-            },
-            &mut body,
-        )
-        .map_err(malformed)?;
+        let key_bytes: usize = keys.iter().map(|k| KEY_MIN_LEN + k.len()).sum();
+        let head_len = PREAMBLE_LEN + key_bytes + records.len() + text.len() + lives.len();
+        let mut body = Vec::with_capacity(head_len + details.len());
+        body.resize(PREAMBLE_LEN, 0);
+        body[P_VERSION] = SNAPSHOT_FORMAT_VERSION;
+        body[P_HEAD_LEN..P_HEAD_LEN + 8].copy_from_slice(&(head_len as u64).to_le_bytes());
+        body[P_EVENTS..P_EVENTS + 8].copy_from_slice(&self.events_applied().to_le_bytes());
+        if let Some(lsn) = self.last_lsn() {
+            body[P_LAST_LSN..P_LAST_LSN + 8].copy_from_slice(&lsn.to_le_bytes());
+            body[P_HAS_LAST_LSN] = 1;
+        }
+        // At most one key per job, and jobs fit in memory: a u32 holds it
+        // (checked above when each key was added).
+        body[P_KEY_COUNT..P_KEY_COUNT + 4].copy_from_slice(&(keys.len() as u32).to_le_bytes());
+        body[P_JOB_COUNT..P_JOB_COUNT + 8]
+            .copy_from_slice(&(self.job_count() as u64).to_le_bytes());
+        body[P_TEXT_LEN..P_TEXT_LEN + 8].copy_from_slice(&(text.len() as u64).to_le_bytes());
+        body[P_LIVE_COUNT..P_LIVE_COUNT + 8]
+            .copy_from_slice(&((lives.len() / LIVE_LEN) as u64).to_le_bytes());
+        for key in keys {
+            let len = u32::try_from(key.len())
+                .map_err(|_| malformed("a key is longer than u32::MAX bytes"))?;
+            body.extend_from_slice(&len.to_le_bytes());
+            body.extend_from_slice(key.as_bytes());
+        }
+        body.extend_from_slice(&records);
+        body.extend_from_slice(&text);
+        body.extend_from_slice(&lives);
+        let crc = C::checksum(&body[CRC_FROM..]);
+        body[P_HEAD_CRC..P_HEAD_CRC + 4].copy_from_slice(&crc.to_le_bytes());
         body.extend_from_slice(&details);
         Ok(body)
     }
@@ -328,10 +508,11 @@ impl Projections {
     /// Restores views from a snapshot body written by
     /// [`Projections::to_snapshot`] with codec `C`: the body is
     /// `file[body_at..]` (the whole file is taken so that the body need not
-    /// be copied out of it). Decodes the version and the job summaries,
-    /// checks how the parts fit (module docs), and keeps each job's runs
-    /// and checkpoints as bytes of the file until first used — except for
-    /// jobs with runs in flight or interrupted, decoded now.
+    /// be copied out of it). Checks the version and the head's checksum,
+    /// reads the job summaries, checks how the parts fit (module docs), and
+    /// keeps each job's runs and checkpoints as bytes of the file until
+    /// first used — except for jobs with runs in flight or interrupted,
+    /// decoded now.
     pub fn from_snapshot<C: SnapshotCodec>(
         file: Vec<u8>,
         body_at: usize,
@@ -341,6 +522,8 @@ impl Projections {
 
     /// [`Projections::from_snapshot`] on shared bytes, such as a map of the
     /// file: the views keep `file` while any job's detail is undecoded.
+    /// Reads the head only: a detail's bytes are read, and its checksum
+    /// checked, when the detail is first decoded.
     pub fn from_snapshot_file<C: SnapshotCodec>(
         file: SnapshotFile,
         body_at: usize,
@@ -349,223 +532,351 @@ impl Projections {
         let body = whole
             .get(body_at..)
             .ok_or_else(|| malformed(format!("no body at byte {body_at}")))?;
-        let (version, used) = C::decode_prefix::<u8>(body).map_err(malformed)?;
+        let version = *body
+            .first()
+            .ok_or_else(|| malformed("an empty body, without a version"))?;
         if version != SNAPSHOT_FORMAT_VERSION {
             return Err(SnapshotError::UnsupportedVersion { found: version });
         }
-        let rest = body.get(used..).unwrap_or_default();
-        let seed = HeadSeed::<C> {
-            codec: PhantomData,
-            file: &file,
-            left: rest.len(),
-        };
-        let (head, head_len) = C::decode_prefix_seed(seed, rest).map_err(malformed)?;
-        let head = head?;
-        // The details begin right after the head; the offsets the head
-        // decode kept are from there, and are made offsets into `file`.
-        let details_at = body_at.saturating_add(used).saturating_add(head_len);
-        let details_len = whole.len().saturating_sub(details_at);
-        if head.details_len > details_len {
-            return Err(malformed(format!(
-                "the jobs claim {} detail bytes, {details_len} are left",
-                head.details_len
-            )));
-        }
-        if head.details_len != details_len {
-            return Err(malformed(format!(
-                "{} bytes after the last job's detail",
-                details_len - head.details_len
-            )));
-        }
-        let mut jobs = head.jobs;
-        for job in &mut jobs {
-            if let Some(lazy) = job.detail.lazy.as_deref_mut() {
-                lazy.start += details_at;
-                lazy.end += details_at;
-            }
-        }
-        Projections::from_views(jobs, head.events_applied, head.last_lsn)
-    }
-}
-
-/// The head of a body as restored: jobs with their details still bytes at
-/// offsets from the start of the details, and how many detail bytes the
-/// jobs claim in all.
-struct Head {
-    events_applied: u64,
-    last_lsn: Option<Lsn>,
-    jobs: Vec<JobView>,
-    details_len: usize,
-}
-
-/// Decodes the head straight into job views, without a list of decoded
-/// summaries in between. The value is the head, or what is wrong with it:
-/// a malformed job stops the decode with its own message (a serde error
-/// would lose it).
-struct HeadSeed<'a, C> {
-    codec: PhantomData<fn() -> C>,
-    file: &'a SnapshotFile,
-    /// Bytes from the head's start to the body's end: no job can claim
-    /// more detail bytes than that.
-    left: usize,
-}
-
-impl<'de, C: SnapshotCodec> DeserializeSeed<'de> for HeadSeed<'_, C> {
-    type Value = Result<Head, SnapshotError>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        const FIELDS: &[&str] = &["events_applied", "last_lsn", "jobs"];
-        d.deserialize_struct("Head", FIELDS, self)
-    }
-}
-
-impl<'de, C: SnapshotCodec> Visitor<'de> for HeadSeed<'_, C> {
-    type Value = Result<Head, SnapshotError>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a snapshot head")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        use serde::de::Error;
-        let events_applied: u64 = seq
-            .next_element()?
-            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
-        let last_lsn: Option<Lsn> = seq
-            .next_element()?
-            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
-        let jobs = seq
-            .next_element_seed(JobsSeed::<C> {
-                codec: PhantomData,
-                file: self.file,
-                left: self.left,
-            })?
-            .ok_or_else(|| A::Error::invalid_length(2, &self))?;
-        Ok(jobs.map(|(jobs, details_len)| Head {
-            events_applied,
-            last_lsn,
-            jobs,
-            details_len,
-        }))
-    }
-}
-
-/// The head's job list, each job made a view as it is decoded.
-struct JobsSeed<'a, C> {
-    codec: PhantomData<fn() -> C>,
-    file: &'a SnapshotFile,
-    left: usize,
-}
-
-impl<'de, C: SnapshotCodec> DeserializeSeed<'de> for JobsSeed<'_, C> {
-    type Value = Result<(Vec<JobView>, usize), SnapshotError>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de, C: SnapshotCodec> Visitor<'de> for JobsSeed<'_, C> {
-    type Value = Result<(Vec<JobView>, usize), SnapshotError>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of job summaries")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        // A count from the file is a claim, not a fact: reserve no more
-        // than a few thousand up front and let the list grow.
-        let mut jobs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        // Detail bytes claimed so far: offsets from the start of the
-        // details. Each claim is checked against what the body has left.
-        let mut offset = 0usize;
-        while let Some(job) = seq.next_element::<JobIn>()? {
-            match job_view::<C>(job, self.file, offset, self.left) {
-                Ok(view) => {
-                    if let Some(lazy) = view.detail.lazy.as_deref() {
-                        offset = lazy.end;
-                    }
-                    jobs.push(view);
-                }
-                Err(e) => return Ok(Err(e)),
-            }
-        }
-        Ok(Ok((jobs, offset)))
-    }
-}
-
-/// A decoded job summary as a view, its detail the `detail_len` bytes at
-/// `offset` from the start of the details, checked to lie below `left`.
-fn job_view<C: SnapshotCodec>(
-    job: JobIn,
-    file: &SnapshotFile,
-    offset: usize,
-    left: usize,
-) -> Result<JobView, SnapshotError> {
-    let remaining = left.saturating_sub(offset);
-    let len = usize::try_from(job.detail_len)
-        .ok()
-        .filter(|&len| len <= remaining)
-        .ok_or_else(|| {
+        let pre: &[u8; PREAMBLE_LEN] = body.first_chunk().ok_or_else(|| {
             malformed(format!(
-                "job {} claims {} detail bytes, at most {remaining} are left",
-                job.id, job.detail_len
+                "{} bytes, shorter than the {PREAMBLE_LEN}-byte preamble",
+                body.len()
             ))
         })?;
-    let mut last = None;
-    for &(position, status) in &job.live {
-        let live = status.is_in_flight() || status == RunStatus::Interrupted;
-        if !live || position >= job.runs || last.is_some_and(|l| l >= position) {
+        let head_len = usize::try_from(le64(pre, P_HEAD_LEN))
+            .ok()
+            .filter(|&len| (PREAMBLE_LEN..=body.len()).contains(&len))
+            .ok_or_else(|| {
+                malformed(format!(
+                    "the head claims {} bytes, the body has {}",
+                    le64(pre, P_HEAD_LEN),
+                    body.len()
+                ))
+            })?;
+        let head = &body[..head_len];
+        let stored = le32(pre, P_HEAD_CRC);
+        let computed = C::checksum(&head[CRC_FROM..]);
+        if stored != computed {
+            return Err(SnapshotError::HeadChecksum { stored, computed });
+        }
+        if pre[1..P_HEAD_CRC] != [0; 3] || pre[P_HAS_LAST_LSN + 1..P_KEY_COUNT] != [0; 3] {
+            return Err(malformed("a reserved byte of the preamble is not zero"));
+        }
+        let last_lsn = match (pre[P_HAS_LAST_LSN], le64(pre, P_LAST_LSN)) {
+            (0, 0) => None,
+            (1, lsn) => Some(lsn),
+            (flag, lsn) => {
+                return Err(malformed(format!(
+                    "last LSN {lsn} with presence byte {flag}"
+                )));
+            }
+        };
+        let events_applied = le64(pre, P_EVENTS);
+        let mut rest = &head[PREAMBLE_LEN..];
+
+        // Keys: a count checked against the bytes before anything is
+        // reserved for it.
+        let key_count = le32(pre, P_KEY_COUNT) as usize;
+        if key_count > rest.len() / KEY_MIN_LEN {
             return Err(malformed(format!(
-                "job {} lists run {position} ({status}) as live, of {} runs",
-                job.id, job.runs
+                "{key_count} keys claimed in {} bytes",
+                rest.len()
             )));
         }
-        last = Some(position);
+        let mut keys: Vec<Arc<str>> = Vec::with_capacity(key_count);
+        for k in 0..key_count {
+            let (len, after) = rest
+                .split_first_chunk::<4>()
+                .ok_or_else(|| malformed(format!("key {k} is cut short")))?;
+            let len = u32::from_le_bytes(*len) as usize;
+            let bytes = after
+                .get(..len)
+                .ok_or_else(|| malformed(format!("key {k} claims {len} bytes")))?;
+            let key = std::str::from_utf8(bytes)
+                .map_err(|_| malformed(format!("key {k} is not UTF-8")))?;
+            keys.push(Arc::from(key));
+            rest = &after[len..];
+        }
+
+        let job_count = usize::try_from(le64(pre, P_JOB_COUNT))
+            .ok()
+            .filter(|&n| n <= rest.len() / JOB_LEN)
+            .ok_or_else(|| {
+                malformed(format!(
+                    "{} jobs claimed in {} bytes",
+                    le64(pre, P_JOB_COUNT),
+                    rest.len()
+                ))
+            })?;
+        let (records, rest) = rest.split_at(job_count * JOB_LEN);
+        let (records, _) = records.as_chunks::<JOB_LEN>();
+        let (text_len, live_count) = (le64(pre, P_TEXT_LEN), le64(pre, P_LIVE_COUNT));
+        let fits = usize::try_from(text_len).ok().and_then(|text| {
+            let live = usize::try_from(live_count).ok()?.checked_mul(LIVE_LEN)?;
+            (text.checked_add(live)? == rest.len()).then_some(text)
+        });
+        let Some(text_len) = fits else {
+            return Err(malformed(format!(
+                "{text_len} bytes of text and {live_count} live runs claimed, the head leaves {} bytes",
+                rest.len()
+            )));
+        };
+        let (text, lives) = rest.split_at(text_len);
+        // One check for every string of the head.
+        let text = std::str::from_utf8(text).map_err(|e| {
+            malformed(format!(
+                "the text area is not UTF-8 at byte {}",
+                e.valid_up_to()
+            ))
+        })?;
+        let (lives, _) = lives.as_chunks::<LIVE_LEN>();
+
+        let source = Arc::new(SnapshotSource {
+            file: Arc::clone(&file),
+            decode: decode_detail_with::<C>,
+            checksum: C::checksum,
+            format: TypeId::of::<C>(),
+        });
+        let details_at = body_at + head_len;
+        let details_len = whole.len() - details_at;
+        let mut reader = HeadReader {
+            text,
+            lives,
+            keys: &keys,
+            source: &source,
+            details_at,
+            details_left: details_len,
+        };
+        let mut jobs = Vec::with_capacity(job_count);
+        let mut live = Vec::new();
+        for record in records {
+            let job_live = reader.job(record, &mut jobs)?;
+            if !job_live.is_empty() {
+                live.push((jobs.len() - 1, job_live));
+            }
+        }
+        if !reader.text.is_empty() || !reader.lives.is_empty() {
+            return Err(malformed(format!(
+                "{} bytes of text and {} live runs left after the last job",
+                reader.text.len(),
+                reader.lives.len()
+            )));
+        }
+        if reader.details_left != 0 {
+            return Err(malformed(format!(
+                "{} bytes after the last job's detail",
+                reader.details_left
+            )));
+        }
+        Projections::from_views(jobs, live, events_applied, last_lsn)
     }
-    let lazy = LazyDetail {
-        file: Arc::clone(file),
-        start: offset,
-        end: offset + len,
-        decode: decode_detail_with::<C>,
-        format: TypeId::of::<C>(),
-        run_count: job.runs,
-        live: job.live,
-    };
-    let head = JobHead {
-        id: job.id,
-        key: job.key,
-        input: job.input,
-        fingerprint: job.fingerprint,
-        status: job.status,
-        total_steps: job.total_steps,
-        usage: job.usage,
-        started_at: job.started_at,
-        finished_at: job.finished_at,
-        finish: job.finish,
-        external: job.external,
-        last_lsn: job.last_lsn,
-    };
-    Ok(head.into_view(Detail {
-        loaded: OnceLock::new(),
-        lazy: Some(Box::new(lazy)),
-    }))
 }
 
-/// Decodes the detail of `job` from its bytes, puts back what the snapshot
-/// left out and the run and checkpoint indexes, and checks it against the
-/// job's summary. The summary has not changed since the restore: every
-/// event about a job decodes its detail before it changes anything.
-pub(crate) fn decode_detail(job: &JobView, lazy: &LazyDetail) -> Result<JobDetail, DetailError> {
+/// Reads job records in order, taking each job's strings from the text
+/// area, its live entries from theirs, and its detail's span from the
+/// details.
+struct HeadReader<'a> {
+    /// The text area not yet taken (checked UTF-8 as a whole).
+    text: &'a str,
+    /// The live entries not yet taken.
+    lives: &'a [LiveEntry],
+    keys: &'a [Arc<str>],
+    source: &'a Arc<SnapshotSource>,
+    /// Where the next job's detail starts, in the file.
+    details_at: usize,
+    /// Detail bytes not yet claimed.
+    details_left: usize,
+}
+
+impl<'a> HeadReader<'a> {
+    /// The next `len` bytes of the text area, which must end on a
+    /// character boundary.
+    fn text(&mut self, len: u32, what: &str) -> Result<&'a str, SnapshotError> {
+        let (taken, rest) = self.text.split_at_checked(len as usize).ok_or_else(|| {
+            malformed(format!(
+                "{what} claims {len} bytes of the {} left, or ends inside a character",
+                self.text.len()
+            ))
+        })?;
+        self.text = rest;
+        Ok(taken)
+    }
+
+    /// The next job, pushed onto `jobs` with its detail still bytes;
+    /// returns its live runs.
+    fn job(
+        &mut self,
+        r: &Record,
+        jobs: &mut Vec<JobView>,
+    ) -> Result<Vec<(u32, RunStatus)>, SnapshotError> {
+        let id = JobId::from(self.text(le32(r, R_ID_LEN), "a job id")?);
+        let bad = |what: String| malformed(format!("job {id}: {what}"));
+        let flags = r[R_FLAGS];
+        let status = *JOB_STATUSES
+            .get(r[R_STATUS] as usize)
+            .ok_or_else(|| bad(format!("status {}", r[R_STATUS])))?;
+        let key = self
+            .keys
+            .get(le32(r, R_KEY) as usize)
+            .ok_or_else(|| bad(format!("key {} of {}", le32(r, R_KEY), self.keys.len())))?;
+        if flags & !F_ALL != 0 || r[R_ZERO..] != [0; 4] {
+            return Err(bad(format!("flags {flags:#x} or reserved bytes not zero")));
+        }
+        // Absent fields are zero, so that views have one encoding.
+        let finished_at = match flags & F_FINISHED_AT {
+            0 if le64(r, R_FINISHED_AT) == 0 => None,
+            0 => return Err(bad("a finish time without its flag".into())),
+            _ => Some(Timestamp(le64(r, R_FINISHED_AT))),
+        };
+        let fingerprint = match flags & F_FINGERPRINT {
+            0 if le32(r, R_FINGERPRINT_LEN) == 0 => None,
+            0 => return Err(bad("a fingerprint without its flag".into())),
+            _ => Some(Arc::from(
+                self.text(le32(r, R_FINGERPRINT_LEN), "a fingerprint")?,
+            )),
+        };
+        let finish_len = le32(r, R_FINISH_LEN);
+        let finish = match r[R_FINISH] {
+            FINISH_NONE | FINISH_COMPLETED if finish_len != 0 => {
+                return Err(bad("a finish message without a failure".into()));
+            }
+            FINISH_NONE => None,
+            FINISH_COMPLETED => Some(FinishReason::Completed),
+            FINISH_FAILED => Some(FinishReason::Failed(
+                self.text(finish_len, "a finish message")?.to_owned(),
+            )),
+            FINISH_CANCELLED => Some(FinishReason::Cancelled(
+                self.text(finish_len, "a finish message")?.to_owned(),
+            )),
+            other => return Err(bad(format!("finish kind {other}"))),
+        };
+        let external = match flags & F_EXTERNAL {
+            0 if le64(r, R_EXTERNAL_AT) == 0
+                && le32(r, R_EXTERNAL_LEN) == 0
+                && r[R_EXTERNAL_STATUS] == 0 =>
+            {
+                None
+            }
+            0 => return Err(bad("an external status without its flag".into())),
+            _ => Some(ExternalObservation {
+                status: *EXTERNAL_STATUSES
+                    .get(r[R_EXTERNAL_STATUS] as usize)
+                    .ok_or_else(|| bad(format!("external status {}", r[R_EXTERNAL_STATUS])))?,
+                detail: self
+                    .text(le32(r, R_EXTERNAL_LEN), "an external detail")?
+                    .to_owned(),
+                at: Timestamp(le64(r, R_EXTERNAL_AT)),
+            }),
+        };
+        let runs = le32(r, R_RUNS);
+        let live_count = le32(r, R_LIVE_COUNT) as usize;
+        let mut live = Vec::new();
+        if live_count > 0 {
+            let entries = self.lives.get(..live_count).ok_or_else(|| {
+                bad(format!(
+                    "{live_count} live runs claimed, {} are left",
+                    self.lives.len()
+                ))
+            })?;
+            self.lives = &self.lives[live_count..];
+            live.reserve_exact(live_count);
+            let mut last = None;
+            for e in entries {
+                let position = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+                let status = RUN_STATUSES.get(e[4] as usize).copied();
+                let ok = status.is_some_and(|s| s.is_in_flight() || s == RunStatus::Interrupted);
+                match status {
+                    Some(status) if ok && position < runs && last.is_none_or(|l| l < position) => {
+                        live.push((position, status));
+                        last = Some(position);
+                    }
+                    _ => {
+                        return Err(bad(format!(
+                            "lists run {position} (status {}) as live, of {runs} runs",
+                            e[4]
+                        )));
+                    }
+                }
+            }
+        }
+        let len = usize::try_from(le64(r, R_DETAIL_LEN))
+            .ok()
+            .filter(|&len| len <= self.details_left)
+            .ok_or_else(|| {
+                bad(format!(
+                    "claims {} detail bytes, at most {} are left",
+                    le64(r, R_DETAIL_LEN),
+                    self.details_left
+                ))
+            })?;
+        let lazy = LazyDetail {
+            source: Arc::clone(self.source),
+            start: self.details_at,
+            end: self.details_at + len,
+            crc: le32(r, R_DETAIL_CRC),
+            run_count: runs,
+        };
+        self.details_at += len;
+        self.details_left -= len;
+        // Built where it is kept: a view is a few hundred bytes, and a
+        // restore makes one per job.
+        jobs.push(JobView {
+            id,
+            key: Arc::clone(key),
+            input: PayloadRef {
+                lsn: le64(r, R_INPUT_LSN),
+                len: le64(r, R_INPUT_LEN),
+            },
+            fingerprint,
+            status,
+            total_steps: le64(r, R_TOTAL_STEPS),
+            usage: Usage {
+                input_tokens: le64(r, R_INPUT_TOKENS),
+                output_tokens: le64(r, R_OUTPUT_TOKENS),
+                cost_micros: le64(r, R_COST_MICROS),
+            },
+            started_at: Timestamp(le64(r, R_STARTED_AT)),
+            finished_at,
+            finish,
+            external,
+            last_lsn: le64(r, R_LAST_LSN),
+            detail: Detail {
+                loaded: OnceLock::new(),
+                lazy: Some(lazy),
+            },
+        });
+        Ok(live)
+    }
+}
+
+/// Decodes the detail of `job` from its bytes, after checking their
+/// checksum; puts back what the snapshot left out and the run and
+/// checkpoint indexes, and checks it against the job's summary, whose
+/// runs in flight or interrupted are `live`. The summary has not changed
+/// since the restore: every event about a job decodes its detail before it
+/// changes anything.
+pub(crate) fn decode_detail(
+    job: &JobView,
+    lazy: &LazyDetail,
+    live: &[(u32, RunStatus)],
+) -> Result<JobDetail, DetailError> {
     let fail = |reason: String| DetailError {
         job: job.id.clone(),
         reason,
     };
-    let bytes = (*lazy.file)
+    let bytes = (*lazy.source.file)
         .as_ref()
         .get(lazy.start..lazy.end)
         .ok_or_else(|| fail("detail out of its body".into()))?;
-    let detail = (lazy.decode)(bytes).map_err(|e| fail(format!("does not decode: {e}")))?;
+    let computed = (lazy.source.checksum)(bytes);
+    if computed != lazy.crc {
+        return Err(fail(format!(
+            "checksum mismatch (stored {:#010x}, computed {computed:#010x})",
+            lazy.crc
+        )));
+    }
+    let detail = (lazy.source.decode)(bytes).map_err(|e| fail(format!("does not decode: {e}")))?;
     let mut view = JobDetail {
         runs: Vec::with_capacity(detail.runs.len()),
         checkpoints: Vec::with_capacity(detail.checkpoints.len()),
@@ -642,11 +953,10 @@ pub(crate) fn decode_detail(job: &JobView, lazy: &LazyDetail) -> Result<JobDetai
             lazy.run_count
         )));
     }
-    let live = live_runs(&view.runs).map_err(fail)?;
-    if live != lazy.live {
+    let found = live_runs(&view.runs).map_err(fail)?;
+    if found != live {
         return Err(fail(format!(
-            "runs in flight or interrupted {live:?}, its summary says {:?}",
-            lazy.live
+            "runs in flight or interrupted {found:?}, its summary says {live:?}"
         )));
     }
     Ok(view)

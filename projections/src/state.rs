@@ -10,6 +10,14 @@ use crate::view::{
     JobStatus, JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
 };
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
+
+/// The job-id index. Job ids come from hosts and from logs an auditor may
+/// be handed, so the hasher must not let crafted ids collide: std's
+/// SipHash, keyed per map from the process's random state. (A faster
+/// keyed hasher would save a few instructions per job at restore, at the
+/// cost of a dependency this crate, serde only, does not take.)
+type JobIndex = HashMap<JobId, usize>;
 
 /// The job, run and checkpoint views of a log, and their indexes.
 ///
@@ -18,10 +26,10 @@ use std::collections::{BTreeSet, HashMap};
 pub struct Projections {
     /// Jobs in creation order; every index below points into this.
     jobs: Vec<JobView>,
-    by_id: HashMap<JobId, usize>,
+    by_id: JobIndex,
     by_status: [BTreeSet<usize>; 4],
     /// Unfinished jobs per fingerprint, in creation order (newest last).
-    unfinished_by_fingerprint: HashMap<String, BTreeSet<usize>>,
+    unfinished_by_fingerprint: HashMap<Arc<str>, BTreeSet<usize>>,
     /// (job, run) of runs that are interrupted in a job that is not cancelled.
     interrupted: BTreeSet<(usize, usize)>,
     /// (job, run) of runs that are running or waiting.
@@ -47,9 +55,21 @@ impl PartialEq for Projections {
 impl Eq for Projections {}
 
 /// The jobs and runs an event resolved to, checked and ready to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Target {
     job: usize,
     run: Option<usize>,
+}
+
+/// An event [`Projections::check_for_apply`] accepted: what it resolved to,
+/// and how many events the views had applied then. Handed to
+/// [`Projections::apply_checked`], it saves resolving and checking the
+/// event a second time.
+#[derive(Debug)]
+#[must_use]
+pub struct Checked {
+    target: Target,
+    events_applied: u64,
 }
 
 impl Projections {
@@ -61,6 +81,41 @@ impl Projections {
     /// Checks `event` against the transition table without changing anything.
     pub fn check(&self, event: &Event) -> Result<(), TransitionError> {
         self.validate(&event.as_ref()).map(drop)
+    }
+
+    /// [`Projections::check`], keeping what the check resolved for
+    /// [`Projections::apply_checked`].
+    pub fn check_for_apply(&self, event: &Event) -> Result<Checked, TransitionError> {
+        let target = self.validate(&event.as_ref())?;
+        Ok(Checked {
+            target,
+            events_applied: self.events_applied,
+        })
+    }
+
+    /// Applies `event`, which [`Projections::check_for_apply`] accepted on
+    /// these views, without checking it again when nothing was applied
+    /// since (the views are then as they were checked); otherwise it is
+    /// checked again, as [`Projections::apply`] does. The same event must
+    /// be passed to both: debug builds check it again anyway and assert
+    /// that it resolves to the same job and run.
+    pub fn apply_checked(
+        &mut self,
+        lsn: Lsn,
+        event: &Event,
+        checked: Checked,
+    ) -> Result<(), TransitionError> {
+        if checked.events_applied != self.events_applied {
+            return self.apply(lsn, event);
+        }
+        let event = event.as_ref();
+        debug_assert_eq!(
+            self.validate(&event).ok(),
+            Some(checked.target),
+            "apply_checked was given another event than the one checked"
+        );
+        self.commit(checked.target, lsn, &event);
+        Ok(())
     }
 
     /// Applies `event`, found at `lsn` in the log. A refused event returns a
@@ -75,11 +130,16 @@ impl Projections {
     /// event.
     pub fn apply_ref(&mut self, lsn: Lsn, event: &EventRef<'_>) -> Result<(), TransitionError> {
         let target = self.validate(event)?;
+        self.commit(target, lsn, event);
+        Ok(())
+    }
+
+    /// Applies a validated event: the one place where views change.
+    fn commit(&mut self, target: Target, lsn: Lsn, event: &EventRef<'_>) {
         self.recent_job = target.job;
         self.mutate(target, lsn, event);
         self.events_applied += 1;
         self.last_lsn = Some(lsn);
-        Ok(())
     }
 
     /// Number of events applied.
@@ -430,9 +490,9 @@ impl Projections {
                 self.by_id.insert(id.clone(), ji);
                 self.jobs.push(JobView::new(JobHead {
                     id,
-                    key: key.to_owned(),
+                    key: Arc::from(key),
                     input: payload(input),
-                    fingerprint: fingerprint.map(str::to_owned),
+                    fingerprint: fingerprint.map(Arc::from),
                     status: JobStatus::Running,
                     total_steps: 0,
                     usage: Usage::default(),
@@ -699,14 +759,16 @@ impl Projections {
     /// Views restored from a snapshot: rebuilds the indexes across jobs
     /// from the job summaries, checking that job ids are unique, and
     /// decodes the detail of every job with runs in flight or interrupted
-    /// (the indexes hand out those runs).
+    /// (`live`: job position and its live runs, in job order), checking it
+    /// against that list; the indexes hand out those runs.
     pub(crate) fn from_views(
-        jobs: Vec<JobView>,
+        mut jobs: Vec<JobView>,
+        live: Vec<(usize, Vec<(u32, RunStatus)>)>,
         events_applied: u64,
         last_lsn: Option<Lsn>,
     ) -> Result<Self, SnapshotError> {
         let mut state = Projections {
-            by_id: HashMap::with_capacity(jobs.len()),
+            by_id: JobIndex::with_capacity(jobs.len()),
             events_applied,
             last_lsn,
             ..Projections::default()
@@ -720,20 +782,6 @@ impl Projections {
                     reason: format!("job {} appears twice", job.id),
                 });
             }
-            if job.status != JobStatus::Cancelled
-                && let Some(lazy) = job.detail.lazy.as_deref()
-                && !lazy.live.is_empty()
-            {
-                for &(ri, status) in &lazy.live {
-                    let ri = ri as usize;
-                    if status == RunStatus::Interrupted {
-                        state.interrupted.insert((ji, ri));
-                    } else {
-                        state.in_flight.insert((ji, ri));
-                    }
-                }
-                job.detail().map_err(SnapshotError::Detail)?;
-            }
             by_status[job.status.index()].push(ji);
             if !job.status.is_finished()
                 && let Some(fp) = &job.fingerprint
@@ -743,6 +791,30 @@ impl Projections {
                     .entry(fp.clone())
                     .or_default()
                     .insert(ji);
+            }
+        }
+        for (ji, runs) in live {
+            let Some(job) = jobs.get_mut(ji) else {
+                continue;
+            };
+            // Decoded now, and checked against the runs the summary lists:
+            // a detail still lazy afterwards has no live runs.
+            if let Some(lazy) = &job.detail.lazy {
+                let detail = crate::snapshot::decode_detail(job, lazy, &runs)
+                    .map_err(SnapshotError::Detail)?;
+                job.detail.loaded = OnceLock::from(Ok(detail));
+            }
+            // Nothing in a cancelled job is in flight or resumable.
+            if job.status == JobStatus::Cancelled {
+                continue;
+            }
+            for (ri, status) in runs {
+                let ri = ri as usize;
+                if status == RunStatus::Interrupted {
+                    state.interrupted.insert((ji, ri));
+                } else {
+                    state.in_flight.insert((ji, ri));
+                }
             }
         }
         // The list is kept as it came: a job view is a few hundred bytes,

@@ -12,7 +12,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Where a job stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -329,12 +329,14 @@ pub enum FinishReason {
 pub struct JobView {
     /// The job's id.
     pub id: JobId,
-    /// Which agent or workflow it runs.
-    pub key: String,
+    /// Which agent or workflow it runs. Shared: jobs restored from one
+    /// snapshot with the same key hold one string, and a listing copies a
+    /// reference count, not the string.
+    pub key: Arc<str>,
     /// Where its original input lives. Set at creation, never changed.
     pub input: PayloadRef,
-    /// Its idempotency key.
-    pub fingerprint: Option<String>,
+    /// Its idempotency key (shared, like `key`).
+    pub fingerprint: Option<Arc<str>>,
     /// Where it stands.
     pub status: JobStatus,
     /// Number of steps recorded in the job, across all its runs.
@@ -385,9 +387,9 @@ impl Serialize for JobView {
         let detail = self.detail().map_err(serde::ser::Error::custom)?;
         let mut s = serializer.serialize_struct("JobView", 14)?;
         s.serialize_field("id", &self.id)?;
-        s.serialize_field("key", &self.key)?;
+        s.serialize_field("key", &*self.key)?;
         s.serialize_field("input", &self.input)?;
-        s.serialize_field("fingerprint", &self.fingerprint)?;
+        s.serialize_field("fingerprint", &self.fingerprint.as_deref())?;
         s.serialize_field("status", &self.status)?;
         s.serialize_field("total_steps", &self.total_steps)?;
         s.serialize_field("usage", &self.usage)?;
@@ -441,7 +443,7 @@ impl JobView {
 
     fn decode_detail(&self) -> Result<JobDetail, DetailError> {
         match &self.detail.lazy {
-            Some(lazy) => crate::snapshot::decode_detail(self, lazy),
+            Some(lazy) => crate::snapshot::decode_detail(self, lazy, &[]),
             None => Ok(JobDetail::default()),
         }
     }
@@ -451,9 +453,9 @@ impl JobView {
 /// building one.
 pub(crate) struct JobHead {
     pub id: JobId,
-    pub key: String,
+    pub key: Arc<str>,
     pub input: PayloadRef,
-    pub fingerprint: Option<String>,
+    pub fingerprint: Option<Arc<str>>,
     pub status: JobStatus,
     pub total_steps: u64,
     pub usage: Usage,
@@ -490,27 +492,39 @@ pub(crate) struct Detail {
     /// The decoded detail, or why it does not decode. Set at most once.
     pub loaded: OnceLock<Result<JobDetail, DetailError>>,
     /// Where the detail's bytes are, for a job restored from a snapshot.
-    pub lazy: Option<Box<LazyDetail>>,
+    /// Inline, not boxed: a restore makes one per job, and an allocation
+    /// each would cost more than the bytes.
+    pub lazy: Option<LazyDetail>,
+}
+
+/// What every job restored from one snapshot shares: the file and how its
+/// details are decoded.
+pub(crate) struct SnapshotSource {
+    /// The snapshot file.
+    pub file: SnapshotFile,
+    /// Decodes a detail in the format the body was written in.
+    pub decode: crate::snapshot::DecodeDetail,
+    /// The body's checksum function ([`crate::SnapshotCodec::checksum`]).
+    pub checksum: fn(&[u8]) -> u32,
+    /// That format, so that a snapshot in the same format copies the bytes.
+    pub format: TypeId,
 }
 
 /// A job's detail as bytes of a snapshot body, with what its summary says
-/// of it, to check against once decoded.
+/// of it, to check against once decoded. A job whose summary lists runs
+/// in flight or interrupted is decoded at restore, so a detail still
+/// lazy has none: the summary says so by construction.
 #[derive(Clone)]
 pub(crate) struct LazyDetail {
-    /// The snapshot file, shared by every job restored from it.
-    pub file: SnapshotFile,
+    /// The snapshot, shared by every job restored from it.
+    pub source: Arc<SnapshotSource>,
     /// This job's detail: `file[start..end]`.
     pub start: usize,
     pub end: usize,
-    /// Decodes a detail in the format the body was written in.
-    pub decode: crate::snapshot::DecodeDetail,
-    /// That format, so that a snapshot in the same format copies the bytes.
-    pub format: TypeId,
+    /// CRC-32 of those bytes, checked before they are decoded.
+    pub crc: u32,
     /// Runs, as the summary says.
     pub run_count: u32,
-    /// Positions and statuses of the runs in flight or interrupted, as the
-    /// summary says, in position order.
-    pub live: Vec<(u32, RunStatus)>,
 }
 
 impl fmt::Debug for LazyDetail {
@@ -518,8 +532,8 @@ impl fmt::Debug for LazyDetail {
         f.debug_struct("LazyDetail")
             .field("start", &self.start)
             .field("end", &self.end)
+            .field("crc", &self.crc)
             .field("run_count", &self.run_count)
-            .field("live", &self.live)
             .finish_non_exhaustive()
     }
 }
@@ -606,10 +620,14 @@ impl JobDetail {
 /// [`IdIndex::SCAN_MAX`] items the index keeps a `HashMap` with std's
 /// randomly keyed hasher, so a log crafted with colliding ids (a hostile log
 /// is input: auditors replay copies) cannot make lookups degrade, and a scan
-/// never exceeds `SCAN_MAX` comparisons.
+/// never exceeds `SCAN_MAX` comparisons. The map is boxed: every job holds
+/// two indexes and few jobs need a map, so a pointer (8 bytes) instead of a
+/// map (48) keeps a [`JobView`] small, which a restore of many jobs feels.
 #[derive(Clone, Debug)]
 pub(crate) struct IdIndex<K> {
-    map: Option<HashMap<K, usize>>,
+    // The box is the point: its size, not where the map's entries live.
+    #[allow(clippy::box_collection)]
+    map: Option<Box<HashMap<K, usize>>>,
 }
 
 impl<K> Default for IdIndex<K> {
@@ -650,13 +668,13 @@ impl<K: Borrow<str> + Hash + Eq + Clone> IdIndex<K> {
                 }
             }
             None if items.len() > Self::SCAN_MAX => {
-                self.map = Some(
+                self.map = Some(Box::new(
                     items
                         .iter()
                         .enumerate()
                         .map(|(i, item)| (key(item).clone(), i))
                         .collect(),
-                );
+                ));
             }
             None => {}
         }

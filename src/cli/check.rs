@@ -301,6 +301,7 @@ pub fn recover(dir: &Path, salvage: bool, json: bool) -> Result<u8, Failure> {
                 "records_dropped": t.records_dropped,
                 "side_file": t.side_file.as_ref().map(|p| p.display().to_string()),
             })),
+            "unused_bytes": report.recovery.unused_bytes,
             "salvaged": salvaged.map(|s| json!({
                 "segment": s.segment.display().to_string(),
                 "offset": s.offset,
@@ -341,6 +342,13 @@ pub fn recover(dir: &Path, salvage: bool, json: bool) -> Result<u8, Failure> {
                 .as_ref()
                 .map_or_else(|| "(not kept)".to_owned(), |p| p.display().to_string())
         )?,
+    }
+    if report.recovery.unused_bytes > 0 {
+        writeln!(
+            w,
+            "  unused       {} bytes of preallocated zeros after the last batch (not a tail; cut off at close)",
+            num(report.recovery.unused_bytes)
+        )?;
     }
     if let Some(s) = salvaged {
         writeln!(

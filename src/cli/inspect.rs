@@ -16,13 +16,13 @@ use std::path::Path;
 fn job_json(j: &JobSummary) -> Value {
     json!({
         "job_id": j.id.as_str(),
-        "key": j.key,
+        "key": &*j.key,
         "status": j.status.name(),
         "total_steps": j.total_steps,
         "usage": out::usage_json(&j.usage),
         "started_at": out::rfc3339(j.started_at),
         "finished_at": j.finished_at.map(out::rfc3339),
-        "fingerprint": j.fingerprint,
+        "fingerprint": j.fingerprint.as_deref(),
         "runs": j.runs,
     })
 }
@@ -42,7 +42,7 @@ fn print_jobs(jobs: &[JobSummary], json: bool) -> Result<(), Failure> {
         for j in jobs {
             t.row(vec![
                 j.id.to_string(),
-                j.key.clone(),
+                j.key.to_string(),
                 j.status.name().to_owned(),
                 num(j.total_steps),
                 num(j.usage.input_tokens),
@@ -247,9 +247,9 @@ pub fn show(dir: &Path, job_id: &str, json: bool) -> Result<u8, Failure> {
     if json {
         let v = json!({
             "job_id": job.id.as_str(),
-            "key": job.key,
+            "key": &*job.key,
             "status": job.status.name(),
-            "fingerprint": job.fingerprint,
+            "fingerprint": job.fingerprint.as_deref(),
             "input": String::from_utf8_lossy(&input),
             "input_bytes": input.len(),
             "total_steps": job.total_steps,

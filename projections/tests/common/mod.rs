@@ -40,14 +40,8 @@ impl SnapshotCodec for Postcard {
         Ok((value, bytes.len() - rest.len()))
     }
 
-    fn decode_prefix_seed<'de, S: serde::de::DeserializeSeed<'de>>(
-        seed: S,
-        bytes: &'de [u8],
-    ) -> Result<(S::Value, usize), String> {
-        let mut de = postcard::Deserializer::from_bytes(bytes);
-        let value = seed.deserialize(&mut de).map_err(|e| e.to_string())?;
-        let rest = de.finalize().map_err(|e| e.to_string())?;
-        Ok((value, bytes.len() - rest.len()))
+    fn checksum(bytes: &[u8]) -> u32 {
+        crc32fast::hash(bytes)
     }
 }
 
@@ -59,6 +53,68 @@ pub fn snapshot(state: &Projections) -> Vec<u8> {
 /// Views restored from a postcard snapshot body.
 pub fn restore(body: &[u8]) -> Result<Projections, SnapshotError> {
     Projections::from_snapshot::<Postcard>(body.to_vec(), 0)
+}
+
+/// Recomputes the checksums of a snapshot body edited in place, per
+/// FORMAT.md's version 4 layout: each job's detail CRC in its 128-byte
+/// record (bytes 88..92), then the head's CRC (bytes 4..8, over bytes
+/// 8..head_len). What the edit broke in the structure is left for the
+/// restore to find: what no longer fits the body keeps its old CRC.
+pub fn reseal(body: &mut [u8]) {
+    let u64_at = |b: &[u8], at: usize| {
+        b.get(at..at + 8).map_or(u64::MAX, |b| {
+            u64::from_le_bytes(b.try_into().expect("8 bytes"))
+        })
+    };
+    let u32_at = |b: &[u8], at: usize| {
+        b.get(at..at + 4).map_or(u32::MAX, |b| {
+            u32::from_le_bytes(b.try_into().expect("4 bytes"))
+        })
+    };
+    let head_len = usize::try_from(u64_at(body, 8)).unwrap_or(usize::MAX);
+    if head_len < 64 || head_len > body.len() {
+        return;
+    }
+    let mut at = 64usize;
+    for _ in 0..u32_at(body, 36).min(1 << 20) {
+        at = at.saturating_add(4 + u32_at(body, at) as usize);
+    }
+    let mut detail = head_len;
+    for j in 0..u64_at(body, 40).min(1 << 20) as usize {
+        let record = at.saturating_add(j * 128);
+        if record.saturating_add(128) > head_len {
+            break;
+        }
+        let len = usize::try_from(u64_at(body, record + 80)).unwrap_or(usize::MAX);
+        let Some(bytes) = body.get(detail..detail.saturating_add(len)) else {
+            break;
+        };
+        let crc = crc32fast::hash(bytes);
+        body[record + 88..record + 92].copy_from_slice(&crc.to_le_bytes());
+        detail += len;
+    }
+    let crc = crc32fast::hash(&body[8..head_len]);
+    body[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A job's summary (every field but its detail) as text, to compare.
+pub fn summary(job: &JobView) -> String {
+    format!(
+        "{} {} {:?} {:?} {} {} {:?} {:?} {:?} {:?} {:?} {} {}",
+        job.id,
+        job.key,
+        job.input,
+        job.fingerprint,
+        job.status,
+        job.total_steps,
+        job.usage,
+        job.started_at,
+        job.finished_at,
+        job.finish,
+        job.external,
+        job.last_lsn,
+        job.run_count()
+    )
 }
 
 /// The resume bound used when rendering resumability and by `resume`
