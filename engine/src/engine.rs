@@ -6,6 +6,7 @@ use crate::error::EngineError;
 use crate::files::Files;
 use crate::options::Options;
 use crate::query::{Query, Source, sealed};
+use crate::replay::{Stop, replay};
 use crate::snapshot::{self, SkippedSnapshot};
 use runlog_log::{Log, LogError, RecoveryReport};
 use runlog_projections::{
@@ -13,7 +14,6 @@ use runlog_projections::{
     JobStatus, Lsn, Projections, Refusal, Resumability, RunId, RunStatus, Timestamp,
     TransitionError, Usage,
 };
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -1168,62 +1168,6 @@ pub(crate) fn start_and_replay(
     }
 }
 
-/// When replay stops.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Stop {
-    Never,
-    /// Before this LSN.
-    BeforeLsn(Lsn),
-    /// Before the first event stamped after this time.
-    AfterTime(Timestamp),
-}
-
-/// Replays the log from `from` into `views`. Returns the number of events
-/// applied.
-pub(crate) fn replay(
-    source: &dyn Source,
-    views: &mut Projections,
-    from: Lsn,
-    stop: Stop,
-    last_at: &mut Timestamp,
-) -> Result<u64, EngineError> {
-    let mut applied = 0u64;
-    let mut failure = None;
-    source.scan_from(from, &mut |lsn, bytes| {
-        if let Stop::BeforeLsn(end) = stop
-            && lsn >= end
-        {
-            return ControlFlow::Break(());
-        }
-        let event = match codec::decode_ref(lsn, bytes) {
-            Ok(event) => event,
-            Err(e) => {
-                failure = Some(e);
-                return ControlFlow::Break(());
-            }
-        };
-        if let Stop::AfterTime(t) = stop
-            && event.at > t
-        {
-            return ControlFlow::Break(());
-        }
-        if let Err(source) = views.apply_ref(lsn, &event) {
-            failure = Some(EngineError::Replay {
-                lsn,
-                source: Box::new(source),
-            });
-            return ControlFlow::Break(());
-        }
-        *last_at = event.at;
-        applied += 1;
-        ControlFlow::Continue(())
-    })?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(applied),
-    }
-}
-
 // Lock helpers. A panic while a lock is held cannot leave the views half
 // changed (apply validates before it mutates and never panics), so a
 // poisoned lock is safe to go on using.
@@ -1237,20 +1181,6 @@ fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Source for Log {
-    fn scan_from(
-        &self,
-        from: Lsn,
-        f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), LogError> {
-        self.scan(from, f)
-    }
-
-    fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
-        self.read(lsn)
-    }
 }
 
 #[cfg(test)]

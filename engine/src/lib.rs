@@ -47,6 +47,7 @@ mod mmap;
 mod options;
 mod query;
 mod readonly;
+mod replay;
 mod snapshot;
 
 pub use engine::{

@@ -3,7 +3,7 @@
 
 use crate::codec;
 use crate::error::EngineError;
-use runlog_log::LogError;
+use runlog_log::{LogError, SegmentRecords};
 use runlog_projections::{
     Change, CheckpointId, CheckpointView, Event, JobDetail, JobId, JobStatus, JobView, Lsn,
     Projections, Resumability, RunId, RunView, Timestamp, Usage,
@@ -19,9 +19,48 @@ pub trait Source {
         from: Lsn,
         f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), LogError>;
+    /// Calls `f` with the records of each segment from `from` on, until it
+    /// breaks; the payloads borrow the segment's bytes (for replay's
+    /// pipeline, `crate::replay`).
+    fn scan_segments_from(
+        &self,
+        from: Lsn,
+        f: &mut dyn FnMut(&mut SegmentRecords<'_>) -> ControlFlow<()>,
+    ) -> Result<(), LogError>;
     /// One record's bytes.
     fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError>;
 }
+
+/// The log's writer and its read-only reader have the same reading
+/// methods; both are sources through them.
+macro_rules! log_source {
+    ($log:ty) => {
+        impl Source for $log {
+            fn scan_from(
+                &self,
+                from: Lsn,
+                f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
+            ) -> Result<(), LogError> {
+                self.scan(from, f)
+            }
+
+            fn scan_segments_from(
+                &self,
+                from: Lsn,
+                f: &mut dyn FnMut(&mut SegmentRecords<'_>) -> ControlFlow<()>,
+            ) -> Result<(), LogError> {
+                self.scan_segments(from, f)
+            }
+
+            fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
+                self.read(lsn)
+            }
+        }
+    };
+}
+
+log_source!(runlog_log::Log);
+log_source!(runlog_log::LogReader);
 
 pub(crate) mod sealed {
     use super::Source;

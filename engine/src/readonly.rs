@@ -1,15 +1,15 @@
 //! The read-only open: for tools and audits.
 
 use crate::engine::SnapshotUsed;
-use crate::engine::{Start, Stop, start_and_replay};
+use crate::engine::{Start, start_and_replay};
 use crate::error::EngineError;
 use crate::files::Files;
 use crate::options::{AsOf, Options};
 use crate::query::{Query, Source, sealed};
+use crate::replay::Stop;
 use crate::snapshot::SkippedSnapshot;
 use runlog_log::{LogError, LogReader};
 use runlog_projections::{Lsn, Projections, Timestamp};
-use std::ops::ControlFlow;
 use std::path::Path;
 
 /// A data directory opened read-only, its views replayed up to a point.
@@ -174,17 +174,3 @@ impl sealed::Access for ReadOnly {
 }
 
 impl Query for ReadOnly {}
-
-impl Source for LogReader {
-    fn scan_from(
-        &self,
-        from: Lsn,
-        f: &mut dyn FnMut(Lsn, &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), LogError> {
-        self.scan(from, f)
-    }
-
-    fn read_record(&self, lsn: Lsn) -> Result<Vec<u8>, LogError> {
-        self.read(lsn)
-    }
-}

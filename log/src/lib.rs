@@ -53,6 +53,7 @@ mod tests;
 
 pub use error::{CorruptionKind, LogError};
 pub use reader::{LogReader, Records};
+pub use scan::SegmentRecords;
 pub use types::{
     Appended, LogOptions, Lsn, PREALLOCATE_SIZE_LIMIT, Record, RecoveryMode, RecoveryReport,
     Salvaged, SyncPolicy, TornTail, VerifyOutcome, VerifyReport,

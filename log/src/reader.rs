@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::fs::{Fs, RealFs, SegmentBytes};
-use crate::scan::{self, Ending, SEGMENTS_DIR, SegIndex, SegRef, Walker, check_header};
+use crate::scan::{
+    self, Ending, SEGMENTS_DIR, SegIndex, SegRef, SegmentRecords, Walker, check_header,
+};
 use crate::{LogError, LogOptions, Lsn, Record, TornTail, VerifyOutcome, VerifyReport};
 
 /// Reads one byte of every 4 KiB page of `bytes`, so that the kernel maps
@@ -257,6 +259,20 @@ impl LogReader {
             }
         }
         Ok(())
+    }
+
+    /// [`LogReader::scan`] one segment at a time: calls `f` with the
+    /// records of each segment from `from` on, as an iterator whose payloads
+    /// borrow the segment's bytes (see [`SegmentRecords`]); stops early when
+    /// `f` breaks. Records `f` leaves untaken are checked before the next
+    /// segment.
+    pub fn scan_segments(
+        &self,
+        from: Lsn,
+        f: impl FnMut(&mut SegmentRecords<'_>) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        self.check_range(from, true)?;
+        self.walker(from).scan_segments(f)
     }
 
     /// One record's payload, from its segment's index of record offsets

@@ -2,7 +2,7 @@
 //! its context, the classification of a segment's end (clean, torn,
 //! corrupt), and the helpers readers and recovery share.
 
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -601,43 +601,164 @@ impl Walker {
         Ok(())
     }
 
-    /// The next record at or after `from`, as its LSN and payload range.
-    pub(crate) fn next(&mut self) -> Result<Option<(Lsn, Range<usize>)>, LogError> {
+    /// Makes the current segment one with records left to walk: at the end
+    /// of a segment, checks that it ended a batch and opens the next one
+    /// (checking that it continues this one). `false` at the end of the
+    /// walk.
+    fn ensure_segment(&mut self) -> Result<bool, LogError> {
         loop {
             if self.cur.is_some() && self.cursor.lsn >= self.end {
-                return Ok(None);
+                return Ok(false);
             }
             if self.cur.is_none() && self.from >= self.end {
-                return Ok(None);
+                return Ok(false);
             }
             let exhausted = match &self.cur {
                 None => true,
                 Some((b, _)) => self.cursor.off >= b.len(),
             };
-            if exhausted {
-                if let Some((_, path)) = &self.cur
-                    && !self.cursor.at_batch_boundary()
-                {
-                    return Err(corruption(
-                        path,
-                        self.cursor.off as u64,
-                        self.cursor.lsn,
-                        CorruptionKind::IncompleteBatch,
-                    ));
-                }
-                self.open_next()?;
-                continue;
+            if !exhausted {
+                return Ok(true);
+            }
+            if let Some((_, path)) = &self.cur
+                && !self.cursor.at_batch_boundary()
+            {
+                return Err(corruption(
+                    path,
+                    self.cursor.off as u64,
+                    self.cursor.lsn,
+                    CorruptionKind::IncompleteBatch,
+                ));
+            }
+            self.open_next()?;
+        }
+    }
+
+    /// The next record at or after `from`, as its LSN and payload range.
+    pub(crate) fn next(&mut self) -> Result<Option<(Lsn, Range<usize>)>, LogError> {
+        loop {
+            if !self.ensure_segment()? {
+                return Ok(None);
             }
             let Some((bytes, path)) = &self.cur else {
                 continue;
             };
-            let rec = match self.cursor.step(bytes, self.max) {
-                Ok(Some(r)) => (r.lsn, r.payload_start..r.end),
-                Ok(None) => continue,
-                Err(bad) => return Err(bad.into_error(path)),
-            };
-            if rec.0 >= self.from {
+            if let Some(rec) = take(bytes, &mut self.cursor, self.from, self.end, self.max)
+                .map_err(|bad| bad.into_error(path))?
+            {
                 return Ok(Some(rec));
+            }
+        }
+    }
+
+    /// Walks to the end, handing `f` the records of one segment at a time
+    /// (see [`SegmentRecords`]). Stops early, with `Ok`, when `f` breaks.
+    pub(crate) fn scan_segments(
+        mut self,
+        mut f: impl FnMut(&mut SegmentRecords<'_>) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        while self.ensure_segment()? {
+            let Some((bytes, path)) = &self.cur else {
+                return Ok(());
+            };
+            let mut records = SegmentRecords {
+                data: bytes,
+                path,
+                cursor: self.cursor,
+                from: self.from,
+                end: self.end,
+                max: self.max,
+                error: None,
+            };
+            if f(&mut records).is_break() {
+                return Ok(());
+            }
+            // What `f` did not take is still checked: the walk never skips
+            // a record unchecked.
+            while records.next().is_some() {}
+            if let Some(e) = records.error {
+                return Err(e);
+            }
+            self.cursor = records.cursor;
+        }
+        Ok(())
+    }
+}
+
+/// Checks the next record of `data` at `cursor` and steps over it, skipping
+/// records below `from`: the record's LSN and payload range, `None` at the
+/// end of the bytes or at `end`, or why the record is bad.
+#[inline(always)]
+fn take(
+    data: &[u8],
+    cursor: &mut Cursor,
+    from: Lsn,
+    end: Lsn,
+    max: u32,
+) -> Result<Option<(Lsn, Range<usize>)>, Bad> {
+    while cursor.lsn < end {
+        match cursor.step(data, max)? {
+            Some(r) if r.lsn >= from => return Ok(Some((r.lsn, r.payload_start..r.end))),
+            Some(_) => {}
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// The records of one segment, handed out by `Log::scan_segments` and
+/// `LogReader::scan_segments`: an iterator of `(lsn, payload)` that checks
+/// each record as it is taken, exactly as `scan` does. The payloads borrow
+/// the segment's bytes for as long as this value is borrowed, so a caller
+/// may hand them to another thread (`std::thread::scope`) and keep them
+/// past the next call to [`Iterator::next`].
+///
+/// A bad record ends the iteration; the walk then returns its error, unless
+/// the callback broke first (it stopped before that record, as far as the
+/// walk is concerned).
+pub struct SegmentRecords<'s> {
+    data: &'s [u8],
+    path: &'s Path,
+    cursor: Cursor,
+    from: Lsn,
+    end: Lsn,
+    max: u32,
+    error: Option<LogError>,
+}
+
+impl SegmentRecords<'_> {
+    /// Bytes of this segment not yet walked: a measure of the work left in
+    /// it, for a caller deciding whether another thread would pay.
+    pub fn bytes_left(&self) -> usize {
+        self.data.len().saturating_sub(self.cursor.off)
+    }
+}
+
+impl std::fmt::Debug for SegmentRecords<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentRecords")
+            .field("segment", &self.path)
+            .field("next_lsn", &self.cursor.lsn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'s> Iterator for SegmentRecords<'s> {
+    type Item = (Lsn, &'s [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<(Lsn, &'s [u8])> {
+        if self.error.is_some() {
+            return None;
+        }
+        let data = self.data;
+        match take(data, &mut self.cursor, self.from, self.end, self.max) {
+            // In bounds: `take` found the whole record in `data`.
+            Ok(Some((lsn, range))) => Some((lsn, data.get(range).unwrap_or(&[]))),
+            Ok(None) => None,
+            Err(bad) => {
+                self.error = Some(bad.into_error(self.path));
+                None
             }
         }
     }

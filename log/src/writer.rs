@@ -833,6 +833,21 @@ impl Log {
         Ok(())
     }
 
+    /// [`Log::scan`] one segment at a time: calls `f` with the records of
+    /// each segment from `from` on, as an iterator whose payloads borrow
+    /// the segment's bytes (see [`crate::SegmentRecords`]); stops early when `f`
+    /// breaks. Records `f` leaves untaken are checked before the next
+    /// segment.
+    pub fn scan_segments(
+        &self,
+        from: Lsn,
+        f: impl FnMut(&mut crate::SegmentRecords<'_>) -> ControlFlow<()>,
+    ) -> Result<(), LogError> {
+        let (segs, end) = self.read_view()?;
+        self.check_range(from, end, true)?;
+        self.walker(segs, from, end).scan_segments(f)
+    }
+
     /// One record's payload. Reads are served from a per-segment index of
     /// record offsets: the active segment's is seeded by the walk at open,
     /// a sealed segment's is built on first use.
