@@ -10,7 +10,7 @@ use crate::view::{
     JobStatus, JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
 };
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 /// The job-id index. Job ids come from hosts and from logs an auditor may
 /// be handed, so the hasher must not let crafted ids collide: std's
@@ -40,6 +40,20 @@ pub struct Projections {
     /// follow each other, and comparing one id is cheaper than hashing it.
     /// Only a hint: a miss falls back to `by_id`.
     recent_job: usize,
+    /// Which views these are, for [`Checked`] tokens.
+    identity: Identity,
+}
+
+/// The identity of one set of views: a heap allocation whose address no
+/// other live set shares. A clone gets its own, so a [`Checked`] token
+/// made on one set is never taken as made on a copy of it.
+#[derive(Debug, Default)]
+struct Identity(Arc<()>);
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity(Arc::new(()))
+    }
 }
 
 impl PartialEq for Projections {
@@ -70,6 +84,9 @@ struct Target {
 pub struct Checked {
     target: Target,
     events_applied: u64,
+    /// The views it was made on. Holding it keeps their identity's
+    /// allocation, and so its address, from being reused by other views.
+    owner: Weak<()>,
 }
 
 impl Projections {
@@ -90,22 +107,25 @@ impl Projections {
         Ok(Checked {
             target,
             events_applied: self.events_applied,
+            owner: Arc::downgrade(&self.identity.0),
         })
     }
 
     /// Applies `event`, which [`Projections::check_for_apply`] accepted on
     /// these views, without checking it again when nothing was applied
-    /// since (the views are then as they were checked); otherwise it is
-    /// checked again, as [`Projections::apply`] does. The same event must
-    /// be passed to both: debug builds check it again anyway and assert
-    /// that it resolves to the same job and run.
+    /// since (the views are then as they were checked); otherwise, or if
+    /// the token was made on other views (a clone included), it is checked
+    /// again, as [`Projections::apply`] does. The same event must be
+    /// passed to both: debug builds check it again anyway and assert that
+    /// it resolves to the same job and run.
     pub fn apply_checked(
         &mut self,
         lsn: Lsn,
         event: &Event,
         checked: Checked,
     ) -> Result<(), TransitionError> {
-        if checked.events_applied != self.events_applied {
+        let same_views = checked.owner.as_ptr() == Arc::as_ptr(&self.identity.0);
+        if !same_views || checked.events_applied != self.events_applied {
             return self.apply(lsn, event);
         }
         let event = event.as_ref();

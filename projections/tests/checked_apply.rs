@@ -82,3 +82,48 @@ fn a_check_made_stale_by_another_event_is_made_again() {
     );
     assert_eq!(views, before);
 }
+
+/// Two copies of the same views, each with one more event applied (so the
+/// same number of events): a step checked on the copy whose run is still
+/// running, handed with that token to the copy whose run completed, is
+/// checked again there and refused exactly as `apply` refuses it; a token
+/// is never taken for a copy's.
+#[test]
+fn a_check_made_on_other_views_is_made_again() {
+    let (base, events, _) = run_script("create j\nstart j r1");
+    let lsn = events.len() as u64;
+    let mut running = base.clone();
+    running
+        .apply(lsn, &parse_event("step j r1 cp1 in=1 out=1", 2000))
+        .expect("step");
+    let mut completed = base.clone();
+    completed
+        .apply(lsn, &parse_event("complete j r1", 2000))
+        .expect("complete");
+    assert_eq!(running.events_applied(), completed.events_applied());
+
+    let step = parse_event("step j r1 cp2 in=1 out=1", 2001);
+    let checked = running
+        .check_for_apply(&step)
+        .expect("a step of a running run");
+    let before = completed.clone();
+    let via_check = completed
+        .apply_checked(lsn + 1, &step, checked)
+        .expect_err("a step of a completed run");
+    let via_apply = before
+        .clone()
+        .apply(lsn + 1, &step)
+        .expect_err("a step of a completed run");
+    assert_eq!(via_check.refusal, Refusal::RunFinished);
+    assert_eq!(via_check, via_apply);
+    assert_eq!(completed, before, "nothing applied");
+
+    // A clone of the views a token was made on is other views too: the
+    // token's check is made again there (and passes, the clone being
+    // equal), giving the same views as applying on the original.
+    let checked = running.check_for_apply(&step).expect("check");
+    let mut copy = running.clone();
+    copy.apply_checked(lsn + 1, &step, checked).expect("apply");
+    running.apply(lsn + 1, &step).expect("apply");
+    assert_eq!(copy, running);
+}
