@@ -1,7 +1,8 @@
 //! Engine benchmarks for issue 4: open + replay of a log of the demo's mix
 //! (200-byte checkpoints) with no snapshot and with a snapshot near the end
 //! (100k vs 1M events; the same 1,200 events after the snapshot at both
-//! lengths), and durable commands per second from 1 and from 16
+//! lengths; and 1M events of long jobs, as many jobs as the mix's 100k),
+//! and durable commands per second from 1 and from 16
 //! threads. Run with `cargo bench --bench engine`; report medians and ratios
 //! from one run.
 
@@ -31,20 +32,29 @@ fn quiet_options(sync: SyncPolicy) -> Options {
     o
 }
 
-/// Jobs written after the snapshot, at every log length: "a snapshot near
-/// the end" leaves the same tail to replay (1,200 events) whatever came
-/// before it, as periodic snapshots (`snapshot_every_events`) bound the
-/// tail, not the log's length.
-const JOBS_AFTER_SNAPSHOT: u64 = 100;
+/// Events written after the snapshot, at every log length: "a snapshot
+/// near the end" leaves the same tail to replay whatever came before it,
+/// as periodic snapshots (`snapshot_every_events`) bound the tail, not the
+/// log's length.
+const TAIL_EVENTS: u64 = 1_200;
 
-/// Writes `events` events of the mix into `dir`; with `snapshot`, takes a
-/// snapshot [`JOBS_AFTER_SNAPSHOT`] jobs before the end.
-fn build_log(dir: &Path, events: u64, snapshot: bool) {
+/// Steps per job of the demo's mix (12 events a job).
+const MIX_STEPS: u64 = EVENTS_PER_JOB - 4;
+
+/// Steps per job of the long-jobs log: 120 events a job, so 1M events hold
+/// as many jobs (8,333) as the mix's 100k.
+const LONG_STEPS: u64 = 116;
+
+/// Writes `events` events into `dir`, jobs of `steps` steps each (submit,
+/// start, the steps, complete, finish); with `snapshot`, takes a snapshot
+/// [`TAIL_EVENTS`] events before the end.
+fn build_log(dir: &Path, events: u64, steps: u64, snapshot: bool) {
     let (engine, _) = Engine::open(dir, quiet_options(SyncPolicy::Never)).unwrap();
-    let jobs = events / EVENTS_PER_JOB;
+    let per_job = steps + 4;
+    let jobs = events / per_job;
     let payload = vec![0x5a; 200];
     for i in 0..jobs {
-        if snapshot && i == jobs.saturating_sub(JOBS_AFTER_SNAPSHOT) {
+        if snapshot && i == jobs.saturating_sub(TAIL_EVENTS / per_job) {
             engine.snapshot().unwrap();
         }
         let job = engine
@@ -52,7 +62,7 @@ fn build_log(dir: &Path, events: u64, snapshot: bool) {
             .unwrap()
             .job;
         let run = engine.start_run(&job, None).unwrap();
-        for s in 0..8 {
+        for s in 0..steps {
             let usage = Usage {
                 input_tokens: 100 + s,
                 output_tokens: 20,
@@ -72,36 +82,40 @@ fn open_replay(c: &mut Criterion) {
     let mut group = c.benchmark_group("open");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    for events in [100_000u64, 1_000_000] {
-        for snapshot in [false, true] {
-            let name = if snapshot {
-                "with-snapshot"
-            } else {
-                "no-snapshot"
-            };
-            let dir = fresh_dir(&format!("open-{events}-{name}"));
-            build_log(&dir, events, snapshot);
-            group.throughput(Throughput::Elements(events));
-            group.bench_with_input(BenchmarkId::new(name, events), &dir, |b, dir| {
-                // Open and replay are timed; dropping the engine (freeing
-                // the views: 180 M instructions at 1M events) is not. The
-                // engine holds the directory's lock, so each is dropped
-                // before the next open.
-                b.iter_custom(|iters| {
-                    let mut timed = Duration::ZERO;
-                    for _ in 0..iters {
-                        let start = Instant::now();
-                        let (engine, report) =
-                            Engine::open(dir, quiet_options(SyncPolicy::Never)).unwrap();
-                        timed += start.elapsed();
-                        assert_eq!(report.snapshot.is_some(), snapshot);
-                        drop(engine);
-                    }
-                    timed
-                })
-            });
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+    // The demo's mix at two lengths, without and with a snapshot; then a
+    // log as long as the second but of as many jobs as the first (long
+    // jobs), to tell what an open with a snapshot grows with: the jobs it
+    // restores, or the log.
+    let cases = [
+        (100_000u64, MIX_STEPS, false, "no-snapshot"),
+        (100_000, MIX_STEPS, true, "with-snapshot"),
+        (1_000_000, MIX_STEPS, false, "no-snapshot"),
+        (1_000_000, MIX_STEPS, true, "with-snapshot"),
+        (1_000_000, LONG_STEPS, true, "with-snapshot-long-jobs"),
+    ];
+    for (events, steps, snapshot, name) in cases {
+        let dir = fresh_dir(&format!("open-{events}-{name}"));
+        build_log(&dir, events, steps, snapshot);
+        group.throughput(Throughput::Elements(events));
+        group.bench_with_input(BenchmarkId::new(name, events), &dir, |b, dir| {
+            // Open and replay are timed; dropping the engine (freeing
+            // the views: 180 M instructions at 1M events) is not. The
+            // engine holds the directory's lock, so each is dropped
+            // before the next open.
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let (engine, report) =
+                        Engine::open(dir, quiet_options(SyncPolicy::Never)).unwrap();
+                    timed += start.elapsed();
+                    assert_eq!(report.snapshot.is_some(), snapshot);
+                    drop(engine);
+                }
+                timed
+            })
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
     group.finish();
 }
