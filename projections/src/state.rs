@@ -6,8 +6,8 @@ use crate::event::{ChangeRef, Event, EventRef, FailCause, InterruptReason, JobOu
 use crate::snapshot::SnapshotError;
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Usage};
 use crate::view::{
-    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobDetail, JobHead,
-    JobStatus, JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
+    BlockedReason, CheckpointView, Detail, ExternalObservation, FinishReason, JobDetail, JobStatus,
+    JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock, Weak};
@@ -508,7 +508,7 @@ impl Projections {
             } => {
                 let id = JobId::from(event.job);
                 self.by_id.insert(id.clone(), ji);
-                self.jobs.push(JobView::new(JobHead {
+                self.jobs.push(JobView {
                     id,
                     key: Arc::from(key),
                     input: payload(input),
@@ -521,7 +521,8 @@ impl Projections {
                     finish: None,
                     external: None,
                     last_lsn: lsn,
-                }));
+                    detail: Detail::empty(),
+                });
                 self.index_status(ji, None, JobStatus::Running);
                 return;
             }

@@ -405,15 +405,6 @@ impl Serialize for JobView {
 }
 
 impl JobView {
-    /// A new job with no runs and no checkpoints.
-    pub(crate) fn new(head: JobHead) -> Self {
-        let detail = Detail {
-            loaded: OnceLock::from(Ok(JobDetail::default())),
-            lazy: None,
-        };
-        head.into_view(detail)
-    }
-
     /// The job's runs and checkpoints, decoded from the snapshot on first
     /// use (then cached). Fails only when the snapshot's bytes for this job
     /// do not decode or disagree with the job's summary.
@@ -449,43 +440,6 @@ impl JobView {
     }
 }
 
-/// What a job keeps besides its detail: the fields of [`JobView`], for
-/// building one.
-pub(crate) struct JobHead {
-    pub id: JobId,
-    pub key: Arc<str>,
-    pub input: PayloadRef,
-    pub fingerprint: Option<Arc<str>>,
-    pub status: JobStatus,
-    pub total_steps: u64,
-    pub usage: Usage,
-    pub started_at: Timestamp,
-    pub finished_at: Option<Timestamp>,
-    pub finish: Option<FinishReason>,
-    pub external: Option<ExternalObservation>,
-    pub last_lsn: Lsn,
-}
-
-impl JobHead {
-    pub(crate) fn into_view(self, detail: Detail) -> JobView {
-        JobView {
-            id: self.id,
-            key: self.key,
-            input: self.input,
-            fingerprint: self.fingerprint,
-            status: self.status,
-            total_steps: self.total_steps,
-            usage: self.usage,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-            finish: self.finish,
-            external: self.external,
-            last_lsn: self.last_lsn,
-            detail,
-        }
-    }
-}
-
 /// A job's runs and checkpoints: decoded, or still the snapshot's bytes.
 #[derive(Clone, Debug)]
 pub(crate) struct Detail {
@@ -495,6 +449,16 @@ pub(crate) struct Detail {
     /// Inline, not boxed: a restore makes one per job, and an allocation
     /// each would cost more than the bytes.
     pub lazy: Option<LazyDetail>,
+}
+
+impl Detail {
+    /// The detail of a new job: no runs, no checkpoints, nothing to decode.
+    pub(crate) fn empty() -> Self {
+        Detail {
+            loaded: OnceLock::from(Ok(JobDetail::default())),
+            lazy: None,
+        }
+    }
 }
 
 /// What every job restored from one snapshot shares: the file and how its
