@@ -120,14 +120,19 @@ fn time(dir: &str, runs: &str) -> Result<(), String> {
     for _ in 0..number(runs)? {
         all.push(open(dir)?);
     }
-    all.sort_by(f64::total_cmp);
-    let line: Vec<String> = all.iter().map(|ms| format!("{ms:.1}")).collect();
+    print_median(all);
+    Ok(())
+}
+
+/// Prints the median of `times` (milliseconds) and every time, sorted.
+fn print_median(mut times: Vec<f64>) {
+    times.sort_by(f64::total_cmp);
+    let line: Vec<String> = times.iter().map(|ms| format!("{ms:.1}")).collect();
     println!(
         "median {:.1} ms  (all: {})",
-        all.get(all.len() / 2).copied().unwrap_or(0.0),
+        times.get(times.len() / 2).copied().unwrap_or(0.0),
         line.join(" ")
     );
-    Ok(())
 }
 
 /// The compare harness's cold-start set: 10 steps of 200 bytes per job,
@@ -193,12 +198,6 @@ fn all(dir: &str, runs: &str) -> Result<(), String> {
         engine.close().map_err(|e| e.to_string())?;
         times.push(ms);
     }
-    times.sort_by(f64::total_cmp);
-    let line: Vec<String> = times.iter().map(|ms| format!("{ms:.1}")).collect();
-    println!(
-        "median {:.1} ms  (all: {})",
-        times.get(times.len() / 2).copied().unwrap_or(0.0),
-        line.join(" ")
-    );
+    print_median(times);
     Ok(())
 }
