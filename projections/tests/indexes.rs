@@ -18,6 +18,17 @@ fn event(at: u64, change: Change) -> Event {
     }
 }
 
+/// Checkpoint `c{i}` of run `r`, with no usage and no payload.
+fn step(i: usize) -> Change {
+    Change::StepRecorded {
+        run: RunId::from("r"),
+        checkpoint: CheckpointId::from(format!("c{i}")),
+        usage: Usage::default(),
+        phase: None,
+        payload: Vec::new(),
+    }
+}
+
 /// A job whose first run records `N` steps and delegates to `N` children
 /// one after the other.
 fn big_job() -> (Projections, Lsn) {
@@ -44,16 +55,7 @@ fn big_job() -> (Projections, Lsn) {
         },
     );
     for i in 0..N {
-        apply(
-            &mut p,
-            Change::StepRecorded {
-                run: RunId::from("r"),
-                checkpoint: CheckpointId::from(format!("c{i}")),
-                usage: Usage::default(),
-                phase: None,
-                payload: Vec::new(),
-            },
-        );
+        apply(&mut p, step(i));
     }
     for i in 0..N {
         let child = RunId::from(format!("child{i}"));
@@ -111,16 +113,7 @@ fn every_run_and_checkpoint_is_found_past_the_switch() {
 fn duplicates_are_refused_on_both_sides_of_the_switch() {
     let (mut p, lsn) = big_job();
     for i in [0, 15, 16, 17, 39] {
-        let step = event(
-            lsn,
-            Change::StepRecorded {
-                run: RunId::from("r"),
-                checkpoint: CheckpointId::from(format!("c{i}")),
-                usage: Usage::default(),
-                phase: None,
-                payload: Vec::new(),
-            },
-        );
+        let step = event(lsn, step(i));
         let err = p.apply(lsn, &step).expect_err("duplicate checkpoint");
         assert_eq!(
             err.refusal,
