@@ -89,9 +89,13 @@ fn build(dir: &str, jobs: &str, steps: &str) -> Result<(), String> {
 
 fn open(dir: &str) -> Result<(), String> {
     let (engine, report) = Engine::open(dir, options()).map_err(|e| e.to_string())?;
-    let jobs = engine.jobs(&JobFilter::all()).len();
+    let jobs = engine
+        .jobs(&JobFilter::all())
+        .map_err(|e| e.to_string())?
+        .len();
     let checkpoints: usize = engine.with_views(|v| {
         v.jobs()
+            .flatten()
             .map(|j| j.detail().map_or(0, |d| d.checkpoints().len()))
             .sum()
     });

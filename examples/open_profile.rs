@@ -185,7 +185,7 @@ fn all(dir: &str, runs: &str) -> Result<(), String> {
     for _ in 0..number(runs)? {
         let start = Instant::now();
         let (engine, report) = Engine::open(dir, o.clone()).map_err(|e| e.to_string())?;
-        let rows = engine.jobs(&JobFilter::all());
+        let rows = engine.jobs(&JobFilter::all()).map_err(|e| e.to_string())?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let steps: u64 = rows.iter().map(|j| j.total_steps).sum();
         eprintln!(

@@ -198,8 +198,8 @@ fn a_lazy_open_answers_every_query_like_a_full_replay() {
 
     // Listing first: it must not need any detail.
     assert_eq!(
-        lazy.jobs(&JobFilter::all()),
-        full.jobs(&JobFilter::all()),
+        lazy.jobs(&JobFilter::all()).expect("jobs readable"),
+        full.jobs(&JobFilter::all()).expect("jobs readable"),
         "job listing"
     );
     assert_eq!(answers(&lazy, &jobs), answers(&full, &jobs));
@@ -244,10 +244,8 @@ enum Reseal {
 /// Finds `pattern` once in `bytes` (past the header), changes the byte at
 /// `pattern.len() - 1 + shift` to `to`, and recomputes the checksums
 /// `reseal` names (FORMAT.md, "Snapshot files"): the body starts at byte
-/// 48; each job's 128-byte record holds its detail's length (bytes
-/// 80..88) and CRC (88..92); the head's CRC (body bytes 4..8) covers body
-/// bytes 8..head_len; the file header holds the body's CRC (bytes 40..44)
-/// and its own (44..48, over 0..44).
+/// 48 ([`reseal_body`]); the file header holds the body's CRC (bytes
+/// 40..44) and its own (44..48, over 0..44).
 fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: Reseal) {
     let mut bytes = std::fs::read(path).expect("read");
     let at: Vec<usize> = (48..bytes.len() - pattern.len())
@@ -258,26 +256,7 @@ fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: Reseal) {
     assert_ne!(bytes[i], to);
     bytes[i] = to;
     if let Reseal::All = reseal {
-        let body = &mut bytes[48..];
-        let u64_at =
-            |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-        let u32_at =
-            |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
-        let head_len = u64_at(body, 8) as usize;
-        let mut record = 64;
-        for _ in 0..u32_at(body, 36) {
-            record += 4 + u32_at(body, record) as usize;
-        }
-        let mut detail = head_len;
-        for _ in 0..u64_at(body, 40) {
-            let len = u64_at(body, record + 80) as usize;
-            let crc = crc32fast::hash(&body[detail..detail + len]);
-            body[record + 88..record + 92].copy_from_slice(&crc.to_le_bytes());
-            detail += len;
-            record += 128;
-        }
-        let crc = crc32fast::hash(&body[8..head_len]);
-        body[4..8].copy_from_slice(&crc.to_le_bytes());
+        reseal_body(&mut bytes[48..]);
     }
     if let Reseal::FileOnly | Reseal::All = reseal {
         let crc = crc32fast::hash(&bytes[48..]);
@@ -286,6 +265,48 @@ fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: Reseal) {
         bytes[44..48].copy_from_slice(&crc.to_le_bytes());
     }
     std::fs::write(path, &bytes).expect("write");
+}
+
+/// Recomputes the checksums of a version 5 snapshot body (FORMAT.md,
+/// "Snapshot files"): each job's 128-byte record, in its chunk's region,
+/// holds its detail's length (bytes 80..88) and CRC (88..92); each chunk's
+/// table entry (24 bytes, from `head_len`) holds where its region and
+/// first detail start and its region's CRC (16..20); the id index (16
+/// bytes a job, after the table) has its CRC in the preamble (72..76); the
+/// head's CRC (4..8) covers bytes 8..head_len.
+fn reseal_body(body: &mut [u8]) {
+    let u64_at = |b: &[u8], at: usize| {
+        u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes")) as usize
+    };
+    let head_len = u64_at(body, 8);
+    let jobs = u64_at(body, 40);
+    let details_at = u64_at(body, 64);
+    let chunks = jobs.div_ceil(64);
+    let ids_at = head_len + chunks * 24;
+    let regions_at = ids_at + jobs * 16;
+    for c in 0..chunks {
+        let entry = head_len + c * 24;
+        let region = regions_at + u64_at(body, entry);
+        let region_end = if c + 1 < chunks {
+            regions_at + u64_at(body, entry + 24)
+        } else {
+            details_at
+        };
+        let mut detail = details_at + u64_at(body, entry + 8);
+        for k in 0..64.min(jobs - c * 64) {
+            let record = region + k * 128;
+            let len = u64_at(body, record + 80);
+            let crc = crc32fast::hash(&body[detail..detail + len]);
+            body[record + 88..record + 92].copy_from_slice(&crc.to_le_bytes());
+            detail += len;
+        }
+        let crc = crc32fast::hash(&body[region..region_end]);
+        body[entry + 16..entry + 20].copy_from_slice(&crc.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&body[ids_at..regions_at]);
+    body[72..76].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&body[8..head_len]);
+    body[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A finished job with one checkpoint "cp-marker" of 77 input tokens, in a
@@ -336,7 +357,7 @@ fn a_corrupt_detail_under_valid_checksums_is_a_typed_error_never_a_view() {
     let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
     assert!(report.snapshot.is_some(), "the summaries are sound");
     // The listing reads summaries only.
-    let listed = engine.jobs(&JobFilter::all());
+    let listed = engine.jobs(&JobFilter::all()).expect("jobs readable");
     assert!(listed.iter().any(|j| j.id == job && j.usage == usage(77)));
     // Every path to the job's runs and checkpoints fails, typed.
     let detail_error = |r: Result<(), EngineError>| match r {
@@ -361,7 +382,7 @@ fn a_corrupt_detail_under_valid_checksums_is_a_typed_error_never_a_view() {
     }
     assert_eq!(engine.next_lsn(), next);
     // Other jobs are untouched.
-    for summary in engine.jobs(&JobFilter::all()) {
+    for summary in engine.jobs(&JobFilter::all()).expect("jobs readable") {
         if summary.id != job {
             engine.job(&summary.id).expect("other jobs decode");
         }
@@ -432,7 +453,7 @@ fn a_detail_changed_under_the_file_checksum_fails_its_own_when_first_read() {
         }
         other => panic!("expected DetailUnreadable, got {other:?}"),
     }
-    for summary in engine.jobs(&JobFilter::all()) {
+    for summary in engine.jobs(&JobFilter::all()).expect("jobs readable") {
         if summary.id != job {
             engine.job(&summary.id).expect("other jobs decode");
         }
