@@ -1,24 +1,36 @@
-//! The snapshot form of [`Projections`]: a head of fixed-width job
-//! summaries that a restore reads with a few loads per job, then each
-//! job's runs and checkpoints as a separate detail, kept as bytes until
-//! it is first used.
+//! The snapshot form of [`Projections`]: a small head that a restore
+//! reads whole, a base of fixed-width job records that stays in the
+//! (mapped) file and is read a chunk of 64 jobs at a time when one of its
+//! jobs is first used, and each job's runs and checkpoints as a separate
+//! detail, kept as bytes until it is first used.
 //!
-//! Version 4. Every integer is fixed-width little-endian; strings are
+//! Version 5. Every integer is fixed-width little-endian; strings are
 //! UTF-8 bytes whose lengths are in the job's record. FORMAT.md gives the
 //! same layout as tables.
 //!
 //! ```text
-//! body     = preamble (64 bytes) ‖ keys ‖ records ‖ text ‖ live ‖ details
-//! preamble = version: u8 (4) ‖ 3 zero bytes ‖ head_crc: u32
+//! body     = head ‖ base ‖ details
+//! head     = preamble (80 bytes) ‖ keys ‖ unfinished ‖ live
+//! preamble = version: u8 (5) ‖ 3 zero bytes ‖ head_crc: u32
 //!            ‖ head_len: u64 ‖ events_applied: u64 ‖ last_lsn: u64
 //!            ‖ has_last_lsn: u8 (0 or 1) ‖ 3 zero bytes ‖ key_count: u32
-//!            ‖ job_count: u64 ‖ text_len: u64 ‖ live_count: u64
-//! keys     = key_count × (len: u32 ‖ bytes): the distinct job keys
-//! records  = job_count × 128-byte job record (the R_ offsets below)
-//! text     = text_len bytes of UTF-8: per job, in job order, its id
-//!            ‖ fingerprint ‖ finish message ‖ external detail
-//! live     = live_count × (position: u32 ‖ status: u8): per job, in job
-//!            order, its runs in flight or interrupted
+//!            ‖ job_count: u64 ‖ unfinished_count: u64 ‖ live_count: u64
+//!            ‖ details_at: u64 ‖ ids_crc: u32 ‖ 4 zero bytes
+//! keys       = key_count × (len: u32 ‖ bytes): the distinct job keys
+//! unfinished = unfinished_count × position: u32, increasing: the jobs
+//!              whose status is running
+//! live       = live_count × (job: u32 ‖ run: u32 ‖ status: u8), in
+//!              (job, run) order: the runs in flight or interrupted
+//! base     = chunks ‖ ids ‖ regions, from head_len to details_at
+//! chunks   = ⌈job_count / 64⌉ × (region_at: u64 ‖ detail_at: u64
+//!            ‖ crc: u32 ‖ 4 zero bytes): per chunk of 64 jobs, where its
+//!            region starts (from the first region), where its first
+//!            detail starts (from details_at), and its region's CRC-32
+//! ids      = job_count × (id_at: u64 ‖ id_len: u32 ‖ position: u32),
+//!            sorted by id: where each job's id is (from the body's start)
+//! region   = per chunk: its 128-byte job records (the R_ offsets below)
+//!            ‖ its text: per job, in job order, its id ‖ fingerprint
+//!            ‖ finish message ‖ external detail
 //! details  = every job's detail, in job order, detail_len bytes each,
 //!            ending exactly at the end of the body
 //! detail   = runs: seq of run ‖ checkpoints: seq of checkpoint, in the
@@ -29,15 +41,27 @@
 //! ```
 //!
 //! The head is bytes `0..head_len`; `head_crc` is the CRC-32 of bytes
-//! `8..head_len`. Each detail has its own CRC-32 in its job's record,
-//! checked when the detail is first decoded, so that a restore reads the
-//! head and never a detail it does not need.
+//! `8..head_len`. A restore reads the head only, then materializes the
+//! jobs it lists (unfinished: attach by fingerprint looks for them; live:
+//! the engine reads those runs at open, so their details are decoded
+//! too): its cost follows the head, not the number of jobs.
 //!
-//! A job's `live` entries list its runs in flight or interrupted, in
-//! position order: the indexes of runs a crash interrupted and runs to
-//! interrupt at open are rebuilt from them, and such a job's detail is
-//! decoded at restore (the engine reads those runs at open). `runs`,
-//! `total_steps` and `usage` answer a job listing without the detail.
+//! Every other part is checked when first used, each with its own CRC-32:
+//! a chunk (its region) when one of its jobs is materialized, the id
+//! index on the first lookup by id, a detail when it is first decoded. A
+//! chunk's records are checked as a restore of the whole head once did:
+//! each field's range (a status, a flag, a key index), unused fields zero,
+//! the strings and the details filling their spans exactly, `live_count`
+//! agreeing with `live`, a running status exactly for the jobs
+//! `unfinished` lists. A failure is a [`DetailError`] at the query that
+//! reached the job, never a view.
+//!
+//! A lookup by id binary-searches the id index in the file, then
+//! compares the id of the job it names. It trusts the index to be sorted
+//! and to name each job once (the writer makes it so; CRCs catch damage):
+//! an index crafted otherwise gives a miss or a typed error, never a read
+//! out of the body. Ids are not checked unique at restore: that would read
+//! every one.
 //!
 //! Left out because the log's transitions fix them: a run's and a
 //! checkpoint's job (the job holding it), a checkpoint's run id (its run's
@@ -48,16 +72,11 @@
 //! is decoded, its checksum, its runs' count, its runs in flight or
 //! interrupted, and the sums of its checkpoints' deltas are checked against
 //! the summary, and any difference is a [`DetailError`], as is a detail
-//! that does not decode or has bytes left over. A restore checks the head
-//! whole: the version, the head's checksum, every count and length against
-//! the bytes there are (before anything is allocated), each field's range
-//! (a status, a flag, a key index), unused fields zero, the variable area
-//! and the details filling their spans exactly, `live` positions in order,
-//! below `runs` and naming a live status, job ids unique.
+//! that does not decode or has bytes left over.
 //!
 //! The version is read before anything else, so a snapshot of another
-//! version is refused by number, never misread. Versions 1 to 3 (postcard
-//! heads) are refused like any other: the engine then replays the log.
+//! version is refused by number, never misread. Versions 1 to 4 are
+//! refused like any other: the engine then replays the log.
 
 use crate::error::DetailError;
 use crate::event::{ExternalStatus, InterruptReason};

@@ -664,3 +664,310 @@ fn a_snapshot_body_is_the_bytes_format_md_shows() {
     assert_eq!(common::snapshot(&state), want);
     assert_eq!(common::restore(&want).expect("restore"), state);
 }
+
+/// Ops over up to 200 jobs, so that a snapshot's base spans several
+/// chunks of 64: a prologue creates `jobs` of them and starts a run in
+/// every third, then random ops before the snapshot, then random steps
+/// after it (an event, or a query: see [`lazy_step`]).
+fn many_job_ops() -> impl Strategy<Value = (Vec<Op>, Vec<(u8, Op)>)> {
+    let op = (
+        prop::sample::select(KINDS),
+        0u8..200,
+        0u8..4,
+        0u8..4,
+        0u16..40,
+    );
+    (
+        1u8..200,
+        prop::collection::vec(op.clone(), 0..200),
+        prop::collection::vec((0u8..8, op), 0..120),
+    )
+        .prop_map(|(jobs, before, after)| {
+            let mut prologue = Vec::new();
+            for j in 0..jobs {
+                prologue.push((0, j, j % 4, 0, 0));
+                if j % 3 == 0 {
+                    prologue.push((1, j, 0, 0, 1));
+                }
+            }
+            ([prologue, before].concat(), after)
+        })
+}
+
+/// What `(kind, op)` of [`many_job_ops`] asks of the views, as text: a
+/// lookup by id, a status listing and count, the newest unfinished job of
+/// a fingerprint, one job of the full listing (newest first), the
+/// interrupted and in-flight runs. Events are kinds 0 to 2.
+fn lazy_query(state: &Projections, kind: u8, op: Op) -> String {
+    let (_, j, r, _, n) = op;
+    // A view as text: its summary and its runs and checkpoints (not its
+    // Debug form, which shows whether the detail is still bytes).
+    let show = |job: Option<&JobView>| {
+        job.map(|job| {
+            let detail = job.detail().map(|d| (d.runs(), d.checkpoints()));
+            format!("{} {detail:?}", common::summary(job))
+        })
+    };
+    match kind {
+        3 => format!("{:?}", state.job(&JobId::from(format!("j{j}"))).map(&show)),
+        4 => {
+            let status = JobStatus::ALL[usize::from(r % 4)];
+            let listed: Vec<String> = state
+                .jobs_with_status(status)
+                .expect("readable")
+                .map(|j| j.id.to_string())
+                .collect();
+            format!(
+                "{listed:?} {:?}",
+                state.count_with_status(status).expect("readable")
+            )
+        }
+        5 => format!(
+            "{:?}",
+            show(state.newest_unfinished_with_fingerprint(&format!("f{}", r % 2)))
+        ),
+        6 => format!(
+            "{:?}",
+            state
+                .jobs()
+                .rev()
+                .nth(usize::from(n))
+                .map(|job| show(Some(job.expect("readable"))))
+        ),
+        _ => {
+            let runs = |it: &mut dyn Iterator<Item = &RunView>| -> Vec<String> {
+                it.map(|r| format!("{}/{}", r.job, r.id)).collect()
+            };
+            format!(
+                "{:?} {:?}",
+                runs(&mut state.interrupted_runs()),
+                runs(&mut state.in_flight_runs())
+            )
+        }
+    }
+}
+
+/// Whether each status's listing holds exactly the jobs of that status,
+/// in order (once a query has built the sets; a listing would build them).
+fn status_sets_agree(state: &Projections) -> bool {
+    JobStatus::ALL.iter().all(|&status| {
+        let listed: Vec<&JobId> = match state.jobs_with_status(status) {
+            Ok(jobs) => jobs.map(|j| &j.id).collect(),
+            Err(_) => return false,
+        };
+        let filtered: Vec<&JobId> = state
+            .jobs()
+            .filter_map(Result::ok)
+            .filter(|j| j.status == status)
+            .map(|j| &j.id)
+            .collect();
+        listed == filtered
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Views restored from a snapshot, then queried and changed by events
+    /// in any order, answer every query and end exactly as the views that
+    /// replayed the same events with no snapshot.
+    #[test]
+    fn a_lazy_restore_answers_and_changes_like_a_replay((before, after) in many_job_ops()) {
+        let t = fold(&before);
+        let mut replayed = t.state;
+        let body = common::snapshot(&replayed);
+        let mut restored = common::restore(&body).expect("restore");
+        for (i, (kind, op)) in after.into_iter().enumerate() {
+            if kind <= 2 {
+                let e = event(op, 100_000 + i as u64);
+                let lsn = 100_000 + i as Lsn;
+                prop_assert_eq!(restored.apply(lsn, &e), replayed.apply(lsn, &e));
+            } else {
+                prop_assert_eq!(
+                    lazy_query(&restored, kind, op),
+                    lazy_query(&replayed, kind, op)
+                );
+            }
+        }
+        // The status sets, built by a query in the steps above (or now),
+        // were kept as the views changed.
+        prop_assert!(status_sets_agree(&restored));
+        prop_assert!(status_sets_agree(&replayed));
+        prop_assert_eq!(common::render(&restored), common::render(&replayed));
+        prop_assert_eq!(&restored, &replayed);
+        prop_assert_eq!(common::snapshot(&restored), common::snapshot(&replayed));
+    }
+
+    /// A snapshot written from restored views whose jobs were never used,
+    /// partly used, or all used (and their details decoded) has the same
+    /// bytes as the snapshot they were restored from.
+    #[test]
+    fn a_snapshot_of_unmaterialized_views_has_the_bytes_of_materialized_ones(
+        (before, after) in many_job_ops(),
+    ) {
+        let t = fold(&before);
+        let body = common::snapshot(&t.state);
+        let untouched = common::restore(&body).expect("restore");
+        prop_assert_eq!(common::snapshot(&untouched), body.clone());
+        let partly = common::restore(&body).expect("restore");
+        for (kind, op) in after.iter().filter(|(kind, _)| *kind > 2) {
+            let _ = lazy_query(&partly, *kind, *op);
+        }
+        prop_assert_eq!(common::snapshot(&partly), body.clone());
+        let all = common::restore(&body).expect("restore");
+        for job in all.jobs() {
+            let _ = job.expect("materializes").detail().expect("decodes");
+        }
+        prop_assert_eq!(common::snapshot(&all), body);
+    }
+}
+
+/// Views of `jobs` finished jobs (each created, run, finished) and one
+/// running job, "live", and their snapshot body.
+fn finished_jobs(jobs: usize) -> (Projections, Vec<u8>) {
+    let mut script = String::new();
+    for j in 0..jobs {
+        script.push_str(&format!(
+            "create j{j:03}\nstart j{j:03} r\ncomplete j{j:03} r\nfinish j{j:03} completed\n"
+        ));
+    }
+    script.push_str("create live\n");
+    let (state, _, _) = common::run_script(&script);
+    let body = common::snapshot(&state);
+    (state, body)
+}
+
+/// Where the id index of `body` starts, and its entry count (FORMAT.md:
+/// after the head and the chunk table).
+fn id_index(body: &[u8]) -> (usize, usize) {
+    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    let head_len = usize::try_from(u64_at(8)).expect("small");
+    let jobs = usize::try_from(u64_at(40)).expect("small");
+    (head_len + jobs.div_ceil(64) * 24, jobs)
+}
+
+/// A base whose id index is no longer sorted (reversed, under
+/// recomputed checksums): every lookup finds the right job, misses, or
+/// fails typed; none panics or reads out of the body. Most miss.
+#[test]
+fn an_unsorted_id_index_misses_or_fails_typed() {
+    let (state, body) = finished_jobs(150);
+    let (at, count) = id_index(&body);
+    let mut lying = body.clone();
+    let entries: Vec<Vec<u8>> = (0..count)
+        .map(|k| body[at + k * 16..at + (k + 1) * 16].to_vec())
+        .collect();
+    for (k, entry) in entries.iter().rev().enumerate() {
+        lying[at + k * 16..at + (k + 1) * 16].copy_from_slice(entry);
+    }
+    common::reseal(&mut lying);
+    let restored = common::restore(&lying).expect("the head is intact");
+    let mut misses = 0;
+    for job in state.jobs() {
+        let id = &job.expect("materializes").id;
+        match restored.job(id) {
+            Ok(Some(found)) => assert_eq!(&found.id, id),
+            Ok(None) => misses += 1,
+            Err(e) => assert_eq!(&e.job, id),
+        }
+    }
+    assert!(misses > 100, "{misses} misses");
+    // Listing does not go through the index: every job is there.
+    assert_eq!(restored.jobs().filter(Result::is_ok).count(), 151);
+}
+
+/// A base whose id index names a position past the jobs, or an id span
+/// out of the body (under recomputed checksums), fails the lookups that
+/// reach it with a typed error.
+#[test]
+fn an_id_index_pointing_outside_fails_typed() {
+    let (_, body) = finished_jobs(3);
+    let (at, count) = id_index(&body);
+    assert_eq!(count, 4);
+    // The first entry ("j000") names job 99 of 4.
+    let mut far = body.clone();
+    far[at + 12..at + 16].copy_from_slice(&99u32.to_le_bytes());
+    common::reseal(&mut far);
+    let restored = common::restore(&far).expect("the head is intact");
+    let err = restored.job(&JobId::from("j000")).expect_err("position 99");
+    assert!(err.reason.contains("no job at position 99 of 4"), "{err}");
+    // The same entry's id said to be at byte 2^40.
+    let mut out = body.clone();
+    out[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    common::reseal(&mut out);
+    let restored = common::restore(&out).expect("the head is intact");
+    let err = restored
+        .job(&JobId::from("j000"))
+        .expect_err("out of the body");
+    assert!(err.reason.contains("out of the body"), "{err}");
+}
+
+/// A finished job's record with a status byte out of range, under
+/// recomputed checksums: the restore (which does not read that record)
+/// succeeds; every query that reaches the job, or its chunk, fails
+/// typed; the running job, in another chunk, and its queries are intact;
+/// the views cannot be written as a snapshot.
+#[test]
+fn a_bad_status_byte_in_the_base_fails_typed_when_reached() {
+    let (state, body) = finished_jobs(100);
+    // Job j010's record: the 11th of the first chunk's region, which
+    // starts after the id index.
+    let (at, count) = id_index(&body);
+    let record = at + count * 16 + 10 * 128;
+    assert_eq!(body[record + 120], 1, "j010 is completed");
+    let mut lying = body.clone();
+    lying[record + 120] = 7;
+    common::reseal(&mut lying);
+    let restored = common::restore(&lying).expect("the head is intact");
+    let err = restored.job(&JobId::from("j010")).expect_err("status 7");
+    assert_eq!(err.job, JobId::from("j010"));
+    assert!(err.reason.contains("its record: status 7"), "{err}");
+    // Its neighbours in the chunk fail with the same error.
+    assert_eq!(
+        restored.job(&JobId::from("j001")),
+        Err(err.clone()),
+        "one chunk, one error"
+    );
+    assert_eq!(
+        restored.count_with_status(JobStatus::Completed),
+        Err(err.clone())
+    );
+    assert!(restored.jobs_with_status(JobStatus::Failed).is_err());
+    assert_eq!(restored.jobs().filter(Result::is_err).count(), 64);
+    // The second chunk and the running job are intact.
+    let live = restored
+        .job(&JobId::from("live"))
+        .expect("readable")
+        .expect("live");
+    assert_eq!(
+        Some(live),
+        state.job(&JobId::from("live")).expect("readable")
+    );
+    assert_eq!(
+        restored.job(&JobId::from("j099")).expect("readable"),
+        state.job(&JobId::from("j099")).expect("readable")
+    );
+    assert_eq!(restored.count_with_status(JobStatus::Running), Ok(1));
+    assert!(matches!(
+        restored.to_snapshot::<common::Postcard>(),
+        Err(SnapshotError::Unwritable(_))
+    ));
+    // An event for the job is refused, and changes nothing.
+    let mut later = restored.clone();
+    let refused = later
+        .apply(
+            1_000,
+            &Event {
+                at: Timestamp(1_000),
+                job: JobId::from("j010"),
+                change: Change::RunStarted {
+                    run: RunId::from("again"),
+                    resume_from: None,
+                    code_version: None,
+                },
+            },
+        )
+        .expect_err("refused");
+    assert_eq!(refused.refusal, Refusal::DetailUnreadable(err));
+    assert_eq!(later.events_applied(), restored.events_applied());
+}
