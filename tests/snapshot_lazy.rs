@@ -1,10 +1,11 @@
-//! An open with a snapshot decodes job summaries only; each job's runs and
-//! checkpoints stay snapshot bytes until first used. These tests exist so
-//! that laziness can never change an answer: an engine opened from a
-//! snapshot answers every query exactly like one opened by a full replay,
-//! before and after new commands on jobs it has not decoded yet; and a
-//! snapshot whose detail bytes lie under valid checksums gives a typed
-//! error or is skipped, never a wrong view and never a panic.
+//! An open with a snapshot reads its head only; each job's summary stays
+//! snapshot bytes until the job is first used, and its runs and
+//! checkpoints until they are. These tests exist so that laziness can
+//! never change an answer: an engine opened from a snapshot answers every
+//! query exactly like one opened by a full replay, before and after new
+//! commands on jobs it has not read yet; and a snapshot whose job records
+//! or detail bytes lie under valid checksums gives a typed error or is
+//! skipped, never a wrong view and never a panic.
 
 mod support;
 
@@ -458,4 +459,106 @@ fn a_detail_changed_under_the_file_checksum_fails_its_own_when_first_read() {
             engine.job(&summary.id).expect("other jobs decode");
         }
     }
+}
+
+/// `jobs` finished jobs (two chunks of the snapshot's base, of 64 jobs
+/// each, when over 64), a snapshot, then `after`; the snapshot's file
+/// then has the status byte of its first job's record set to 7, and
+/// every checksum recomputed (an edit on purpose). Returns the jobs and
+/// the snapshot's path.
+fn bad_status_snapshot(
+    dir: &Path,
+    jobs: usize,
+    after: impl FnOnce(&Engine, &[JobId]),
+) -> (Vec<JobId>, std::path::PathBuf) {
+    let (engine, _) = Engine::open(dir, quiet_options()).expect("open");
+    let mut ids = Vec::new();
+    for i in 0..jobs {
+        let job = engine
+            .submit(Submit::new("agent", format!("job {i}")))
+            .expect("submit")
+            .job;
+        let run = engine.start_run(&job, None).expect("start");
+        engine.complete_run(&job, &run, "done").expect("complete");
+        engine
+            .finish_job(&job, JobOutcome::Completed)
+            .expect("finish");
+        ids.push(job);
+    }
+    let snap = engine.snapshot().expect("snapshot");
+    after(&engine, &ids);
+    drop(engine);
+    let mut bytes = std::fs::read(&snap.path).expect("read");
+    let body = &mut bytes[48..];
+    let u64_at = |b: &[u8], at: usize| {
+        u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes")) as usize
+    };
+    // The first chunk's region starts after the head, the chunk table and
+    // the id index (FORMAT.md); its first record is the first job's.
+    let (head_len, count) = (u64_at(body, 8), u64_at(body, 40));
+    let first_record = head_len + count.div_ceil(64) * 24 + count * 16;
+    assert_eq!(body[first_record + 120], 1, "the first job is completed");
+    body[first_record + 120] = 7;
+    reseal_body(body);
+    let crc = crc32fast::hash(&bytes[48..]);
+    bytes[40..44].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..44]);
+    bytes[44..48].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&snap.path, &bytes).expect("write");
+    (ids, snap.path)
+}
+
+/// A job record whose status byte is out of range under valid checksums
+/// is not read at open (the open reads the snapshot's head): the open
+/// uses the snapshot, every query that reaches that record's chunk fails
+/// typed, and the jobs of the other chunk answer as before.
+#[test]
+fn a_bad_job_record_under_valid_checksums_fails_the_queries_that_reach_it() {
+    let dir = TempDir::new("lazy-bad-record");
+    let (jobs, _) = bad_status_snapshot(dir.path(), 70, |_, _| {});
+    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
+    assert!(report.snapshot.is_some(), "the head is sound");
+    let bad_record = |r: Result<(), EngineError>| match r {
+        Err(EngineError::DetailUnreadable(e)) => {
+            assert!(e.reason.contains("its record: status 7"), "{e}")
+        }
+        other => panic!("expected DetailUnreadable, got {other:?}"),
+    };
+    bad_record(engine.job(&jobs[0]).map(drop));
+    bad_record(engine.job(&jobs[63]).map(drop));
+    bad_record(engine.jobs(&JobFilter::all()).map(drop));
+    // The newest jobs are in the second chunk: a page of them is read
+    // without the first.
+    let mut newest = JobFilter::all();
+    newest.limit = 5;
+    let page = engine.jobs(&newest).expect("the second chunk is sound");
+    let ids: Vec<&JobId> = page.iter().map(|s| &s.id).collect();
+    assert_eq!(ids, jobs.iter().rev().take(5).collect::<Vec<_>>());
+    assert_eq!(engine.job(&jobs[64]).expect("readable").total_steps, 0);
+}
+
+/// The same record met by the replay of an event after the snapshot:
+/// the open refuses that snapshot and replays the log, so every view is
+/// right, the job's too.
+#[test]
+fn a_bad_job_record_met_while_replaying_the_tail_skips_that_snapshot() {
+    let dir = TempDir::new("lazy-bad-record-tail");
+    let (jobs, snap) = bad_status_snapshot(dir.path(), 70, |engine, jobs| {
+        engine
+            .observe_external(&jobs[0], ExternalStatus::Completed, "seen after")
+            .expect("observe");
+    });
+    let replay_dir = without_snapshots(dir.path());
+    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
+    assert_eq!(report.snapshot, None, "the snapshot is refused");
+    assert_eq!(report.snapshots_skipped.len(), 1);
+    assert_eq!(report.snapshots_skipped[0].path, snap);
+    assert!(
+        report.snapshots_skipped[0].reason.contains("status 7"),
+        "{}",
+        report.snapshots_skipped[0].reason
+    );
+    let (full, _) = Engine::open(replay_dir.path(), quiet_options()).expect("full");
+    assert!(engine.with_views(Projections::clone) == full.with_views(Projections::clone));
+    assert!(engine.job(&jobs[0]).expect("job").external.is_some());
 }
