@@ -1,7 +1,6 @@
 //! The fold: [`Projections`] applies events, enforcing the transition table,
 //! and keeps the views and their indexes.
 
-use crate::error::DetailError as ViewError;
 use crate::error::{DetailError, Refusal, StateFound, TransitionError};
 use crate::event::{ChangeRef, Event, EventRef, FailCause, InterruptReason, JobOutcomeRef};
 use crate::snapshot::{Base, SnapshotError};
@@ -39,7 +38,7 @@ pub struct Projections {
     running: BTreeSet<usize>,
     /// Completed, failed and cancelled jobs: built by a scan of every job
     /// when first asked for (materializing every job), kept from then on.
-    finished: OnceLock<Result<[BTreeSet<usize>; 3], ViewError>>,
+    finished: OnceLock<Result<[BTreeSet<usize>; 3], DetailError>>,
     /// Unfinished jobs per fingerprint, in creation order (newest last).
     unfinished_by_fingerprint: HashMap<Arc<str>, BTreeSet<usize>>,
     /// (job, run) of runs that are interrupted in a job that is not cancelled.
@@ -194,7 +193,7 @@ impl Projections {
     /// One job; `Ok(None)` when no job has the id. Fails when the job
     /// was restored from a snapshot whose bytes for it cannot be read
     /// (the job is materialized from them on first use).
-    pub fn job(&self, id: &JobId) -> Result<Option<&JobView>, ViewError> {
+    pub fn job(&self, id: &JobId) -> Result<Option<&JobView>, DetailError> {
         match self.position_of(id.as_str())? {
             Some(i) => self.job_at(i).map(Some),
             None => Ok(None),
@@ -206,7 +205,7 @@ impl Projections {
     /// it, and is an error if its bytes cannot be read.
     pub fn jobs(
         &self,
-    ) -> impl DoubleEndedIterator<Item = Result<&JobView, ViewError>> + ExactSizeIterator {
+    ) -> impl DoubleEndedIterator<Item = Result<&JobView, DetailError>> + ExactSizeIterator {
         (0..self.job_count()).map(|i| self.job_at(i))
     }
 
@@ -216,7 +215,7 @@ impl Projections {
     pub fn jobs_with_status(
         &self,
         status: JobStatus,
-    ) -> Result<impl DoubleEndedIterator<Item = &JobView>, ViewError> {
+    ) -> Result<impl DoubleEndedIterator<Item = &JobView>, DetailError> {
         let set = self.status_set(status)?;
         // Every job of an index is materialized: the running ones at
         // restore or creation, the others by the scan that built theirs.
@@ -225,12 +224,12 @@ impl Projections {
 
     /// Number of jobs with one status; fails as
     /// [`Projections::jobs_with_status`] does.
-    pub fn count_with_status(&self, status: JobStatus) -> Result<usize, ViewError> {
+    pub fn count_with_status(&self, status: JobStatus) -> Result<usize, DetailError> {
         Ok(self.status_set(status)?.len())
     }
 
     /// The positions of the jobs with one status.
-    fn status_set(&self, status: JobStatus) -> Result<&BTreeSet<usize>, ViewError> {
+    fn status_set(&self, status: JobStatus) -> Result<&BTreeSet<usize>, DetailError> {
         let Some(finished) = finished_index(status) else {
             return Ok(&self.running);
         };
@@ -256,13 +255,16 @@ impl Projections {
     }
 
     /// The job at position `i`, materialized if it is not yet.
-    fn job_at(&self, i: usize) -> Result<&JobView, ViewError> {
+    fn job_at(&self, i: usize) -> Result<&JobView, DetailError> {
         match &self.base {
             Some(base) if i < base.len() => base.get(i),
-            _ => self.jobs.get(i - self.base_len()).ok_or_else(|| ViewError {
-                job: JobId::from(format!("#{i}")),
-                reason: format!("no job at position {i} of {}", self.job_count()),
-            }),
+            _ => self
+                .jobs
+                .get(i - self.base_len())
+                .ok_or_else(|| DetailError {
+                    job: JobId::from(format!("#{i}")),
+                    reason: format!("no job at position {i} of {}", self.job_count()),
+                }),
         }
     }
 
@@ -286,7 +288,7 @@ impl Projections {
 
     /// The position of the job with id `id`: among the jobs created since
     /// the snapshot, then in the snapshot's id index.
-    fn position_of(&self, id: &str) -> Result<Option<usize>, ViewError> {
+    fn position_of(&self, id: &str) -> Result<Option<usize>, DetailError> {
         if let Some(&i) = self.by_id.get(id) {
             return Ok(Some(i));
         }
@@ -912,7 +914,7 @@ impl Projections {
         events_applied: u64,
         last_lsn: Option<Lsn>,
     ) -> Result<Self, SnapshotError> {
-        let unreadable = |e: ViewError| SnapshotError::Malformed {
+        let unreadable = |e: DetailError| SnapshotError::Malformed {
             reason: e.to_string(),
         };
         let mut state = Projections {
