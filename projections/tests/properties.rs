@@ -822,6 +822,46 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Any byte of a body of many jobs (several chunks, an id index of
+    /// many entries) changed, and every checksum recomputed: the restore,
+    /// and every query and event after it, give answers or typed errors,
+    /// never a panic.
+    #[test]
+    fn a_many_job_body_edited_under_recomputed_checksums_never_panics(
+        (before, after) in many_job_ops(),
+        at in any::<prop::sample::Index>(),
+        xor in 1u8..=255,
+    ) {
+        let t = fold(&before);
+        let mut body = common::snapshot(&t.state);
+        let i = at.index(body.len());
+        body[i] ^= xor;
+        common::reseal(&mut body);
+        let Ok(mut restored) = common::restore(&body) else {
+            return Ok(());
+        };
+        for (k, (kind, op)) in after.into_iter().enumerate() {
+            let (_, j, r, _, n) = op;
+            match kind {
+                0..=2 => drop(restored.apply(200_000 + k as Lsn, &event(op, 200_000 + k as u64))),
+                3 => drop(restored.job(&JobId::from(format!("j{j}"))).map(|j| j.map(JobView::detail))),
+                4 => {
+                    let status = JobStatus::ALL[usize::from(r % 4)];
+                    drop(restored.jobs_with_status(status).map(Iterator::count));
+                    drop(restored.count_with_status(status));
+                }
+                5 => drop(restored.newest_unfinished_with_fingerprint(&format!("f{}", r % 2))),
+                6 => drop(restored.jobs().rev().nth(usize::from(n)).map(|j| j.map(JobView::detail))),
+                _ => drop((restored.interrupted_runs().count(), restored.in_flight_runs().count())),
+            }
+        }
+        drop(restored.to_snapshot::<common::Postcard>());
+    }
+}
+
 /// Views of `jobs` finished jobs (each created, run, finished) and one
 /// running job, "live", and their snapshot body.
 fn finished_jobs(jobs: usize) -> (Projections, Vec<u8>) {
@@ -970,4 +1010,55 @@ fn a_bad_status_byte_in_the_base_fails_typed_when_reached() {
         .expect_err("refused");
     assert_eq!(refused.refusal, Refusal::DetailUnreadable(err));
     assert_eq!(later.events_applied(), restored.events_applied());
+}
+
+/// A chunk table entry whose offsets point past the body (under
+/// recomputed checksums) fails the chunks that read it, typed. Three
+/// chunks, the running job in the third (a restore materializes it): the
+/// second chunk's region said to start at byte 2^40 (which ends the first
+/// chunk there too) fails the first two chunks when reached; the same
+/// done to the third chunk fails the restore; the first chunk's detail
+/// offset moved fails the first chunk only.
+#[test]
+fn a_chunk_entry_pointing_outside_fails_typed() {
+    let (_, body) = finished_jobs(150);
+    let head_len = usize::try_from(u64::from_le_bytes(body[8..16].try_into().expect("8 bytes")))
+        .expect("small");
+    let far = (1u64 << 40).to_le_bytes();
+    let edited = |at: usize| {
+        let mut b = body.clone();
+        b[at..at + 8].copy_from_slice(&far);
+        common::reseal(&mut b);
+        b
+    };
+    let restored = common::restore(&edited(head_len + 24)).expect("the third chunk is intact");
+    for (id, from) in [("j000", "#0"), ("j064", "#64")] {
+        let err = restored.job(&JobId::from(id)).expect_err("out of the body");
+        assert!(
+            err.reason
+                .contains(&format!("its chunk, of jobs from {from}")),
+            "{err}"
+        );
+    }
+    assert!(
+        restored
+            .job(&JobId::from("j149"))
+            .expect("readable")
+            .is_some()
+    );
+    match common::restore(&edited(head_len + 48)) {
+        Err(SnapshotError::Malformed { reason }) => {
+            assert!(reason.contains("its chunk, of jobs from #128"), "{reason}")
+        }
+        other => panic!("expected a malformed body, got {other:?}"),
+    }
+    let restored = common::restore(&edited(head_len + 8)).expect("the third chunk is intact");
+    let err = restored.job(&JobId::from("j000")).expect_err("first chunk");
+    assert!(err.reason.contains("its chunk, of jobs from #0"), "{err}");
+    assert!(
+        restored
+            .job(&JobId::from("j064"))
+            .expect("readable")
+            .is_some()
+    );
 }
