@@ -249,6 +249,11 @@ impl Projections {
         }
     }
 
+    /// The jobs restored from a snapshot, if these views were.
+    pub(crate) fn base(&self) -> Option<&Base> {
+        self.base.as_ref()
+    }
+
     /// Number of jobs restored from a snapshot and kept as its bytes.
     fn base_len(&self) -> usize {
         self.base.as_ref().map_or(0, Base::len)
