@@ -994,7 +994,6 @@ impl Base {
             reason,
         };
         let file: &[u8] = (*self.source.file).as_ref();
-        // In the body: checked at restore.
         let entries = self.id_index().map_err(fail)?;
         let body = file.get(l.body_at..).unwrap_or_default();
         let mut out_of_body = None;
@@ -1015,10 +1014,10 @@ impl Base {
                 "the snapshot's id index names {len} bytes at byte {at}, out of the body"
             )));
         }
-        let Ok(k) = found else {
+        let Some(entry) = found.ok().and_then(|k| entries.get(k)) else {
             return Ok(None);
         };
-        let position = le32(&entries[k], I_POSITION) as usize;
+        let position = le32(entry, I_POSITION) as usize;
         let job = self.get(position)?;
         if job.id.as_str() != id {
             return Err(fail(format!(
