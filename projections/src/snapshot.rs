@@ -1097,7 +1097,9 @@ impl Base {
             )));
         }
         // Within `regions_len` and `details_len`, which fit the body.
-        let region = &file[l.regions_at + region_at as usize..l.regions_at + region_end as usize];
+        let region = file
+            .get(l.regions_at + region_at as usize..l.regions_at + region_end as usize)
+            .ok_or_else(|| fail("its region is out of the body".into()))?;
         let stored = le32(this, C_CRC);
         let computed = (self.source.checksum)(region);
         if stored != computed {
@@ -1123,13 +1125,12 @@ impl Base {
             let position = first + k;
             let listed = Listed {
                 unfinished: l.unfinished.binary_search(&(position as u32)).is_ok(),
-                live: match l
+                live: l
                     .live_counts
                     .binary_search_by_key(&(position as u32), |e| e.0)
-                {
-                    Ok(i) => l.live_counts[i].1,
-                    Err(_) => 0,
-                },
+                    .ok()
+                    .and_then(|i| l.live_counts.get(i))
+                    .map_or(0, |e| e.1),
             };
             let job = reader
                 .job(record, listed)
