@@ -85,10 +85,12 @@ impl WakeWord {
         if self.word.load(Ordering::Acquire) != seen {
             return;
         }
-        let _ = match timeout {
-            None => c.wait(g).map(|_| ()),
-            Some(t) => c.wait_timeout(g, t).map(|_| ()),
-        };
+        // The guard comes back to be dropped; a poisoned mutex guards no
+        // data here, so its error is as good as its success.
+        match timeout {
+            None => drop(c.wait(g)),
+            Some(t) => drop(c.wait_timeout(g, t)),
+        }
     }
 
     fn notify(&self) {
