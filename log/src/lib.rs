@@ -46,6 +46,7 @@ mod scan;
 #[cfg_attr(not(feature = "sim"), allow(dead_code))]
 mod sim;
 mod types;
+mod wake;
 mod writer;
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::format::{self, RECORD_HEADER_LEN, RecordFields, SEGMENT_HEADER_LEN, SegmentHeader};
@@ -17,6 +16,7 @@ use crate::scan::{
     self, Cursor, Ending, SEGMENTS_DIR, SegIndex, SegRef, TEMP_EXT, Walker, check_header,
     segment_file_name,
 };
+use crate::wake::WakeWord;
 use crate::{
     Appended, LogError, LogOptions, Lsn, RecoveryMode, RecoveryReport, Salvaged, SyncPolicy,
     TornTail,
@@ -27,8 +27,6 @@ use crate::{
 const FLUSH_THRESHOLD: usize = 256 * 1024;
 /// A batch frames each record's position in a u32.
 const BATCH_RECORDS_MAX: u64 = u32::MAX as u64;
-/// Consecutive fsyncs one caller leads for others before handing the lead on.
-const LEAD_ROUNDS_MAX: u32 = 4;
 /// How long a gatherer waits for just-woken committers to call in again, at
 /// most: half the last fsync, capped here. Waiting longer than a fraction of
 /// an fsync would cost more than a separate fsync for the stragglers.
@@ -56,6 +54,10 @@ pub struct Log {
     first_lsn: AtomicU64,
     durable_lsn: AtomicU64,
     read_cache: Mutex<BTreeMap<Lsn, SegIndex>>,
+    /// Queued committers sleep on this word, the gatherer on the other, so
+    /// that waking the one does not wake the others.
+    queue_word: WakeWord,
+    gather_word: WakeWord,
     _lock: LockGuard,
 }
 
@@ -149,8 +151,10 @@ struct SyncState {
 
 struct Waiter {
     upto: Lsn,
-    thread: Thread,
     signal: Arc<AtomicU8>,
+    /// Sleeps on `Log::gather_word` (it became the gatherer), not on
+    /// `Log::queue_word`; for its whole wait, even once taken over.
+    gathering: bool,
 }
 
 /// A queued committer's wake-up flag: not yet woken, woken because an fsync
@@ -159,42 +163,57 @@ const WAKE_PENDING: u8 = 0;
 const WAKE_COVERED: u8 = 1;
 const WAKE_LEAD: u8 = 2;
 
-impl Waiter {
-    fn wake(&self, how: u8) {
-        self.signal.store(how, Ordering::Release);
-        self.thread.unpark();
-    }
-}
-
 /// Queues a caller until an fsync covers `upto`; returns its wake-up flag.
 fn queue(waiters: &mut VecDeque<Waiter>, upto: Lsn) -> Arc<AtomicU8> {
     let signal = Arc::new(AtomicU8::new(WAKE_PENDING));
     waiters.push_back(Waiter {
         upto,
-        thread: thread::current(),
         signal: Arc::clone(&signal),
+        gathering: false,
     });
     signal
 }
 
-/// Sleeps until `signal` is set, or until `deadline` if one is given;
-/// returns the flag (`WAKE_PENDING` when the deadline passed). `park` may
-/// return spuriously: the flag, not the return, says a caller was woken.
-fn park_until(signal: &AtomicU8, deadline: Option<Instant>) -> u8 {
+/// Sleeps on `word` until `signal` is set, or until `deadline` if one is
+/// given; returns the flag (`WAKE_PENDING` when the deadline passed). The
+/// word wakes every sleeper on it: the flag, not the wake-up, says whether
+/// this caller was woken.
+fn park_until(signal: &AtomicU8, word: &WakeWord, deadline: Option<Instant>) -> u8 {
     loop {
+        let seen = word.seen();
         match signal.load(Ordering::Acquire) {
             WAKE_PENDING => match deadline {
-                None => thread::park(),
+                None => word.wait(seen, None),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return WAKE_PENDING;
                     }
-                    thread::park_timeout(d - now);
+                    word.wait(seen, Some(d - now));
                 }
             },
             how => return how,
         }
+    }
+}
+
+/// Sets each waiter's flag, then wakes the words they sleep on: one system
+/// call per word, however many sleep on it.
+fn wake_all<'a>(log: &Log, woken: impl IntoIterator<Item = (&'a Waiter, u8)>) {
+    let (mut queued, mut gathering) = (false, false);
+    for (w, how) in woken {
+        w.signal.store(how, Ordering::Release);
+        if w.gathering {
+            gathering = true;
+        } else {
+            queued = true;
+        }
+    }
+    if queued {
+        log.queue_word.wake_all();
+    }
+    if gathering {
+        log.gather_word.wake_all();
     }
 }
 
@@ -276,6 +295,8 @@ impl Log {
             first_lsn: AtomicU64::new(rec.report.first_lsn),
             durable_lsn: AtomicU64::new(rec.report.next_lsn),
             read_cache: Mutex::new(read_cache),
+            queue_word: WakeWord::default(),
+            gather_word: WakeWord::default(),
             _lock: guard,
         };
         Ok((log, rec.report))
@@ -520,8 +541,9 @@ impl Log {
     /// Group commit: a caller whose records are not yet durable either leads
     /// the next fsync (which covers everything written until it starts) or,
     /// while one is in flight, queues and sleeps. When an fsync ends, its
-    /// leader wakes exactly the queued callers it covered, so each caller
-    /// wakes once.
+    /// leader marks the queued callers it covered and wakes them with one
+    /// system call (`wake::WakeWord`); a queued caller it did not cover may
+    /// wake too, sees its flag unset and sleeps again.
     ///
     /// Callers just woken usually append again at once. The next fsync is
     /// therefore held back (at most half an fsync) until as many callers
@@ -558,18 +580,13 @@ impl Log {
         // records may be durable: it was handed the lead, or it led the last
         // fsync and callers that wrote during it are still queued.
         let mut must_lead = false;
-        // Fsyncs this caller led in a row; after LEAD_ROUNDS_MAX the lead is
-        // handed on so that no caller is held for long.
-        let mut rounds = 0u32;
         loop {
             if self.poisoned.load(Ordering::Acquire) {
                 let st = &mut *s;
                 let sleepers: Vec<Waiter> =
                     st.waiters.drain(..).chain(st.gatherer.take()).collect();
                 drop(s);
-                for w in sleepers {
-                    w.wake(WAKE_COVERED);
-                }
+                wake_all(self, sleepers.iter().map(|w| (w, WAKE_COVERED)));
                 return Err(LogError::Poisoned);
             }
             let covered = s.durable >= upto;
@@ -582,7 +599,7 @@ impl Log {
                 // or handed the lead of the next one.
                 let signal = queue(&mut s.waiters, upto);
                 drop(s);
-                match park_until(&signal, None) {
+                match park_until(&signal, &self.queue_word, None) {
                     WAKE_COVERED if self.durable_lsn() >= upto => return self.check_poison(),
                     how => must_lead = how == WAKE_LEAD,
                 }
@@ -596,7 +613,7 @@ impl Log {
                     // leads the fsync that covers this one.
                     let signal = queue(&mut s.waiters, upto);
                     drop(s);
-                    match park_until(&signal, None) {
+                    match park_until(&signal, &self.queue_word, None) {
                         WAKE_COVERED if self.durable_lsn() >= upto => {
                             return self.check_poison();
                         }
@@ -610,11 +627,11 @@ impl Log {
                 let signal = Arc::new(AtomicU8::new(WAKE_PENDING));
                 s.gatherer = Some(Waiter {
                     upto,
-                    thread: thread::current(),
                     signal: Arc::clone(&signal),
+                    gathering: true,
                 });
                 drop(s);
-                let mut how = park_until(&signal, Some(deadline));
+                let mut how = park_until(&signal, &self.gather_word, Some(deadline));
                 s = lock(&self.sync);
                 if how == WAKE_PENDING {
                     let still_gathering = s
@@ -633,7 +650,7 @@ impl Log {
                     // The last caller back took this caller's place and
                     // queued it (or woke it, covered): wait to be woken.
                     drop(s);
-                    how = park_until(&signal, None);
+                    how = park_until(&signal, &self.gather_word, None);
                     s = lock(&self.sync);
                 }
                 if how == WAKE_COVERED && s.durable >= upto {
@@ -661,11 +678,10 @@ impl Log {
             s.syncing = true;
             drop(s);
             if let Some(g) = covered_early {
-                g.wake(WAKE_COVERED);
+                wake_all(self, [(&g, WAKE_COVERED)]);
             }
             let started = Instant::now();
             let result = self.flush_and_sync();
-            rounds += 1;
             s = lock(&self.sync);
             s.last_fsync = started.elapsed();
             if let Ok(durable) = result
@@ -677,8 +693,9 @@ impl Log {
             let durable = s.durable;
             let failed = result.is_err() || self.poisoned.load(Ordering::Acquire);
             // Covered callers are moved here under the lock and woken after
-            // it is dropped: each wake-up is a syscall, and callers woken
-            // early would otherwise find the lock held by the rest of them.
+            // it is dropped, all with one wake of the queue's word
+            // (`wake_all`): callers woken early would otherwise find the
+            // lock held.
             let mut woken: Vec<Waiter> = Vec::new();
             for w in std::mem::take(&mut s.waiters) {
                 if failed || w.upto <= durable {
@@ -688,33 +705,28 @@ impl Log {
                 }
             }
             s.syncing = false;
-            // Callers still queued wrote during that fsync. This caller
-            // stays charged with them (it gathers the callers just woken,
-            // then leads again) for a few rounds, then hands the lead to the
-            // oldest of them.
-            let left = !failed && !s.waiters.is_empty();
-            let handed = if left && rounds >= LEAD_ROUNDS_MAX {
-                s.waiters.pop_front()
-            } else {
-                None
-            };
-            must_lead = left && handed.is_none();
-            // The next fsync waits for the callers just woken and, when it
-            // returns now, for this caller too: a committer that led one
-            // fsync usually commits again, and an fsync started without it
-            // would leave it to sync alone.
-            s.expected_back = match (failed, must_lead) {
-                (true, _) => 0,
-                (false, true) => woken.len(),
-                (false, false) => woken.len() + 1,
-            };
+            // Callers still queued wrote during that fsync. The oldest of
+            // them is handed the lead, with the others in its charge; it
+            // gathers the callers just woken and this one, then leads (or
+            // the last one back does). This caller, covered, returns at once
+            // with a record of its next command for the next fsync, rather
+            // than gathering with nothing of its own in it while the one
+            // handed the lead sleeps: that cost every fsync one of sixteen
+            // writers.
+            let handed = if failed { None } else { s.waiters.pop_front() };
+            must_lead = false;
+            // The next fsync waits for the callers just woken and for this
+            // one: a committer that led one fsync usually commits again, and
+            // an fsync started without it would leave it to sync alone.
+            s.expected_back = if failed { 0 } else { woken.len() + 1 };
             drop(s);
-            for w in woken {
-                w.wake(WAKE_COVERED);
-            }
-            if let Some(w) = handed {
-                w.wake(WAKE_LEAD);
-            }
+            wake_all(
+                self,
+                woken
+                    .iter()
+                    .map(|w| (w, WAKE_COVERED))
+                    .chain(handed.iter().map(|w| (w, WAKE_LEAD))),
+            );
             result?;
             s = lock(&self.sync);
         }
