@@ -397,10 +397,11 @@ fn dropping_history_keeps_what_unfinished_jobs_need_and_reopens_from_the_snapsho
 }
 
 /// A snapshot written by a build with another snapshot body version (here
-/// version 3, the postcard head before the fixed-width one) or another
-/// file version (1, which checksummed the whole body) is skipped by
-/// number, with checksums that hold, and the log is replayed: never a
-/// misread view.
+/// version 3, the postcard head before the fixed-width one, and version 4,
+/// which held every job's runs and checkpoints instead of naming its
+/// events in the log) or another file version (1, which checksummed the
+/// whole body) is skipped by number, with checksums that hold, and the log
+/// is replayed: never a misread view.
 #[test]
 fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     let dir = TempDir::new("snapver");
@@ -418,20 +419,28 @@ fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
 
     // Body version 3 under the same (version 2) file header, its
     // checksums recomputed (FORMAT.md, "Snapshot files").
-    let mut bytes = original.clone();
-    assert_eq!(bytes[48], runlog::projections::SNAPSHOT_FORMAT_VERSION);
-    bytes[48] = 3;
-    reseal_file(&mut bytes);
+    assert_eq!(original[48], runlog::projections::SNAPSHOT_FORMAT_VERSION);
+    let body_version = |version: u8| {
+        let mut bytes = original.clone();
+        bytes[48] = version;
+        reseal_file(&mut bytes);
+        bytes
+    };
+    let (v3, v4) = (body_version(3), body_version(4));
     // File version 1, its header checksum (bytes 44..48, over 0..44) right.
-    let mut old_file = original;
+    let mut old_file = original.clone();
     old_file[8..12].copy_from_slice(&1u32.to_le_bytes());
     let header_crc = crc32fast::hash(&old_file[..44]);
     old_file[44..48].copy_from_slice(&header_crc.to_le_bytes());
 
     for (bytes, says) in [
         (
-            bytes,
-            "snapshot body version 3 is not supported (this build reads 4)",
+            v3,
+            "snapshot body version 3 is not supported (this build reads 5)",
+        ),
+        (
+            v4,
+            "snapshot body version 4 is not supported (this build reads 5)",
         ),
         (old_file, "snapshot format version 1 is not supported"),
     ] {

@@ -41,7 +41,9 @@
 
 use crate::error::EngineError;
 use crate::files::{Files, WriteFailure};
-use runlog_projections::{Lsn, Projections, SnapshotCodec, Timestamp};
+use runlog_projections::{
+    EventSource, Lsn, Projections, SnapshotCodec, SnapshotDetails, Timestamp,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -107,9 +109,14 @@ pub struct SkippedSnapshot {
 
 /// Encodes the views as a snapshot body. Done under the engine's ordering
 /// lock, so the body matches the LSN it is written under.
-pub(crate) fn encode(state: &Projections) -> Result<Vec<u8>, EngineError> {
+/// `details` says how jobs' runs and checkpoints are held: as the LSNs of
+/// their events when the log keeps them.
+pub(crate) fn encode(
+    state: &Projections,
+    details: SnapshotDetails,
+) -> Result<Vec<u8>, EngineError> {
     state
-        .to_snapshot::<Postcard>()
+        .to_snapshot_with::<Postcard>(details)
         .map_err(|e| EngineError::Encode {
             detail: e.to_string(),
         })
@@ -189,6 +196,9 @@ pub(crate) type MatchesLog<'a> = dyn Fn(Lsn, Timestamp, &Projections) -> Result<
 /// `refused` are snapshots found unusable after they loaded (a job's detail
 /// that failed while the log after it was replayed), with why: they are
 /// skipped and reported.
+// Each argument is one check the snapshot must pass or what it keeps;
+// bundling them would only name the bundle.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn load_newest(
     files: &Files,
     data_dir: &Path,
@@ -197,6 +207,7 @@ pub(crate) fn load_newest(
     not_after: Option<Timestamp>,
     matches_log: &MatchesLog<'_>,
     refused: &[SkippedSnapshot],
+    events: &Arc<dyn EventSource>,
 ) -> (Option<Loaded>, Vec<SkippedSnapshot>) {
     let mut skipped = Vec::new();
     for (lsn, path) in list(files, data_dir) {
@@ -219,7 +230,7 @@ pub(crate) fn load_newest(
             });
             continue;
         }
-        match read(files, &path, lsn) {
+        match read(files, &path, lsn, events) {
             Ok(loaded) if not_after.is_some_and(|t| loaded.last_at > t) => {
                 skipped.push(SkippedSnapshot {
                     path,
@@ -240,7 +251,13 @@ pub(crate) fn load_newest(
 }
 
 /// Reads and checks one snapshot file.
-fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
+/// Jobs held as their event LSNs read them from `events`.
+fn read(
+    files: &Files,
+    path: &Path,
+    name_lsn: Lsn,
+    events: &Arc<dyn EventSource>,
+) -> Result<Loaded, String> {
     let file = files
         .read_snapshot(path)
         .map_err(|e| format!("cannot read: {e}"))?;
@@ -292,7 +309,11 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
     // restore found, since nothing read from damaged bytes is meaningful.
     let last_at = Timestamp(u64_at(OFFSET_LAST_AT));
     let (body_crc, state) = crc_beside(body, || {
-        Projections::from_snapshot_file::<Postcard>(Arc::clone(&file), HEADER_LEN)
+        Projections::from_snapshot_file_with::<Postcard>(
+            Arc::clone(&file),
+            HEADER_LEN,
+            Some(Arc::clone(events)),
+        )
     });
     if body_crc != u32_at(OFFSET_BODY_CRC) {
         return Err("body checksum mismatch".into());

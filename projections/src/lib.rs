@@ -82,6 +82,7 @@
 
 mod error;
 mod event;
+mod event_lsns;
 mod snapshot;
 mod state;
 mod types;
@@ -92,7 +93,10 @@ pub use event::{
     Change, ChangeRef, EVENT_FORMAT_VERSION, Event, EventRef, ExternalStatus, FailCause,
     InterruptReason, JobOutcome, JobOutcomeRef,
 };
-pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SnapshotCodec, SnapshotError, SnapshotFile};
+pub use event_lsns::EventSource;
+pub use snapshot::{
+    SNAPSHOT_FORMAT_VERSION, SnapshotCodec, SnapshotDetails, SnapshotError, SnapshotFile,
+};
 pub use state::{Checked, Projections};
 pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 pub use view::{

@@ -593,7 +593,17 @@ impl Projections {
                 self.mutate_run(ji, ri, lsn, at, change);
             }
         }
-        self.jobs[ji].last_lsn = lsn;
+        let job = &mut self.jobs[ji];
+        job.detail.note_event(job.last_lsn, lsn);
+        job.last_lsn = lsn;
+    }
+
+    /// The one job of views that hold exactly one, taken out of them.
+    pub(crate) fn into_only_job(mut self) -> Option<JobView> {
+        match self.jobs.len() {
+            1 => self.jobs.pop(),
+            _ => None,
+        }
     }
 
     fn mutate_run(
