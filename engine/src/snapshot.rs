@@ -19,7 +19,11 @@
 //! The body is the snapshot form of the views (`SNAPSHOT_FORMAT_VERSION` of
 //! runlog-projections, its version byte first; FORMAT.md): a head of job
 //! summaries with its own CRC-32, then each job's runs and checkpoints as a
-//! separate detail with its own CRC-32. An open checks the whole body's
+//! separate detail with its own CRC-32: the runs and checkpoints encoded,
+//! or, while the log keeps every segment (`keep_full_history`), only the
+//! LSNs of the job's events, which the views read back through the log
+//! (`query::LogEvents`) and apply when the job is first used. An open
+//! checks the whole body's
 //! CRC on a second thread while this one restores the head, so that a
 //! damaged snapshot is skipped as a whole (an older one or the log is used)
 //! at the cost of the slower of the two, not their sum. It keeps the file

@@ -1,15 +1,17 @@
 //! The snapshot form of [`Projections`]: a head of fixed-width job
 //! summaries that a restore reads with a few loads per job, then each
 //! job's runs and checkpoints as a separate detail, kept as bytes until
-//! it is first used.
+//! it is first used; or, for a job whose events the log keeps, only the
+//! LSNs of those events, its runs and checkpoints rebuilt from the log
+//! when first used ([`SnapshotDetails`]).
 //!
-//! Version 4. Every integer is fixed-width little-endian; strings are
-//! UTF-8 bytes whose lengths are in the job's record. FORMAT.md gives the
-//! same layout as tables.
+//! Version 5. Every integer in the head is fixed-width little-endian;
+//! strings are UTF-8 bytes whose lengths are in the job's record.
+//! FORMAT.md gives the same layout as tables.
 //!
 //! ```text
 //! body     = preamble (64 bytes) ‖ keys ‖ records ‖ text ‖ live ‖ details
-//! preamble = version: u8 (4) ‖ 3 zero bytes ‖ head_crc: u32
+//! preamble = version: u8 (5) ‖ 3 zero bytes ‖ head_crc: u32
 //!            ‖ head_len: u64 ‖ events_applied: u64 ‖ last_lsn: u64
 //!            ‖ has_last_lsn: u8 (0 or 1) ‖ 3 zero bytes ‖ key_count: u32
 //!            ‖ job_count: u64 ‖ text_len: u64 ‖ live_count: u64
@@ -21,12 +23,25 @@
 //!            order, its runs in flight or interrupted
 //! details  = every job's detail, in job order, detail_len bytes each,
 //!            ending exactly at the end of the body
-//! detail   = runs: seq of run ‖ checkpoints: seq of checkpoint, in the
-//!            codec's serde format (postcard in the engine)
+//! detail   = [lsns_len: varint ‖ lsns] (if flag bit 3) ‖ [encoded]
+//! lsns     = one LEB128 varint per event of the job after its first
+//!            (its JobCreated, at input_lsn): its distance from the one
+//!            before, at least 1; the last is at the record's last_lsn
+//! encoded  = runs: seq of run ‖ checkpoints: seq of checkpoint, in the
+//!            codec's serde format (postcard in the engine); empty only
+//!            after lsns, when the runs and checkpoints are rebuilt from
+//!            the log
 //! run        = the fields of RunView in order, without `job`
 //! checkpoint = id ‖ run: u32 (position of its run in the job's runs)
 //!              ‖ delta: Usage ‖ phase ‖ payload: PayloadRef ‖ at
 //! ```
+//!
+//! A job rebuilt from the log has its events, read through the
+//! [`EventSource`] the restore was given, applied to empty views: the
+//! transitions that made the job make its detail again. Each event must
+//! be the job's and apply, and the job they make must have the summary
+//! the record gives, its run count, and no run in flight or interrupted
+//! (such jobs are written encoded, since an open reads their runs).
 //!
 //! The head is bytes `0..head_len`; `head_crc` is the CRC-32 of bytes
 //! `8..head_len`. Each detail has its own CRC-32 in its job's record,
@@ -57,7 +72,8 @@
 //!
 //! The version is read before anything else, so a snapshot of another
 //! version is refused by number, never misread. Versions 1 to 3 (postcard
-//! heads) are refused like any other: the engine then replays the log.
+//! heads) and 4 (every detail encoded) are refused like any other: the
+//! engine then replays the log.
 
 use crate::error::DetailError;
 use crate::event::{ExternalStatus, InterruptReason};
