@@ -439,9 +439,30 @@ pub trait Query: sealed::Access {
         failure.map_or(Ok(()), Err)
     }
 
-    /// The events of one job, in log order.
+    /// The events of one job, in log order: read one by one when the
+    /// views know their LSNs (nearly always), else by a scan of the log
+    /// from the job's first event.
     fn job_events(&self, job: &JobId) -> Result<Vec<(Lsn, Event)>, EngineError> {
-        let first = self.job(job)?.input.lsn;
+        let view = self.job(job)?;
+        if let Some(lsns) = view.event_lsns() {
+            return lsns
+                .into_iter()
+                .map(|lsn| {
+                    let event = read_event(self.source(), lsn)?;
+                    if &event.job != job {
+                        return Err(EngineError::BadEvent {
+                            lsn,
+                            detail: format!(
+                                "the views list it as an event of job {job}, it is of job {}",
+                                event.job
+                            ),
+                        });
+                    }
+                    Ok((lsn, event))
+                })
+                .collect();
+        }
+        let first = view.input.lsn;
         let mut events = Vec::new();
         self.for_each_event(first, |lsn, event| {
             if &event.job == job {

@@ -425,6 +425,18 @@ impl JobView {
         }
     }
 
+    /// The LSNs of the job's events, in log order (its `JobCreated` first),
+    /// when the views know them: for every job whose events they applied,
+    /// and for a job restored from a snapshot that named them. `None` for
+    /// a job restored from a snapshot that did not (or whose list there
+    /// does not read). Costs no decoding of the job's runs.
+    pub fn event_lsns(&self) -> Option<Vec<Lsn>> {
+        let list = self.detail.lsn_list()?;
+        crate::event_lsns::lsns(self.input.lsn, list)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+    }
+
     /// The detail if it is decoded already (and decoded well).
     pub(crate) fn loaded_detail(&self) -> Option<&JobDetail> {
         match self.detail.loaded.get() {
