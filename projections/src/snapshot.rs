@@ -432,7 +432,8 @@ impl Projections {
                         .ok_or_else(|| unwritable(job, "detail out of its body".into()))?;
                     details.extend_from_slice(bytes);
                     // A detail still lazy has no live runs (see LazyDetail).
-                    (lazy.run_count, Vec::new(), lazy.crc, lazy.lsns)
+                    let lsns = matches!(job.detail.events, EventLsns::InSnapshot);
+                    (lazy.run_count, Vec::new(), lazy.crc, lsns)
                 }
                 Some(Restored::Lsns(lazy, list)) => {
                     push_lsn_list(&mut details, list);
@@ -897,7 +898,6 @@ impl<'a> HeadReader<'a> {
             end: self.details_at + len,
             crc: le32(r, R_DETAIL_CRC),
             run_count: runs,
-            lsns: flags & F_LSNS != 0,
         };
         self.details_at += len;
         self.details_left -= len;
@@ -925,7 +925,7 @@ impl<'a> HeadReader<'a> {
             last_lsn: le64(r, R_LAST_LSN),
             detail: Detail {
                 loaded: OnceLock::new(),
-                events: if lazy.lsns {
+                events: if flags & F_LSNS != 0 {
                     EventLsns::InSnapshot
                 } else {
                     EventLsns::Unknown
@@ -962,7 +962,7 @@ pub(crate) fn decode_detail(
             lazy.crc
         )));
     }
-    let encoded = if lazy.lsns {
+    let encoded = if matches!(job.detail.events, EventLsns::InSnapshot) {
         let (list, rest) = lazy
             .split_lsns()
             .ok_or_else(|| fail("its list of event LSNs is cut short".into()))?;
@@ -1172,7 +1172,7 @@ fn write_as_restored(job: &JobView, from_log: bool, format: TypeId) -> Option<Re
     }
     let lazy = job.detail.lazy.as_ref()?;
     let failed = job.detail.loaded.get().is_some();
-    let split = lazy.split_lsns();
+    let split = job.detail.snapshot_lsns();
     let only_lsns = split.is_some_and(|(_, rest)| rest.is_empty());
     if from_log
         && !failed

@@ -498,6 +498,15 @@ impl Detail {
         }
     }
 
+    /// The job's detail in the snapshot and, when it starts with the
+    /// job's event LSNs, their list and the rest of the detail after it.
+    pub(crate) fn snapshot_lsns(&self) -> Option<(&[u8], &[u8])> {
+        match self.events {
+            EventLsns::InSnapshot => self.lazy.as_ref().and_then(LazyDetail::split_lsns),
+            _ => None,
+        }
+    }
+
     /// The job's event LSNs as the list of distances after its first
     /// event, if known. A list still in the snapshot is given as its
     /// bytes are there: for a job whose detail was never decoded, not yet
@@ -542,11 +551,11 @@ pub(crate) struct LazyDetail {
     pub crc: u32,
     /// Runs, as the summary says.
     pub run_count: u32,
-    /// Whether the detail starts with the job's event LSNs (flag bit 3 of
-    /// its record): `lsns_len: varint ‖ lsns ‖ encoded runs and
-    /// checkpoints`, the last part empty when they are rebuilt from the
-    /// log.
-    pub lsns: bool,
+    // Whether the detail starts with the job's event LSNs (flag bit 3 of
+    // its record) is not kept here but in the job's `EventLsns`
+    // (`InSnapshot` exactly then, until the job's first event, which
+    // comes after its detail was decoded): a restore makes one of these
+    // per job, and a flag would add 8 bytes of padding to each.
 }
 
 impl LazyDetail {
@@ -555,13 +564,10 @@ impl LazyDetail {
         (*self.source.file).as_ref().get(self.start..self.end)
     }
 
-    /// The event LSN list at the front of the detail and the rest after
-    /// it, if the detail has one and it is framed right (its contents are
-    /// not checked here).
+    /// The event LSN list at the front of a detail that starts with one
+    /// (its job's list is `InSnapshot`), and the rest after it, if it is
+    /// framed right (its contents are not checked here).
     pub(crate) fn split_lsns(&self) -> Option<(&[u8], &[u8])> {
-        if !self.lsns {
-            return None;
-        }
         let bytes = self.bytes()?;
         let (len, used) = read_varint(bytes)?;
         let len = usize::try_from(len).ok()?;
@@ -582,7 +588,6 @@ impl fmt::Debug for LazyDetail {
             .field("end", &self.end)
             .field("crc", &self.crc)
             .field("run_count", &self.run_count)
-            .field("lsns", &self.lsns)
             .finish_non_exhaustive()
     }
 }
