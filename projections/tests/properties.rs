@@ -581,6 +581,32 @@ proptest! {
         }
     }
 
+    /// A body that names jobs' events, one byte changed and every
+    /// checksum recomputed, restored over the events it was written from:
+    /// a typed error at restore, or views whose details rebuild or fail
+    /// typed (never a panic) and that write a snapshot restoring to equal
+    /// views.
+    #[test]
+    fn a_body_naming_events_edited_under_recomputed_checksums_fails_typed(
+        ops in ops(),
+        at in any::<prop::sample::Index>(),
+        xor in 1u8..=255,
+    ) {
+        let t = fold(&ops);
+        let mut body = common::snapshot_from_log(&t.state);
+        let i = at.index(body.len());
+        body[i] ^= xor;
+        common::reseal(&mut body);
+        if let Ok(restored) = common::restore_from_log(&body, &t.accepted) {
+            for job in restored.jobs() {
+                let _rebuilt_or_typed_error = job.detail();
+            }
+            let written = common::snapshot_from_log(&restored);
+            let again = common::restore_from_log(&written, &t.accepted).expect("written again");
+            prop_assert_eq!(again, restored);
+        }
+    }
+
     /// Arbitrary bytes under a preamble whose version, head length and
     /// head checksum are right (so that the restore reads them as a head)
     /// give a typed error or views, never a panic; any view they give has
