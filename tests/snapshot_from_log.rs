@@ -312,10 +312,36 @@ fn a_damaged_event_of_one_job_is_a_typed_error_for_that_job_alone() {
     std::fs::write(&segments[0], &bytes).expect("write segment");
 
     let read_only = ReadOnly::open(dir.path(), opts.clone(), AsOf::Latest).expect("read-only");
-    let (engine, report) = Engine::open(dir.path(), opts).expect("open");
+    let (engine, report) = Engine::open(dir.path(), opts.clone()).expect("open");
     assert!(report.snapshot.is_some());
     for q in [&read_only as &dyn Check, &engine] {
         q.check(&jobs, &expected, &victim);
+    }
+    drop(engine);
+
+    // Without full history a snapshot holds every job's runs in full:
+    // the damaged job's cannot be rebuilt, and is copied as it was (still
+    // failing, typed) rather than making the snapshot unwritable.
+    let mut no_history = opts;
+    no_history.keep_full_history = false;
+    let (engine, _) = Engine::open(dir.path(), no_history.clone()).expect("open");
+    // Read before the snapshot drops the segments the events are in.
+    let views = engine.with_views(Projections::clone);
+    for job in views.jobs() {
+        let _rebuilt_or_typed_error = job.detail();
+    }
+    engine.snapshot().expect("written despite the damaged job");
+    drop(engine);
+    let (engine, report) = Engine::open(dir.path(), no_history).expect("reopen");
+    assert!(report.snapshot.is_some());
+    for job in &jobs {
+        let got = engine.with_views(|v| v.job(job).map(|j| j.detail().cloned()));
+        let want = views.job(job).map(|j| j.detail().cloned());
+        if job == &victim {
+            assert!(matches!(got, Some(Err(_))), "{job}: {got:?}");
+        } else {
+            assert_eq!(got, want, "{job}");
+        }
     }
 }
 

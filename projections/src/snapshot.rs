@@ -1171,9 +1171,15 @@ fn write_as_restored(job: &JobView, from_log: bool, format: TypeId) -> Option<Re
         return None;
     }
     let lazy = job.detail.lazy.as_ref()?;
-    let failed = job.detail.loaded.get().is_some();
     let split = job.detail.snapshot_lsns();
     let only_lsns = split.is_some_and(|(_, rest)| rest.is_empty());
+    // Held by its LSNs alone and to be written in full: rebuilt now and
+    // written decoded, or, if it cannot be, copied below as it is (the
+    // snapshot can still be written, and the failure stays detected).
+    if !from_log && only_lsns && job.detail().is_ok() {
+        return None;
+    }
+    let failed = job.detail.loaded.get().is_some();
     if from_log
         && !failed
         && !only_lsns
