@@ -96,9 +96,13 @@ fn build(dir: &str, jobs: &str, steps: &str) -> Result<(), String> {
 
 fn open(dir: &str) -> Result<(), String> {
     let (engine, report) = Engine::open(dir, options()).map_err(|e| e.to_string())?;
-    let jobs = engine.jobs(&JobFilter::all()).len();
+    let jobs = engine
+        .jobs(&JobFilter::all())
+        .map_err(|e| e.to_string())?
+        .len();
     let checkpoints: usize = engine.with_views(|v| {
         v.jobs()
+            .flatten()
             .map(|j| j.detail().map_or(0, |d| d.checkpoints().len()))
             .sum()
     });
@@ -106,6 +110,7 @@ fn open(dir: &str) -> Result<(), String> {
     let varint_len = |d: u64| (64 - d.leading_zeros()).div_ceil(7).max(1) as usize;
     let lsn_list_bytes: usize = engine.with_views(|v| {
         v.jobs()
+            .flatten()
             .filter_map(|j| j.event_lsns())
             .map(|lsns| {
                 lsns.windows(2)

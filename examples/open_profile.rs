@@ -191,7 +191,7 @@ fn all(dir: &str, runs: &str) -> Result<(), String> {
     for _ in 0..number(runs)? {
         let start = Instant::now();
         let (engine, report) = Engine::open(dir, o.clone()).map_err(|e| e.to_string())?;
-        let rows = engine.jobs(&JobFilter::all());
+        let rows = engine.jobs(&JobFilter::all()).map_err(|e| e.to_string())?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let steps: u64 = rows.iter().map(|j| j.total_steps).sum();
         eprintln!(
@@ -216,7 +216,7 @@ fn details(dir: &str, runs: &str) -> Result<(), String> {
     let mut times = Vec::new();
     for _ in 0..number(runs)? {
         let (engine, report) = Engine::open(dir, o.clone()).map_err(|e| e.to_string())?;
-        let rows = engine.jobs(&JobFilter::all());
+        let rows = engine.jobs(&JobFilter::all()).map_err(|e| e.to_string())?;
         let start = Instant::now();
         let mut found = 0usize;
         for row in &rows {

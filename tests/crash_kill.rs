@@ -253,7 +253,9 @@ fn child(dir: &Path, seed: u64, life: u64) -> Result<(), String> {
 
 /// One command, picked from the views.
 fn act(engine: &Engine, rng: &mut Rng, seed: u64, life: u64, n: u64) -> Result<(), String> {
-    let running = engine.jobs(&JobFilter::all().status(runlog::JobStatus::Running));
+    let running = engine
+        .jobs(&JobFilter::all().status(runlog::JobStatus::Running))
+        .expect("jobs readable");
     if running.len() < 3 || rng.chance(6) {
         let len = if rng.chance(10) {
             rng.below(40 << 10)
@@ -293,7 +295,9 @@ fn act(engine: &Engine, rng: &mut Rng, seed: u64, life: u64, n: u64) -> Result<(
     // Continue a finished job with a new run, maybe from a checkpoint (not
     // under retention: a finished job's input may be gone, by design).
     if !retention(seed) && rng.chance(4) {
-        let done = engine.jobs(&JobFilter::all().status(runlog::JobStatus::Completed));
+        let done = engine
+            .jobs(&JobFilter::all().status(runlog::JobStatus::Completed))
+            .expect("jobs readable");
         if let Some(j) = rng.pick(&done) {
             let from = engine
                 .latest_checkpoint(&j.id)

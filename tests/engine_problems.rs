@@ -78,7 +78,7 @@ fn p1_job_persisted_at_creation_and_totals_never_double_counted() {
     drop(engine);
     let (engine, _) = Engine::open(dir.path(), opts).expect("reopen");
     check(&|| engine.job(&job).expect("job"));
-    let listed = engine.jobs(&JobFilter::default());
+    let listed = engine.jobs(&JobFilter::default()).expect("jobs readable");
     assert_eq!(listed.len(), 1);
     assert_eq!((&*listed[0].key, listed[0].total_steps), ("researcher", 5));
 }
@@ -459,5 +459,8 @@ fn p7_eight_threads_submitting_one_fingerprint_create_one_job() {
         .count();
     assert_eq!(created, 1);
     assert!(results.iter().all(|r| r.job == results[0].job));
-    assert_eq!(engine.jobs(&JobFilter::all()).len(), 1);
+    assert_eq!(
+        engine.jobs(&JobFilter::all()).expect("jobs readable").len(),
+        1
+    );
 }

@@ -145,7 +145,10 @@ fn killed_between_commands_then_tail_cut_or_torn_keeps_every_acknowledged_comman
         let (engine, report) = Engine::open(dir.path(), opts).expect("third open");
         assert!(report.recovery.torn_tail.is_none());
         assert!(report.interrupted.is_empty());
-        assert_eq!(engine.jobs(&JobFilter::all()).len(), 8);
+        assert_eq!(
+            engine.jobs(&JobFilter::all()).expect("jobs readable").len(),
+            8
+        );
         assert!(views.events_applied() < fingerprint_views(&engine).events_applied());
         assert_same(
             &fingerprint_views(&engine),
@@ -309,7 +312,7 @@ fn read_only_beside_a_live_writer_and_back_in_time() {
 
     // Beside the live writer: no lock taken, everything written so far seen.
     let ro = ReadOnly::open(dir.path(), opts.clone(), AsOf::Latest).expect("read-only");
-    assert_eq!(ro.jobs(&JobFilter::all()).len(), 4);
+    assert_eq!(ro.jobs(&JobFilter::all()).expect("jobs readable").len(), 4);
     assert_same(
         &fingerprint_views(&ro),
         &fingerprint_views(&engine),
@@ -326,6 +329,7 @@ fn read_only_beside_a_live_writer_and_back_in_time() {
         let past = ReadOnly::open(dir.path(), opts.clone(), as_of).expect("as of");
         let ids: Vec<_> = past
             .jobs(&JobFilter::all())
+            .expect("jobs readable")
             .into_iter()
             .rev()
             .map(|j| j.id)
@@ -398,10 +402,11 @@ fn dropping_history_keeps_what_unfinished_jobs_need_and_reopens_from_the_snapsho
 
 /// A snapshot written by a build with another snapshot body version (here
 /// version 3, the postcard head before the fixed-width one, and version 4,
-/// which held every job's runs and checkpoints instead of naming its
-/// events in the log) or another file version (1, which checksummed the
-/// whole body) is skipped by number, with checksums that hold, and the log
-/// is replayed: never a misread view.
+/// the fixed-width head restored whole, which held every job's runs and
+/// checkpoints, before the lazy base of version 5 that may name a job's
+/// events in the log instead) or another file version (1, which
+/// checksummed the whole body) is skipped by number, with checksums that
+/// hold, and the log is replayed: never a misread view.
 #[test]
 fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     let dir = TempDir::new("snapver");
@@ -417,7 +422,7 @@ fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     drop(engine);
     let original = std::fs::read(&snap.path).expect("read");
 
-    // Body version 3 under the same (version 2) file header, its
+    // Body versions 3 and 4 under the same (version 2) file header, their
     // checksums recomputed (FORMAT.md, "Snapshot files").
     assert_eq!(original[48], runlog::projections::SNAPSHOT_FORMAT_VERSION);
     let body_version = |version: u8| {
@@ -428,7 +433,7 @@ fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     };
     let (v3, v4) = (body_version(3), body_version(4));
     // File version 1, its header checksum (bytes 44..48, over 0..44) right.
-    let mut old_file = original.clone();
+    let mut old_file = original;
     old_file[8..12].copy_from_slice(&1u32.to_le_bytes());
     let header_crc = crc32fast::hash(&old_file[..44]);
     old_file[44..48].copy_from_slice(&header_crc.to_le_bytes());

@@ -1,10 +1,11 @@
-//! An open with a snapshot decodes job summaries only; each job's runs and
-//! checkpoints stay snapshot bytes until first used. These tests exist so
-//! that laziness can never change an answer: an engine opened from a
-//! snapshot answers every query exactly like one opened by a full replay,
-//! before and after new commands on jobs it has not decoded yet; and a
-//! snapshot whose detail bytes lie under valid checksums gives a typed
-//! error or is skipped, never a wrong view and never a panic.
+//! An open with a snapshot reads its head only; each job's summary stays
+//! snapshot bytes until the job is first used, and its runs and
+//! checkpoints until they are. These tests exist so that laziness can
+//! never change an answer: an engine opened from a snapshot answers every
+//! query exactly like one opened by a full replay, before and after new
+//! commands on jobs it has not read yet; and a snapshot whose job records
+//! or detail bytes lie under valid checksums gives a typed error or is
+//! skipped, never a wrong view and never a panic.
 
 mod support;
 
@@ -198,8 +199,8 @@ fn a_lazy_open_answers_every_query_like_a_full_replay() {
 
     // Listing first: it must not need any detail.
     assert_eq!(
-        lazy.jobs(&JobFilter::all()),
-        full.jobs(&JobFilter::all()),
+        lazy.jobs(&JobFilter::all()).expect("jobs readable"),
+        full.jobs(&JobFilter::all()).expect("jobs readable"),
         "job listing"
     );
     assert_eq!(answers(&lazy, &jobs), answers(&full, &jobs));
@@ -244,10 +245,8 @@ enum Reseal {
 /// Finds `pattern` once in `bytes` (past the header), changes the byte at
 /// `pattern.len() - 1 + shift` to `to`, and recomputes the checksums
 /// `reseal` names (FORMAT.md, "Snapshot files"): the body starts at byte
-/// 48; each job's 128-byte record holds its detail's length (bytes
-/// 80..88) and CRC (88..92); the head's CRC (body bytes 4..8) covers body
-/// bytes 8..head_len; the file header holds the body's CRC (bytes 40..44)
-/// and its own (44..48, over 0..44).
+/// 48 ([`reseal_body`]); the file header holds the body's CRC (bytes
+/// 40..44) and its own (44..48, over 0..44).
 fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: Reseal) {
     let mut bytes = std::fs::read(path).expect("read");
     let at: Vec<usize> = (48..bytes.len() - pattern.len())
@@ -258,26 +257,7 @@ fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: Reseal) {
     assert_ne!(bytes[i], to);
     bytes[i] = to;
     if let Reseal::All = reseal {
-        let body = &mut bytes[48..];
-        let u64_at =
-            |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-        let u32_at =
-            |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
-        let head_len = u64_at(body, 8) as usize;
-        let mut record = 64;
-        for _ in 0..u32_at(body, 36) {
-            record += 4 + u32_at(body, record) as usize;
-        }
-        let mut detail = head_len;
-        for _ in 0..u64_at(body, 40) {
-            let len = u64_at(body, record + 80) as usize;
-            let crc = crc32fast::hash(&body[detail..detail + len]);
-            body[record + 88..record + 92].copy_from_slice(&crc.to_le_bytes());
-            detail += len;
-            record += 128;
-        }
-        let crc = crc32fast::hash(&body[8..head_len]);
-        body[4..8].copy_from_slice(&crc.to_le_bytes());
+        reseal_body(&mut bytes[48..]);
     }
     if let Reseal::FileOnly | Reseal::All = reseal {
         let crc = crc32fast::hash(&bytes[48..]);
@@ -286,6 +266,48 @@ fn corrupt(path: &Path, pattern: &[u8], to: u8, reseal: Reseal) {
         bytes[44..48].copy_from_slice(&crc.to_le_bytes());
     }
     std::fs::write(path, &bytes).expect("write");
+}
+
+/// Recomputes the checksums of a version 5 snapshot body (FORMAT.md,
+/// "Snapshot files"): each job's 128-byte record, in its chunk's region,
+/// holds its detail's length (bytes 80..88) and CRC (88..92); each chunk's
+/// table entry (24 bytes, from `head_len`) holds where its region and
+/// first detail start and its region's CRC (16..20); the id index (16
+/// bytes a job, after the table) has its CRC in the preamble (72..76); the
+/// head's CRC (4..8) covers bytes 8..head_len.
+fn reseal_body(body: &mut [u8]) {
+    let u64_at = |b: &[u8], at: usize| {
+        u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes")) as usize
+    };
+    let head_len = u64_at(body, 8);
+    let jobs = u64_at(body, 40);
+    let details_at = u64_at(body, 64);
+    let chunks = jobs.div_ceil(64);
+    let ids_at = head_len + chunks * 24;
+    let regions_at = ids_at + jobs * 16;
+    for c in 0..chunks {
+        let entry = head_len + c * 24;
+        let region = regions_at + u64_at(body, entry);
+        let region_end = if c + 1 < chunks {
+            regions_at + u64_at(body, entry + 24)
+        } else {
+            details_at
+        };
+        let mut detail = details_at + u64_at(body, entry + 8);
+        for k in 0..64.min(jobs - c * 64) {
+            let record = region + k * 128;
+            let len = u64_at(body, record + 80);
+            let crc = crc32fast::hash(&body[detail..detail + len]);
+            body[record + 88..record + 92].copy_from_slice(&crc.to_le_bytes());
+            detail += len;
+        }
+        let crc = crc32fast::hash(&body[region..region_end]);
+        body[entry + 16..entry + 20].copy_from_slice(&crc.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&body[ids_at..regions_at]);
+    body[72..76].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&body[8..head_len]);
+    body[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A finished job with one checkpoint "cp-marker" of 77 input tokens, in a
@@ -343,7 +365,7 @@ fn a_corrupt_detail_under_valid_checksums_is_a_typed_error_never_a_view() {
     let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
     assert!(report.snapshot.is_some(), "the summaries are sound");
     // The listing reads summaries only.
-    let listed = engine.jobs(&JobFilter::all());
+    let listed = engine.jobs(&JobFilter::all()).expect("jobs readable");
     assert!(listed.iter().any(|j| j.id == job && j.usage == usage(77)));
     // Every path to the job's runs and checkpoints fails, typed.
     let detail_error = |r: Result<(), EngineError>| match r {
@@ -368,7 +390,7 @@ fn a_corrupt_detail_under_valid_checksums_is_a_typed_error_never_a_view() {
     }
     assert_eq!(engine.next_lsn(), next);
     // Other jobs are untouched.
-    for summary in engine.jobs(&JobFilter::all()) {
+    for summary in engine.jobs(&JobFilter::all()).expect("jobs readable") {
         if summary.id != job {
             engine.job(&summary.id).expect("other jobs decode");
         }
@@ -439,9 +461,111 @@ fn a_detail_changed_under_the_file_checksum_fails_its_own_when_first_read() {
         }
         other => panic!("expected DetailUnreadable, got {other:?}"),
     }
-    for summary in engine.jobs(&JobFilter::all()) {
+    for summary in engine.jobs(&JobFilter::all()).expect("jobs readable") {
         if summary.id != job {
             engine.job(&summary.id).expect("other jobs decode");
         }
     }
+}
+
+/// `jobs` finished jobs (two chunks of the snapshot's base, of 64 jobs
+/// each, when over 64), a snapshot, then `after`; the snapshot's file
+/// then has the status byte of its first job's record set to 7, and
+/// every checksum recomputed (an edit on purpose). Returns the jobs and
+/// the snapshot's path.
+fn bad_status_snapshot(
+    dir: &Path,
+    jobs: usize,
+    after: impl FnOnce(&Engine, &[JobId]),
+) -> (Vec<JobId>, std::path::PathBuf) {
+    let (engine, _) = Engine::open(dir, quiet_options()).expect("open");
+    let mut ids = Vec::new();
+    for i in 0..jobs {
+        let job = engine
+            .submit(Submit::new("agent", format!("job {i}")))
+            .expect("submit")
+            .job;
+        let run = engine.start_run(&job, None).expect("start");
+        engine.complete_run(&job, &run, "done").expect("complete");
+        engine
+            .finish_job(&job, JobOutcome::Completed)
+            .expect("finish");
+        ids.push(job);
+    }
+    let snap = engine.snapshot().expect("snapshot");
+    after(&engine, &ids);
+    drop(engine);
+    let mut bytes = std::fs::read(&snap.path).expect("read");
+    let body = &mut bytes[48..];
+    let u64_at = |b: &[u8], at: usize| {
+        u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes")) as usize
+    };
+    // The first chunk's region starts after the head, the chunk table and
+    // the id index (FORMAT.md); its first record is the first job's.
+    let (head_len, count) = (u64_at(body, 8), u64_at(body, 40));
+    let first_record = head_len + count.div_ceil(64) * 24 + count * 16;
+    assert_eq!(body[first_record + 120], 1, "the first job is completed");
+    body[first_record + 120] = 7;
+    reseal_body(body);
+    let crc = crc32fast::hash(&bytes[48..]);
+    bytes[40..44].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..44]);
+    bytes[44..48].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&snap.path, &bytes).expect("write");
+    (ids, snap.path)
+}
+
+/// A job record whose status byte is out of range under valid checksums
+/// is not read at open (the open reads the snapshot's head): the open
+/// uses the snapshot, every query that reaches that record's chunk fails
+/// typed, and the jobs of the other chunk answer as before.
+#[test]
+fn a_bad_job_record_under_valid_checksums_fails_the_queries_that_reach_it() {
+    let dir = TempDir::new("lazy-bad-record");
+    let (jobs, _) = bad_status_snapshot(dir.path(), 70, |_, _| {});
+    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
+    assert!(report.snapshot.is_some(), "the head is sound");
+    let bad_record = |r: Result<(), EngineError>| match r {
+        Err(EngineError::DetailUnreadable(e)) => {
+            assert!(e.reason.contains("its record: status 7"), "{e}")
+        }
+        other => panic!("expected DetailUnreadable, got {other:?}"),
+    };
+    bad_record(engine.job(&jobs[0]).map(drop));
+    bad_record(engine.job(&jobs[63]).map(drop));
+    bad_record(engine.jobs(&JobFilter::all()).map(drop));
+    // The newest jobs are in the second chunk: a page of them is read
+    // without the first.
+    let mut newest = JobFilter::all();
+    newest.limit = 5;
+    let page = engine.jobs(&newest).expect("the second chunk is sound");
+    let ids: Vec<&JobId> = page.iter().map(|s| &s.id).collect();
+    assert_eq!(ids, jobs.iter().rev().take(5).collect::<Vec<_>>());
+    assert_eq!(engine.job(&jobs[64]).expect("readable").total_steps, 0);
+}
+
+/// The same record met by the replay of an event after the snapshot:
+/// the open refuses that snapshot and replays the log, so every view is
+/// right, the job's too.
+#[test]
+fn a_bad_job_record_met_while_replaying_the_tail_skips_that_snapshot() {
+    let dir = TempDir::new("lazy-bad-record-tail");
+    let (jobs, snap) = bad_status_snapshot(dir.path(), 70, |engine, jobs| {
+        engine
+            .observe_external(&jobs[0], ExternalStatus::Completed, "seen after")
+            .expect("observe");
+    });
+    let replay_dir = without_snapshots(dir.path());
+    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
+    assert_eq!(report.snapshot, None, "the snapshot is refused");
+    assert_eq!(report.snapshots_skipped.len(), 1);
+    assert_eq!(report.snapshots_skipped[0].path, snap);
+    assert!(
+        report.snapshots_skipped[0].reason.contains("status 7"),
+        "{}",
+        report.snapshots_skipped[0].reason
+    );
+    let (full, _) = Engine::open(replay_dir.path(), quiet_options()).expect("full");
+    assert!(engine.with_views(Projections::clone) == full.with_views(Projections::clone));
+    assert!(engine.job(&jobs[0]).expect("job").external.is_some());
 }

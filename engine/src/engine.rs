@@ -389,7 +389,7 @@ impl Engine {
             } = submit;
             match &policy {
                 SubmitPolicy::Resume(job) => {
-                    let Some(view) = views.job(job) else {
+                    let Some(view) = views.job(job)? else {
                         return Err(EngineError::UnknownJob { job: job.clone() });
                     };
                     return Ok(Decision::Nothing {
@@ -453,7 +453,7 @@ impl Engine {
             // A job never runs without its original input (DESIGN, problem
             // 5). Unfinished jobs keep theirs; a finished one may have lost
             // it to retention, and then cannot be continued.
-            if let Some(view) = views.job(job)
+            if let Some(view) = views.job(job)?
                 && matches!(view.status, JobStatus::Completed | JobStatus::Failed)
             {
                 let kept_from = self.history_floor.load(Ordering::Acquire);
@@ -747,7 +747,7 @@ impl Engine {
             };
             let body = snapshot::encode(&views, details)?;
             let keep_from = views
-                .jobs_with_status(JobStatus::Running)
+                .jobs_with_status(JobStatus::Running)?
                 .map(|j| j.input.lsn)
                 .min()
                 .unwrap_or(lsn)
@@ -980,18 +980,18 @@ fn check_checkpoint_owner(
     job: &JobId,
     checkpoint: &CheckpointId,
 ) -> Result<(), EngineError> {
-    let Some(view) = views.job(job) else {
+    let Some(view) = views.job(job)? else {
         return Err(EngineError::UnknownJob { job: job.clone() });
     };
     if view.detail()?.checkpoint(checkpoint).is_some() {
         return Ok(());
     }
-    // Only on this error path: find who owns it, to say so. A job whose
-    // detail cannot be read owns nothing that can be named.
+    // Only on this error path: find who owns it, to say so. A job (or a
+    // job's detail) that cannot be read owns nothing that can be named.
     let owns = |j: &&runlog_projections::JobView| {
         j.detail().is_ok_and(|d| d.checkpoint(checkpoint).is_some())
     };
-    match views.jobs().find(owns) {
+    match views.jobs().filter_map(Result::ok).find(owns) {
         Some(owner) => Err(EngineError::CheckpointOfAnotherJob {
             job: job.clone(),
             checkpoint: checkpoint.clone(),
@@ -1146,7 +1146,10 @@ fn last_event_matches(
         }
     };
     let event = codec::decode(last, &bytes).map_err(|e| e.to_string())?;
-    let ends_job = views.job(&event.job).is_some_and(|j| j.last_lsn == last);
+    let ends_job = match views.job(&event.job) {
+        Ok(job) => job.is_some_and(|j| j.last_lsn == last),
+        Err(e) => return Err(e.to_string()),
+    };
     if event.at != last_at || !ends_job {
         return Err(format!(
             "its last event is not the log's event at LSN {last} (another log's snapshot, or one from before the log was rewritten)"

@@ -17,11 +17,13 @@ pub enum EngineError {
     #[error(transparent)]
     Transition(Box<TransitionError>),
 
-    /// A job's runs and checkpoints, restored from a snapshot and decoded
-    /// on first use, do not decode or disagree with the job's summary: the
-    /// snapshot was written wrong or altered under a recomputed checksum.
-    /// Nothing was believed. Reopening without that snapshot (delete it)
-    /// replays the log, which is the truth.
+    /// A job restored from a snapshot cannot be read: its record
+    /// (materialized on first use) fails its chunk's checks, or its runs
+    /// and checkpoints (decoded on first use) do not decode or disagree
+    /// with the job's summary: the snapshot was written wrong or altered
+    /// under a recomputed checksum. Nothing was believed. Reopening
+    /// without that snapshot (delete it) replays the log, which is the
+    /// truth.
     #[error(transparent)]
     DetailUnreadable(#[from] DetailError),
 

@@ -7,8 +7,8 @@ use crate::files::Files;
 use runlog_log::{Log, LogOptions, LogReader};
 use runlog_log::{LogError, SegmentRecords};
 use runlog_projections::{
-    Change, CheckpointId, CheckpointView, Event, EventRef, EventSource, JobDetail, JobId,
-    JobStatus, JobView, Lsn, Projections, Resumability, RunId, RunView, Timestamp, Usage,
+    Change, CheckpointId, CheckpointView, DetailError, Event, EventRef, EventSource, JobDetail,
+    JobId, JobStatus, JobView, Lsn, Projections, Resumability, RunId, RunView, Timestamp, Usage,
 };
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -301,19 +301,33 @@ pub trait Query: sealed::Access {
         self.views(f)
     }
 
-    /// Jobs matching `filter`, newest first.
-    fn jobs(&self, filter: &JobFilter) -> Vec<JobSummary> {
+    /// Jobs matching `filter`, newest first. Fails when a job the page
+    /// reaches was restored from a snapshot whose bytes for it cannot be
+    /// read ([`EngineError::DetailUnreadable`]).
+    fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, EngineError> {
         self.views(|v| {
-            let keep = |j: &&JobView| filter.key.as_deref().is_none_or(|k| *j.key == *k);
-            let page = |it: &mut dyn Iterator<Item = &JobView>| {
-                it.filter(keep)
-                    .skip(filter.offset)
-                    .take(filter.limit)
-                    .map(JobSummary::from)
-                    .collect()
+            let keep = |j: &JobView| filter.key.as_deref().is_none_or(|k| *j.key == *k);
+            let page = |it: &mut dyn Iterator<Item = Result<&JobView, DetailError>>| {
+                let mut out = Vec::new();
+                let mut skipped = 0;
+                for job in it {
+                    let job = job?;
+                    if !keep(job) {
+                        continue;
+                    }
+                    if skipped < filter.offset {
+                        skipped += 1;
+                        continue;
+                    }
+                    if out.len() == filter.limit {
+                        break;
+                    }
+                    out.push(JobSummary::from(job));
+                }
+                Ok(out)
             };
             match filter.status {
-                Some(status) => page(&mut v.jobs_with_status(status).rev()),
+                Some(status) => page(&mut v.jobs_with_status(status)?.rev().map(Ok)),
                 None => page(&mut v.jobs().rev()),
             }
         })
@@ -322,7 +336,7 @@ pub trait Query: sealed::Access {
     /// One job, with its runs and checkpoints (decoded: the copy's
     /// [`JobView::detail`] does not fail).
     fn job(&self, job: &JobId) -> Result<JobView, EngineError> {
-        self.views(|v| match v.job(job) {
+        self.views(|v| match v.job(job)? {
             None => Err(EngineError::UnknownJob { job: job.clone() }),
             Some(j) => {
                 j.detail()?;
@@ -333,7 +347,7 @@ pub trait Query: sealed::Access {
 
     /// One run.
     fn run(&self, job: &JobId, run: &RunId) -> Result<RunView, EngineError> {
-        self.views(|v| match v.job(job) {
+        self.views(|v| match v.job(job)? {
             None => Err(EngineError::UnknownJob { job: job.clone() }),
             Some(j) => j
                 .detail()?
@@ -373,7 +387,7 @@ pub trait Query: sealed::Access {
 
     /// A job's checkpoints in step order.
     fn checkpoints(&self, job: &JobId) -> Result<Vec<CheckpointView>, EngineError> {
-        self.views(|v| match v.job(job) {
+        self.views(|v| match v.job(job)? {
             None => Err(EngineError::UnknownJob { job: job.clone() }),
             Some(j) => Ok(j.detail()?.checkpoints().to_vec()),
         })
@@ -381,7 +395,7 @@ pub trait Query: sealed::Access {
 
     /// A job's latest checkpoint (highest step), if it has any.
     fn latest_checkpoint(&self, job: &JobId) -> Result<Option<CheckpointView>, EngineError> {
-        self.views(|v| match v.job(job) {
+        self.views(|v| match v.job(job)? {
             None => Err(EngineError::UnknownJob { job: job.clone() }),
             Some(j) => Ok(j.detail()?.latest_checkpoint().cloned()),
         })
@@ -394,7 +408,7 @@ pub trait Query: sealed::Access {
         job: &JobId,
         checkpoint: &CheckpointId,
     ) -> Result<Checkpoint, EngineError> {
-        let view = self.views(|v| match v.job(job) {
+        let view = self.views(|v| match v.job(job)? {
             None => Err(EngineError::UnknownJob { job: job.clone() }),
             Some(j) => j.detail()?.checkpoint(checkpoint).cloned().ok_or_else(|| {
                 EngineError::UnknownCheckpoint {

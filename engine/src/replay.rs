@@ -445,7 +445,10 @@ mod tests {
         let outcome = Outcome {
             result: format!("{result:?}"),
             body: views.to_snapshot::<Postcard>().expect("snapshot body"),
-            jobs: views.jobs().cloned().collect(),
+            jobs: views
+                .jobs()
+                .map(|j| j.expect("replayed views materialize").clone())
+                .collect(),
             last_at,
         };
         (outcome, result)

@@ -17,27 +17,30 @@
 //! ```
 //!
 //! The body is the snapshot form of the views (`SNAPSHOT_FORMAT_VERSION` of
-//! runlog-projections, its version byte first; FORMAT.md): a head of job
-//! summaries with its own CRC-32, then each job's runs and checkpoints as a
-//! separate detail with its own CRC-32: the runs and checkpoints encoded,
-//! or, while the log keeps every segment (`keep_full_history`), only the
-//! LSNs of the job's events, which the views read back through the log
-//! (`query::LogEvents`) and apply when the job is first used. An open
-//! checks the whole body's
-//! CRC on a second thread while this one restores the head, so that a
-//! damaged snapshot is skipped as a whole (an older one or the log is used)
-//! at the cost of the slower of the two, not their sum. It keeps the file
-//! mapped (`mmap.rs`; read, on the simulated file system), and a job's
-//! detail is checked again against its own CRC and decoded when first
+//! runlog-projections, its version byte first; FORMAT.md): a small head
+//! (keys, unfinished jobs, live runs) with its own CRC-32, a base of job
+//! records in chunks of 64 with a CRC-32 each and an index of the jobs by
+//! id, then each job's runs and checkpoints as a separate detail with its
+//! own CRC-32: the runs and checkpoints encoded, or, while the log keeps
+//! every segment (`keep_full_history`), only the LSNs of the job's events,
+//! which the views read back through the log (`query::LogEvents`) and
+//! apply when the job is first used. An open checks the whole body's CRC
+//! on a second thread while this one restores the head and the jobs it
+//! lists, so that a damaged snapshot is skipped as a whole (an older one
+//! or the log is used) at the cost of the slower of the two, not their
+//! sum. It keeps the file mapped (`mmap.rs`; read, on the simulated file
+//! system): every other job is materialized from it, its chunk checked
+//! again against its CRC, when first used, and a job's detail is checked
+//! against its own CRC and decoded (or rebuilt from the log) when first
 //! used. Version 1 files (body versions up to 3) are refused by number,
-//! and the log is replayed instead.
+//! and so are bodies of version 4; the log is replayed instead.
 //!
 //! What the transitions fix, such as a checkpoint's step and its copies of
 //! its job's and run's ids, is left out and recomputed. A body of another
 //! version, whose head fails its checksum, or whose parts do not fit
 //! together, is refused at open, so that snapshot is skipped and an older
-//! one or the log is used; a detail that fails later is a typed error
-//! (`EngineError::DetailUnreadable`), never a wrong view.
+//! one or the log is used; a job record or detail that fails later is a
+//! typed error (`EngineError::DetailUnreadable`), never a wrong view.
 //!
 //! A snapshot is written to `<name>.tmp`, fsync'ed, renamed, and the
 //! directory fsync'ed: it is either wholly there or not at all. A snapshot

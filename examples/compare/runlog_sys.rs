@@ -119,7 +119,7 @@ impl Reader for RunlogReader {
     }
 
     fn all_jobs(&self) -> Res<Vec<JobSummary>> {
-        Ok(self.engine.jobs(&JobFilter::all()))
+        Ok(self.engine.jobs(&JobFilter::all())?)
     }
 
     fn rows_to_totals(rows: Vec<JobSummary>) -> Vec<(String, Totals)> {

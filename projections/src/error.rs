@@ -147,12 +147,14 @@ impl fmt::Display for TransitionError {
 
 impl std::error::Error for TransitionError {}
 
-/// A job's runs and checkpoints, kept as snapshot bytes until first used,
-/// fail their own checksum, do not decode, or disagree with the job's
-/// summary (its totals, its number of runs, its runs in flight or
-/// interrupted); or, for a job the snapshot holds as the LSNs of its
-/// events, those events cannot be read from the log, are not the job's,
-/// do not apply, or do not make the job its summary describes.
+/// A job restored from a snapshot cannot be read: its record (kept as
+/// snapshot bytes until the job is first used) fails its chunk's checksum
+/// or does not parse; or its runs and checkpoints, kept as snapshot bytes
+/// until first used, fail their own checksum, do not decode, or disagree
+/// with the job's summary (its totals, its number of runs, its runs in
+/// flight or interrupted); or, for a job the snapshot holds as the LSNs
+/// of its events, those events cannot be read from the log, are not the
+/// job's, do not apply, or do not make the job its summary describes.
 ///
 /// Each detail carries its own CRC-32, checked when it is first decoded
 /// (an open checks the summaries' checksum only, so that it need not read
@@ -163,7 +165,8 @@ impl std::error::Error for TransitionError {}
 /// truth: an open without that snapshot replays it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DetailError {
-    /// The job.
+    /// The job; `#` and its position in the snapshot when even its id
+    /// cannot be read.
     pub job: JobId,
     /// What is wrong.
     pub reason: String,
@@ -173,7 +176,7 @@ impl fmt::Display for DetailError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the runs and checkpoints of job {} cannot be read from the snapshot: {}",
+            "job {} in the snapshot cannot be read: {}",
             self.job, self.reason
         )
     }

@@ -79,8 +79,10 @@
 //! name a job's events instead of holding its runs and checkpoints, and
 //! [`JobView::event_lsns`] read them back without a scan. Views restored from a snapshot
 //! ([`Projections::from_snapshot`]) keep the snapshot file in memory (the
-//! engine maps it) while any job's detail is still undecoded; a decoded
-//! job costs what a replayed one does.
+//! engine maps it) and its jobs as its bytes, materializing a job's view
+//! (with the 63 others of its chunk) when it is first used and decoding
+//! its detail when that is first used; a job fully used costs what a
+//! replayed one does.
 //! Measured end to end (`examples/engine_memory.rs`, heap after replaying
 //! 100 000 jobs of one run each, allocator slack included): about 1.7 KiB
 //! per job with its run, and about 190 bytes per checkpoint.

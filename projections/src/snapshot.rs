@@ -1,26 +1,38 @@
-//! The snapshot form of [`Projections`]: a head of fixed-width job
-//! summaries that a restore reads with a few loads per job, then each
-//! job's runs and checkpoints as a separate detail, kept as bytes until
-//! it is first used; or, for a job whose events the log keeps, only the
-//! LSNs of those events, its runs and checkpoints rebuilt from the log
-//! when first used ([`SnapshotDetails`]).
+//! The snapshot form of [`Projections`]: a small head that a restore
+//! reads whole, a base of fixed-width job records that stays in the
+//! (mapped) file and is read a chunk of 64 jobs at a time when one of its
+//! jobs is first used, and each job's runs and checkpoints as a separate
+//! detail, kept as bytes until it is first used; or, for a job whose
+//! events the log keeps, only the LSNs of those events, its runs and
+//! checkpoints rebuilt from the log when first used ([`SnapshotDetails`]).
 //!
-//! Version 5. Every integer in the head is fixed-width little-endian;
-//! strings are UTF-8 bytes whose lengths are in the job's record.
-//! FORMAT.md gives the same layout as tables.
+//! Version 5. Every integer is fixed-width little-endian; strings are
+//! UTF-8 bytes whose lengths are in the job's record. FORMAT.md gives the
+//! same layout as tables.
 //!
 //! ```text
-//! body     = preamble (64 bytes) ‖ keys ‖ records ‖ text ‖ live ‖ details
+//! body     = head ‖ base ‖ details
+//! head     = preamble (80 bytes) ‖ keys ‖ unfinished ‖ live
 //! preamble = version: u8 (5) ‖ 3 zero bytes ‖ head_crc: u32
 //!            ‖ head_len: u64 ‖ events_applied: u64 ‖ last_lsn: u64
 //!            ‖ has_last_lsn: u8 (0 or 1) ‖ 3 zero bytes ‖ key_count: u32
-//!            ‖ job_count: u64 ‖ text_len: u64 ‖ live_count: u64
-//! keys     = key_count × (len: u32 ‖ bytes): the distinct job keys
-//! records  = job_count × 128-byte job record (the R_ offsets below)
-//! text     = text_len bytes of UTF-8: per job, in job order, its id
-//!            ‖ fingerprint ‖ finish message ‖ external detail
-//! live     = live_count × (position: u32 ‖ status: u8): per job, in job
-//!            order, its runs in flight or interrupted
+//!            ‖ job_count: u64 ‖ unfinished_count: u64 ‖ live_count: u64
+//!            ‖ details_at: u64 ‖ ids_crc: u32 ‖ 4 zero bytes
+//! keys       = key_count × (len: u32 ‖ bytes): the distinct job keys
+//! unfinished = unfinished_count × position: u32, increasing: the jobs
+//!              whose status is running
+//! live       = live_count × (job: u32 ‖ run: u32 ‖ status: u8), in
+//!              (job, run) order: the runs in flight or interrupted
+//! base     = chunks ‖ ids ‖ regions, from head_len to details_at
+//! chunks   = ⌈job_count / 64⌉ × (region_at: u64 ‖ detail_at: u64
+//!            ‖ crc: u32 ‖ 4 zero bytes): per chunk of 64 jobs, where its
+//!            region starts (from the first region), where its first
+//!            detail starts (from details_at), and its region's CRC-32
+//! ids      = job_count × (id_at: u64 ‖ id_len: u32 ‖ position: u32),
+//!            sorted by id: where each job's id is (from the body's start)
+//! region   = per chunk: its 128-byte job records (the R_ offsets below)
+//!            ‖ its text: per job, in job order, its id ‖ fingerprint
+//!            ‖ finish message ‖ external detail
 //! details  = every job's detail, in job order, detail_len bytes each,
 //!            ending exactly at the end of the body
 //! detail   = [lsns_len: varint ‖ lsns] (if flag bit 3) ‖ [encoded]
@@ -44,15 +56,27 @@
 //! (such jobs are written encoded, since an open reads their runs).
 //!
 //! The head is bytes `0..head_len`; `head_crc` is the CRC-32 of bytes
-//! `8..head_len`. Each detail has its own CRC-32 in its job's record,
-//! checked when the detail is first decoded, so that a restore reads the
-//! head and never a detail it does not need.
+//! `8..head_len`. A restore reads the head only, then materializes the
+//! jobs it lists (unfinished: attach by fingerprint looks for them; live:
+//! the engine reads those runs at open, so their details are decoded
+//! too): its cost follows the head, not the number of jobs.
 //!
-//! A job's `live` entries list its runs in flight or interrupted, in
-//! position order: the indexes of runs a crash interrupted and runs to
-//! interrupt at open are rebuilt from them, and such a job's detail is
-//! decoded at restore (the engine reads those runs at open). `runs`,
-//! `total_steps` and `usage` answer a job listing without the detail.
+//! Every other part is checked when first used, each with its own CRC-32:
+//! a chunk (its region) when one of its jobs is materialized, the id
+//! index on the first lookup by id, a detail when it is first decoded. A
+//! chunk's records are checked as a restore of the whole head once did:
+//! each field's range (a status, a flag, a key index), unused fields zero,
+//! the strings and the details filling their spans exactly, `live_count`
+//! agreeing with `live`, a running status exactly for the jobs
+//! `unfinished` lists. A failure is a [`DetailError`] at the query that
+//! reached the job, never a view.
+//!
+//! A lookup by id binary-searches the id index in the file, then
+//! compares the id of the job it names. It trusts the index to be sorted
+//! and to name each job once (the writer makes it so; CRCs catch damage):
+//! an index crafted otherwise gives a miss or a typed error, never a read
+//! out of the body. Ids are not checked unique at restore: that would read
+//! every one.
 //!
 //! Left out because the log's transitions fix them: a run's and a
 //! checkpoint's job (the job holding it), a checkpoint's run id (its run's
@@ -63,17 +87,11 @@
 //! is decoded, its checksum, its runs' count, its runs in flight or
 //! interrupted, and the sums of its checkpoints' deltas are checked against
 //! the summary, and any difference is a [`DetailError`], as is a detail
-//! that does not decode or has bytes left over. A restore checks the head
-//! whole: the version, the head's checksum, every count and length against
-//! the bytes there are (before anything is allocated), each field's range
-//! (a status, a flag, a key index), unused fields zero, the variable area
-//! and the details filling their spans exactly, `live` positions in order,
-//! below `runs` and naming a live status, job ids unique.
+//! that does not decode or has bytes left over.
 //!
 //! The version is read before anything else, so a snapshot of another
-//! version is refused by number, never misread. Versions 1 to 3 (postcard
-//! heads) and 4 (every detail encoded) are refused like any other: the
-//! engine then replays the log.
+//! version is refused by number, never misread. Versions 1 to 4 are
+//! refused like any other: the engine then replays the log.
 
 use crate::error::DetailError;
 use crate::event::{ExternalStatus, InterruptReason};
@@ -179,12 +197,34 @@ const P_LAST_LSN: usize = P_EVENTS + 8;
 const P_HAS_LAST_LSN: usize = P_LAST_LSN + 8;
 const P_KEY_COUNT: usize = P_HAS_LAST_LSN + 4;
 const P_JOB_COUNT: usize = P_KEY_COUNT + 4;
-const P_TEXT_LEN: usize = P_JOB_COUNT + 8;
-const P_LIVE_COUNT: usize = P_TEXT_LEN + 8;
-const PREAMBLE_LEN: usize = P_LIVE_COUNT + 8;
+const P_UNFINISHED_COUNT: usize = P_JOB_COUNT + 8;
+const P_LIVE_COUNT: usize = P_UNFINISHED_COUNT + 8;
+const P_DETAILS_AT: usize = P_LIVE_COUNT + 8;
+const P_IDS_CRC: usize = P_DETAILS_AT + 8;
+const P_ZERO: usize = P_IDS_CRC + 4;
+const PREAMBLE_LEN: usize = P_ZERO + 4;
 /// Where the head's checksum starts: everything after the checksum.
 const CRC_FROM: usize = P_HEAD_LEN;
-const _: () = assert!(P_VERSION < P_HEAD_CRC && PREAMBLE_LEN == 64);
+const _: () = assert!(P_VERSION < P_HEAD_CRC && PREAMBLE_LEN == 80);
+
+/// Jobs per chunk of the base: the unit a restore materializes views in,
+/// with one checksum per chunk.
+const CHUNK_JOBS: usize = 64;
+// A chunk table entry.
+const C_REGION_AT: usize = 0;
+const C_DETAIL_AT: usize = C_REGION_AT + 8;
+const C_CRC: usize = C_DETAIL_AT + 8;
+const C_ZERO: usize = C_CRC + 4;
+const CHUNK_ENTRY_LEN: usize = C_ZERO + 4;
+const _: () = assert!(CHUNK_ENTRY_LEN == 24);
+// An id index entry.
+const I_ID_AT: usize = 0;
+const I_ID_LEN: usize = I_ID_AT + 8;
+const I_POSITION: usize = I_ID_LEN + 4;
+const ID_ENTRY_LEN: usize = I_POSITION + 4;
+const _: () = assert!(ID_ENTRY_LEN == 16);
+/// Bytes of an `unfinished` entry: a job position.
+const UNFINISHED_LEN: usize = 4;
 
 // A job record: fixed-width fields first, then 32-bit lengths, then bytes.
 const R_INPUT_LSN: usize = 0;
@@ -223,9 +263,8 @@ const F_EXTERNAL: u8 = 4;
 const F_LSNS: u8 = 8;
 const F_ALL: u8 = F_FINISHED_AT | F_FINGERPRINT | F_EXTERNAL | F_LSNS;
 
-/// Bytes of a `live` entry: position u32, status u8.
-const LIVE_LEN: usize = 5;
-type LiveEntry = [u8; LIVE_LEN];
+/// Bytes of a `live` entry: job position u32, run position u32, status u8.
+const LIVE_LEN: usize = 9;
 /// Smallest key entry: its length alone.
 const KEY_MIN_LEN: usize = 4;
 
@@ -388,10 +427,104 @@ pub enum SnapshotDetails {
     },
 }
 
+/// A job's id, where it is written (in the regions), and its position.
+type IdEntry<'a> = (&'a str, usize, u32);
+
+/// Sorts `ids` (one per job, in position order) by id, which is how the
+/// id index lists them (by bytes, as `str` orders). The jobs of the base
+/// the views were restored from are put in order by that base's own
+/// index, checked as it is read (each position below the base's length,
+/// each id after the one before, as many as the base has jobs: a sorted
+/// permutation); the jobs created since are sorted alone and the two
+/// merged. That is linear in the base, where a sort of every id is
+/// n log n comparisons of strings (some 15 ms at 83,333 jobs). An index
+/// that fails a check is not used: everything is sorted.
+fn sort_ids<'a>(base: Option<&Base>, mut ids: Vec<IdEntry<'a>>) -> Vec<IdEntry<'a>> {
+    let base_len = base.map_or(0, Base::len).min(ids.len());
+    let from_index = base.and_then(Base::positions_by_id).and_then(|positions| {
+        let mut sorted: Vec<IdEntry<'a>> = Vec::with_capacity(base_len);
+        for position in positions {
+            let entry = *ids.get(..base_len)?.get(position)?;
+            if sorted.last().is_some_and(|last| last.0 >= entry.0) {
+                return None;
+            }
+            sorted.push(entry);
+        }
+        (sorted.len() == base_len).then_some(sorted)
+    });
+    let Some(from_base) = from_index else {
+        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        return ids;
+    };
+    let mut created = ids.split_off(base_len);
+    created.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut merged = Vec::with_capacity(from_base.len() + created.len());
+    let (mut a, mut b) = (
+        from_base.into_iter().peekable(),
+        created.into_iter().peekable(),
+    );
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.0 <= y.0 => a.next(),
+            (Some(_), Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(entry) => merged.push(entry),
+            None => return merged,
+        }
+    }
+}
+
+/// Where each part of a snapshot being written goes, and what the head
+/// lists, gathered job by job.
+#[derive(Default)]
+struct Writer<'a> {
+    keys: Vec<&'a str>,
+    key_index: HashMap<&'a str, u32>,
+    unfinished: Vec<u8>,
+    lives: Vec<u8>,
+    chunks: Vec<u8>,
+    regions: Vec<u8>,
+    /// The current chunk's records and text, until it is full.
+    records: Vec<u8>,
+    text: Vec<u8>,
+    /// Each job's id, where it is in `regions`, and its position.
+    ids: Vec<IdEntry<'a>>,
+    details: Vec<u8>,
+    /// Where the current chunk's first detail starts in `details`.
+    chunk_details_at: usize,
+}
+
+impl<'a> Writer<'a> {
+    /// Ends the current chunk: its records then its text become its region.
+    fn end_chunk<C: SnapshotCodec>(&mut self) {
+        if self.records.is_empty() {
+            return;
+        }
+        let region_at = self.regions.len();
+        self.regions.extend_from_slice(&self.records);
+        self.regions.extend_from_slice(&self.text);
+        let crc = C::checksum(&self.regions[region_at..]);
+        let mut entry = [0u8; CHUNK_ENTRY_LEN];
+        entry[C_REGION_AT..C_REGION_AT + 8].copy_from_slice(&(region_at as u64).to_le_bytes());
+        entry[C_DETAIL_AT..C_DETAIL_AT + 8]
+            .copy_from_slice(&(self.chunk_details_at as u64).to_le_bytes());
+        entry[C_CRC..C_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        self.chunks.extend_from_slice(&entry);
+        self.records.clear();
+        self.text.clear();
+        self.chunk_details_at = self.details.len();
+    }
+}
+
 impl Projections {
     /// Encodes the views in the snapshot form (see the module docs of
     /// `snapshot.rs`) with codec `C` for the details, every job's runs and
-    /// checkpoints in full ([`SnapshotDetails::Full`]).
+    /// checkpoints in full ([`SnapshotDetails::Full`]). Every job's view is
+    /// materialized first, so views that were never used since a restore
+    /// give the same bytes as views that all were.
     pub fn to_snapshot<C: SnapshotCodec>(&self) -> Result<Vec<u8>, SnapshotError> {
         self.to_snapshot_with::<C>(SnapshotDetails::Full)
     }
@@ -412,14 +545,23 @@ impl Projections {
                 reason,
             })
         };
-        let mut keys: Vec<&str> = Vec::new();
-        let mut key_index: HashMap<&str, u32> = HashMap::new();
-        let mut records = Vec::with_capacity(self.job_count() * JOB_LEN);
-        let mut text = Vec::new();
-        let mut lives = Vec::new();
-        let mut details = Vec::new();
-        for job in self.jobs() {
-            let before = details.len();
+        let job_count = self.job_count();
+        if u32::try_from(job_count).is_err() {
+            return Err(malformed("more than u32::MAX jobs"));
+        }
+        let mut w = Writer {
+            records: Vec::with_capacity(CHUNK_JOBS * JOB_LEN),
+            ids: Vec::with_capacity(job_count),
+            ..Writer::default()
+        };
+        for (position, job) in self.jobs().enumerate() {
+            let job = job.map_err(SnapshotError::Unwritable)?;
+            if position % CHUNK_JOBS == 0 {
+                w.end_chunk::<C>();
+            }
+            // Checked above: every position fits a u32.
+            let position = position as u32;
+            let before = w.details.len();
             let from_log = match details_form {
                 SnapshotDetails::Full => false,
                 SnapshotDetails::FromLog { first_lsn } => job.input.lsn >= first_lsn,
@@ -430,14 +572,14 @@ impl Projections {
                     let bytes = lazy
                         .bytes()
                         .ok_or_else(|| unwritable(job, "detail out of its body".into()))?;
-                    details.extend_from_slice(bytes);
+                    w.details.extend_from_slice(bytes);
                     // A detail still lazy has no live runs (see LazyDetail).
                     let lsns = matches!(job.detail.events, EventLsns::InSnapshot);
                     (lazy.run_count, Vec::new(), lazy.crc, lsns)
                 }
                 Some(Restored::Lsns(lazy, list)) => {
-                    push_lsn_list(&mut details, list);
-                    let crc = C::checksum(&details[before..]);
+                    push_lsn_list(&mut w.details, list);
+                    let crc = C::checksum(&w.details[before..]);
                     (lazy.run_count, Vec::new(), crc, true)
                 }
                 None => {
@@ -445,27 +587,27 @@ impl Projections {
                     let live = live_runs(&detail.runs).map_err(|e| unwritable(job, e))?;
                     let list = job.detail.lsn_list();
                     if let Some(list) = list {
-                        push_lsn_list(&mut details, list);
+                        push_lsn_list(&mut w.details, list);
                     }
                     // Without its events' LSNs, or with runs the open reads,
                     // a job is held in full.
                     if !(from_log && live.is_empty() && list.is_some()) {
                         let out = detail_out(job, detail).map_err(|e| unwritable(job, e))?;
-                        C::encode_into(&out, &mut details).map_err(|e| unwritable(job, e))?;
+                        C::encode_into(&out, &mut w.details).map_err(|e| unwritable(job, e))?;
                     }
                     let runs = u32::try_from(detail.runs.len())
                         .map_err(|_| unwritable(job, "more than u32::MAX runs".into()))?;
-                    let crc = C::checksum(&details[before..]);
+                    let crc = C::checksum(&w.details[before..]);
                     (runs, live, crc, list.is_some())
                 }
             };
-            let key = match key_index.get(&*job.key) {
+            let key = match w.key_index.get(&*job.key) {
                 Some(&k) => k,
                 None => {
-                    let k = u32::try_from(keys.len())
+                    let k = u32::try_from(w.keys.len())
                         .map_err(|_| unwritable(job, "more than u32::MAX keys".into()))?;
-                    keys.push(&job.key);
-                    key_index.insert(&job.key, k);
+                    w.keys.push(&job.key);
+                    w.key_index.insert(&job.key, k);
                     k
                 }
             };
@@ -478,13 +620,22 @@ impl Projections {
             put64(&mut r, R_COST_MICROS, job.usage.cost_micros);
             put64(&mut r, R_STARTED_AT, job.started_at.0);
             put64(&mut r, R_LAST_LSN, job.last_lsn);
-            put64(&mut r, R_DETAIL_LEN, (details.len() - before) as u64);
+            put64(&mut r, R_DETAIL_LEN, (w.details.len() - before) as u64);
             put32(&mut r, R_DETAIL_CRC, crc);
             put32(&mut r, R_RUNS, runs);
             put32(&mut r, R_KEY, key);
             r[R_STATUS] = index_of(&JOB_STATUSES, &job.status);
+            if !job.status.is_finished() {
+                w.unfinished.extend_from_slice(&position.to_le_bytes());
+            }
             let mut flags = 0;
-            text.extend_from_slice(job.id.as_str().as_bytes());
+            // The region's records come first: this job's strings start
+            // after the chunk's last record.
+            let chunk_first = position as usize - position as usize % CHUNK_JOBS;
+            let chunk_jobs = CHUNK_JOBS.min(job_count - chunk_first);
+            let id_at = w.regions.len() + chunk_jobs * JOB_LEN + w.text.len();
+            w.ids.push((job.id.as_str(), id_at, position));
+            w.text.extend_from_slice(job.id.as_str().as_bytes());
             put32(
                 &mut r,
                 R_ID_LEN,
@@ -496,7 +647,7 @@ impl Projections {
             }
             if let Some(fp) = &job.fingerprint {
                 flags |= F_FINGERPRINT;
-                text.extend_from_slice(fp.as_bytes());
+                w.text.extend_from_slice(fp.as_bytes());
                 put32(
                     &mut r,
                     R_FINGERPRINT_LEN,
@@ -510,7 +661,7 @@ impl Projections {
                 Some(FinishReason::Cancelled(m)) => (FINISH_CANCELLED, m.as_str()),
             };
             r[R_FINISH] = finish;
-            text.extend_from_slice(message.as_bytes());
+            w.text.extend_from_slice(message.as_bytes());
             put32(
                 &mut r,
                 R_FINISH_LEN,
@@ -520,7 +671,7 @@ impl Projections {
                 flags |= F_EXTERNAL;
                 r[R_EXTERNAL_STATUS] = index_of(&EXTERNAL_STATUSES, &ext.status);
                 put64(&mut r, R_EXTERNAL_AT, ext.at.0);
-                text.extend_from_slice(ext.detail.as_bytes());
+                w.text.extend_from_slice(ext.detail.as_bytes());
                 put32(
                     &mut r,
                     R_EXTERNAL_LEN,
@@ -533,15 +684,21 @@ impl Projections {
             r[R_FLAGS] = flags;
             // Fewer live runs than runs, which fit a u32.
             put32(&mut r, R_LIVE_COUNT, live.len() as u32);
-            for (position, status) in live {
-                lives.extend_from_slice(&position.to_le_bytes());
-                lives.push(index_of(&RUN_STATUSES, &status));
+            for (run, status) in live {
+                w.lives.extend_from_slice(&position.to_le_bytes());
+                w.lives.extend_from_slice(&run.to_le_bytes());
+                w.lives.push(index_of(&RUN_STATUSES, &status));
             }
-            records.extend_from_slice(&r);
+            w.records.extend_from_slice(&r);
         }
-        let key_bytes: usize = keys.iter().map(|k| KEY_MIN_LEN + k.len()).sum();
-        let head_len = PREAMBLE_LEN + key_bytes + records.len() + text.len() + lives.len();
-        let mut body = Vec::with_capacity(head_len + details.len());
+        w.end_chunk::<C>();
+
+        let key_bytes: usize = w.keys.iter().map(|k| KEY_MIN_LEN + k.len()).sum();
+        let head_len = PREAMBLE_LEN + key_bytes + w.unfinished.len() + w.lives.len();
+        let ids_len = job_count * ID_ENTRY_LEN;
+        let regions_at = head_len + w.chunks.len() + ids_len;
+        let details_at = regions_at + w.regions.len();
+        let mut body = Vec::with_capacity(details_at + w.details.len());
         body.resize(PREAMBLE_LEN, 0);
         body[P_VERSION] = SNAPSHOT_FORMAT_VERSION;
         body[P_HEAD_LEN..P_HEAD_LEN + 8].copy_from_slice(&(head_len as u64).to_le_bytes());
@@ -552,35 +709,46 @@ impl Projections {
         }
         // At most one key per job, and jobs fit in memory: a u32 holds it
         // (checked above when each key was added).
-        body[P_KEY_COUNT..P_KEY_COUNT + 4].copy_from_slice(&(keys.len() as u32).to_le_bytes());
-        body[P_JOB_COUNT..P_JOB_COUNT + 8]
-            .copy_from_slice(&(self.job_count() as u64).to_le_bytes());
-        body[P_TEXT_LEN..P_TEXT_LEN + 8].copy_from_slice(&(text.len() as u64).to_le_bytes());
+        body[P_KEY_COUNT..P_KEY_COUNT + 4].copy_from_slice(&(w.keys.len() as u32).to_le_bytes());
+        body[P_JOB_COUNT..P_JOB_COUNT + 8].copy_from_slice(&(job_count as u64).to_le_bytes());
+        body[P_UNFINISHED_COUNT..P_UNFINISHED_COUNT + 8]
+            .copy_from_slice(&((w.unfinished.len() / UNFINISHED_LEN) as u64).to_le_bytes());
         body[P_LIVE_COUNT..P_LIVE_COUNT + 8]
-            .copy_from_slice(&((lives.len() / LIVE_LEN) as u64).to_le_bytes());
-        for key in keys {
+            .copy_from_slice(&((w.lives.len() / LIVE_LEN) as u64).to_le_bytes());
+        body[P_DETAILS_AT..P_DETAILS_AT + 8].copy_from_slice(&(details_at as u64).to_le_bytes());
+        for key in &w.keys {
             let len = u32::try_from(key.len())
                 .map_err(|_| malformed("a key is longer than u32::MAX bytes"))?;
             body.extend_from_slice(&len.to_le_bytes());
             body.extend_from_slice(key.as_bytes());
         }
-        body.extend_from_slice(&records);
-        body.extend_from_slice(&text);
-        body.extend_from_slice(&lives);
-        let crc = C::checksum(&body[CRC_FROM..]);
+        body.extend_from_slice(&w.unfinished);
+        body.extend_from_slice(&w.lives);
+        body.extend_from_slice(&w.chunks);
+        let ids = sort_ids(self.base(), std::mem::take(&mut w.ids));
+        let ids_at = body.len();
+        for (id, at, position) in &ids {
+            body.extend_from_slice(&((regions_at + at) as u64).to_le_bytes());
+            // The id's length was checked against u32 when it was written.
+            body.extend_from_slice(&(id.len() as u32).to_le_bytes());
+            body.extend_from_slice(&position.to_le_bytes());
+        }
+        let ids_crc = C::checksum(&body[ids_at..]);
+        body[P_IDS_CRC..P_IDS_CRC + 4].copy_from_slice(&ids_crc.to_le_bytes());
+        body.extend_from_slice(&w.regions);
+        body.extend_from_slice(&w.details);
+        let crc = C::checksum(&body[CRC_FROM..head_len]);
         body[P_HEAD_CRC..P_HEAD_CRC + 4].copy_from_slice(&crc.to_le_bytes());
-        body.extend_from_slice(&details);
         Ok(body)
     }
 
     /// Restores views from a snapshot body written by
     /// [`Projections::to_snapshot`] with codec `C`: the body is
     /// `file[body_at..]` (the whole file is taken so that the body need not
-    /// be copied out of it). Checks the version and the head's checksum,
-    /// reads the job summaries, checks how the parts fit (module docs), and
-    /// keeps each job's runs and checkpoints as bytes of the file until
-    /// first used — except for jobs with runs in flight or interrupted,
-    /// decoded now.
+    /// be copied out of it). Checks the version and the head, and
+    /// materializes the views of jobs that are unfinished or have runs in
+    /// flight or interrupted (their details decoded); every other job
+    /// stays the snapshot's bytes until first used (module docs).
     pub fn from_snapshot<C: SnapshotCodec>(
         file: Vec<u8>,
         body_at: usize,
@@ -589,9 +757,9 @@ impl Projections {
     }
 
     /// [`Projections::from_snapshot`] on shared bytes, such as a map of the
-    /// file: the views keep `file` while any job's detail is undecoded.
-    /// Reads the head only: a detail's bytes are read, and its checksum
-    /// checked, when the detail is first decoded.
+    /// file: the views keep `file` while any job is not materialized or
+    /// any job's detail is undecoded. Reads the head and the chunks of the
+    /// jobs it lists, so its cost follows those, not the number of jobs.
     pub fn from_snapshot_file<C: SnapshotCodec>(
         file: SnapshotFile,
         body_at: usize,
@@ -641,7 +809,10 @@ impl Projections {
         if stored != computed {
             return Err(SnapshotError::HeadChecksum { stored, computed });
         }
-        if pre[1..P_HEAD_CRC] != [0; 3] || pre[P_HAS_LAST_LSN + 1..P_KEY_COUNT] != [0; 3] {
+        if pre[1..P_HEAD_CRC] != [0; 3]
+            || pre[P_HAS_LAST_LSN + 1..P_KEY_COUNT] != [0; 3]
+            || pre[P_ZERO..] != [0; 4]
+        {
             return Err(malformed("a reserved byte of the preamble is not zero"));
         }
         let last_lsn = match (pre[P_HAS_LAST_LSN], le64(pre, P_LAST_LSN)) {
@@ -680,38 +851,89 @@ impl Projections {
             rest = &after[len..];
         }
 
-        let job_count = usize::try_from(le64(pre, P_JOB_COUNT))
-            .ok()
-            .filter(|&n| n <= rest.len() / JOB_LEN)
-            .ok_or_else(|| {
-                malformed(format!(
-                    "{} jobs claimed in {} bytes",
-                    le64(pre, P_JOB_COUNT),
-                    rest.len()
-                ))
-            })?;
-        let (records, rest) = rest.split_at(job_count * JOB_LEN);
-        let (records, _) = records.as_chunks::<JOB_LEN>();
-        let (text_len, live_count) = (le64(pre, P_TEXT_LEN), le64(pre, P_LIVE_COUNT));
-        let fits = usize::try_from(text_len).ok().and_then(|text| {
-            let live = usize::try_from(live_count).ok()?.checked_mul(LIVE_LEN)?;
-            (text.checked_add(live)? == rest.len()).then_some(text)
+        // The lists the head ends with must fill it exactly.
+        let (unfinished_count, live_count) =
+            (le64(pre, P_UNFINISHED_COUNT), le64(pre, P_LIVE_COUNT));
+        let fits = usize::try_from(unfinished_count).ok().and_then(|u| {
+            let live = usize::try_from(live_count).ok()?;
+            let bytes = u
+                .checked_mul(UNFINISHED_LEN)?
+                .checked_add(live.checked_mul(LIVE_LEN)?)?;
+            (bytes == rest.len()).then_some(u * UNFINISHED_LEN)
         });
-        let Some(text_len) = fits else {
+        let Some(unfinished_len) = fits else {
             return Err(malformed(format!(
-                "{text_len} bytes of text and {live_count} live runs claimed, the head leaves {} bytes",
+                "{unfinished_count} unfinished jobs and {live_count} live runs claimed, the head leaves {} bytes",
                 rest.len()
             )));
         };
-        let (text, lives) = rest.split_at(text_len);
-        // One check for every string of the head.
-        let text = std::str::from_utf8(text).map_err(|e| {
-            malformed(format!(
-                "the text area is not UTF-8 at byte {}",
-                e.valid_up_to()
-            ))
-        })?;
+        let (unfinished, lives) = rest.split_at(unfinished_len);
+
+        // The base: its parts' sizes follow from the job count, checked
+        // against the body before anything is reserved for them.
+        let job_count = usize::try_from(le64(pre, P_JOB_COUNT))
+            .ok()
+            .filter(|&n| u32::try_from(n).is_ok())
+            .ok_or_else(|| malformed(format!("{} jobs claimed", le64(pre, P_JOB_COUNT))))?;
+        let chunk_count = job_count.div_ceil(CHUNK_JOBS);
+        let details_at = usize::try_from(le64(pre, P_DETAILS_AT)).ok();
+        let layout = details_at.and_then(|details_at| {
+            let ids_at = head_len.checked_add(chunk_count.checked_mul(CHUNK_ENTRY_LEN)?)?;
+            let regions_at = ids_at.checked_add(job_count.checked_mul(ID_ENTRY_LEN)?)?;
+            let records_end = regions_at.checked_add(job_count.checked_mul(JOB_LEN)?)?;
+            (records_end <= details_at && details_at <= body.len()).then_some((ids_at, regions_at))
+        });
+        let (Some((ids_at, regions_at)), Some(details_at)) = (layout, details_at) else {
+            return Err(malformed(format!(
+                "{job_count} jobs and details at byte {} do not fit a body of {} bytes",
+                le64(pre, P_DETAILS_AT),
+                body.len()
+            )));
+        };
+
+        let (unfinished, _) = unfinished.as_chunks::<UNFINISHED_LEN>();
+        let unfinished: Vec<u32> = unfinished.iter().map(|e| u32::from_le_bytes(*e)).collect();
+        if let Some(w) = unfinished.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(malformed(format!(
+                "unfinished jobs out of order: {} then {}",
+                w[0], w[1]
+            )));
+        }
+        if let Some(&last) = unfinished.last()
+            && last as usize >= job_count
+        {
+            return Err(malformed(format!(
+                "unfinished job {last} of {job_count} jobs"
+            )));
+        }
+
+        // Live runs, grouped by job: (job, its runs and their statuses).
         let (lives, _) = lives.as_chunks::<LIVE_LEN>();
+        let mut live: Vec<(usize, Vec<(u32, RunStatus)>)> = Vec::new();
+        let mut last: Option<(u32, u32)> = None;
+        for e in lives {
+            let job = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            let run = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+            let status = RUN_STATUSES.get(e[8] as usize).copied();
+            let ok = status.is_some_and(|s| s.is_in_flight() || s == RunStatus::Interrupted);
+            match status {
+                Some(status)
+                    if ok && (job as usize) < job_count && last.is_none_or(|l| l < (job, run)) =>
+                {
+                    match live.last_mut() {
+                        Some((j, runs)) if *j == job as usize => runs.push((run, status)),
+                        _ => live.push((job as usize, vec![(run, status)])),
+                    }
+                    last = Some((job, run));
+                }
+                _ => {
+                    return Err(malformed(format!(
+                        "live run {run} (status {}) of job {job}, of {job_count} jobs, after {last:?}",
+                        e[8]
+                    )));
+                }
+            }
+        }
 
         let source = Arc::new(SnapshotSource {
             file: Arc::clone(&file),
@@ -720,84 +942,349 @@ impl Projections {
             format: TypeId::of::<C>(),
             events,
         });
-        let details_at = body_at + head_len;
-        let details_len = whole.len() - details_at;
-        let mut reader = HeadReader {
-            text,
-            lives,
-            keys: &keys,
-            source: &source,
-            details_at,
-            details_left: details_len,
+        let live_counts = live
+            .iter()
+            .map(|(job, runs)| (*job as u32, runs.len() as u32))
+            .collect();
+        let base = Base {
+            source,
+            layout: Arc::new(BaseLayout {
+                len: job_count,
+                keys,
+                body_at,
+                chunks_at: body_at + head_len,
+                ids_at: body_at + ids_at,
+                regions_at: body_at + regions_at,
+                regions_len: details_at - regions_at,
+                details_at: body_at + details_at,
+                details_len: body.len() - details_at,
+                ids_crc: le32(pre, P_IDS_CRC),
+                unfinished: unfinished.clone(),
+                live_counts,
+            }),
+            slots: (0..chunk_count).map(|_| OnceLock::new()).collect(),
+            ids_checked: OnceLock::new(),
         };
-        let mut jobs = Vec::with_capacity(job_count);
-        let mut live = Vec::new();
-        for record in records {
-            let job_live = reader.job(record, &mut jobs)?;
-            if !job_live.is_empty() {
-                live.push((jobs.len() - 1, job_live));
-            }
-        }
-        if !reader.text.is_empty() || !reader.lives.is_empty() {
-            return Err(malformed(format!(
-                "{} bytes of text and {} live runs left after the last job",
-                reader.text.len(),
-                reader.lives.len()
-            )));
-        }
-        if reader.details_left != 0 {
-            return Err(malformed(format!(
-                "{} bytes after the last job's detail",
-                reader.details_left
-            )));
-        }
-        Projections::from_views(jobs, live, events_applied, last_lsn)
+        Projections::from_base(base, &unfinished, live, events_applied, last_lsn)
     }
 }
 
-/// Reads job records in order, taking each job's strings from the text
-/// area, its live entries from theirs, and its detail's span from the
-/// details.
-struct HeadReader<'a> {
-    /// The text area not yet taken (checked UTF-8 as a whole).
+/// What every job of a base shares, fixed at restore.
+struct BaseLayout {
+    /// Number of jobs in the base.
+    len: usize,
+    keys: Vec<Arc<str>>,
+    /// Where the body starts in the file.
+    body_at: usize,
+    // Where each part starts in the file, and how long the regions and the
+    // details are (the chunk table and the id index follow from `len`).
+    chunks_at: usize,
+    ids_at: usize,
+    regions_at: usize,
+    regions_len: usize,
+    details_at: usize,
+    details_len: usize,
+    ids_crc: u32,
+    /// Positions of the jobs the head lists as unfinished, in order.
+    unfinished: Vec<u32>,
+    /// (position, live runs) of each job the head lists live runs of.
+    live_counts: Vec<(u32, u32)>,
+}
+
+/// One chunk's views, or why its bytes give none.
+type Slot = OnceLock<Result<Box<[JobView]>, DetailError>>;
+
+/// The jobs of a restored snapshot, at positions `0..len`: kept as the
+/// snapshot's bytes, and materialized as views a chunk of
+/// [`CHUNK_JOBS`] at a time when first used. A chunk's bytes are checked
+/// (its checksum, then each record as a restore of the whole head once
+/// did) when it is materialized; a chunk that fails gives a
+/// [`DetailError`] for each of its jobs, never a view.
+#[derive(Clone)]
+pub(crate) struct Base {
+    source: Arc<SnapshotSource>,
+    layout: Arc<BaseLayout>,
+    slots: Vec<Slot>,
+    /// Whether the id index passed its checksum, checked on first lookup.
+    ids_checked: OnceLock<Result<(), String>>,
+}
+
+impl fmt::Debug for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Base")
+            .field("len", &self.layout.len)
+            .field(
+                "chunks_materialized",
+                &self.slots.iter().filter(|s| s.get().is_some()).count(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The name a [`DetailError`] gives a job whose id cannot be read.
+fn position_name(position: usize) -> JobId {
+    JobId::from(format!("#{position}"))
+}
+
+impl Base {
+    /// Number of jobs.
+    pub(crate) fn len(&self) -> usize {
+        self.layout.len
+    }
+
+    /// The view at `position` if its chunk is materialized (and well).
+    pub(crate) fn loaded(&self, position: usize) -> Option<&JobView> {
+        match self.slots.get(position / CHUNK_JOBS)?.get()? {
+            Ok(jobs) => jobs.get(position % CHUNK_JOBS),
+            Err(_) => None,
+        }
+    }
+
+    /// The view at `position`, materializing its chunk if needed.
+    pub(crate) fn get(&self, position: usize) -> Result<&JobView, DetailError> {
+        let chunk = position / CHUNK_JOBS;
+        let slot = self.slots.get(chunk).ok_or_else(|| DetailError {
+            job: position_name(position),
+            reason: format!("no job at position {position} of {}", self.len()),
+        })?;
+        match slot.get_or_init(|| self.load_chunk(chunk)) {
+            Ok(jobs) => jobs.get(position % CHUNK_JOBS).ok_or_else(|| DetailError {
+                job: position_name(position),
+                reason: format!("no job at position {position} of {}", self.len()),
+            }),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// The view at `position`, for a change, if its chunk is materialized.
+    pub(crate) fn get_mut(&mut self, position: usize) -> Option<&mut JobView> {
+        match self.slots.get_mut(position / CHUNK_JOBS)?.get_mut()? {
+            Ok(jobs) => jobs.get_mut(position % CHUNK_JOBS),
+            Err(_) => None,
+        }
+    }
+
+    /// The position of the job with id `id`, found by a binary search of
+    /// the id index; the job found is materialized, and its id compared.
+    /// An index that is not sorted gives a miss, one that names another
+    /// job a [`DetailError`]; neither can point out of the body.
+    pub(crate) fn find(&self, id: &str) -> Result<Option<usize>, DetailError> {
+        let l = &*self.layout;
+        let fail = |reason: String| DetailError {
+            job: JobId::from(id),
+            reason,
+        };
+        let file: &[u8] = (*self.source.file).as_ref();
+        let entries = self.id_index().map_err(fail)?;
+        let body = file.get(l.body_at..).unwrap_or_default();
+        let mut out_of_body = None;
+        let found = entries.binary_search_by(|e| {
+            let at = usize::try_from(le64(e, I_ID_AT)).unwrap_or(usize::MAX);
+            let len = le32(e, I_ID_LEN) as usize;
+            match body.get(at..at.saturating_add(len)) {
+                Some(key) => key.cmp(id.as_bytes()),
+                None => {
+                    out_of_body = Some((at, len));
+                    // Ends the search toward one side; the error wins.
+                    std::cmp::Ordering::Less
+                }
+            }
+        });
+        if let Some((at, len)) = out_of_body {
+            return Err(fail(format!(
+                "the snapshot's id index names {len} bytes at byte {at}, out of the body"
+            )));
+        }
+        let Some(entry) = found.ok().and_then(|k| entries.get(k)) else {
+            return Ok(None);
+        };
+        let position = le32(entry, I_POSITION) as usize;
+        let job = self.get(position)?;
+        if job.id.as_str() != id {
+            return Err(fail(format!(
+                "the snapshot's id index names job #{position}, whose id is {}",
+                job.id
+            )));
+        }
+        Ok(Some(position))
+    }
+
+    /// The id index's entries, once its checksum is checked.
+    fn id_index(&self) -> Result<&[[u8; ID_ENTRY_LEN]], String> {
+        let l = &*self.layout;
+        let file: &[u8] = (*self.source.file).as_ref();
+        // In the body: checked at restore.
+        let ids = file
+            .get(l.ids_at..l.ids_at + l.len * ID_ENTRY_LEN)
+            .ok_or_else(|| "the id index is out of the body".to_owned())?;
+        let checked = self.ids_checked.get_or_init(|| {
+            let computed = (self.source.checksum)(ids);
+            if computed == l.ids_crc {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the snapshot's id index fails its checksum (stored {:#010x}, computed {computed:#010x})",
+                    l.ids_crc
+                ))
+            }
+        });
+        checked.clone()?;
+        Ok(ids.as_chunks::<ID_ENTRY_LEN>().0)
+    }
+
+    /// The base's positions in the order its id index lists them, if the
+    /// index passes its checksum (the caller checks what it trusts).
+    fn positions_by_id(&self) -> Option<impl Iterator<Item = usize> + '_> {
+        let entries = self.id_index().ok()?;
+        Some(entries.iter().map(|e| le32(e, I_POSITION) as usize))
+    }
+
+    /// The views of chunk `chunk`, from its bytes.
+    fn load_chunk(&self, chunk: usize) -> Result<Box<[JobView]>, DetailError> {
+        let l = &*self.layout;
+        let first = chunk * CHUNK_JOBS;
+        let fail = |reason: String| DetailError {
+            job: position_name(first),
+            reason: format!("its chunk, of jobs from #{first}: {reason}"),
+        };
+        let count = CHUNK_JOBS.min(l.len.saturating_sub(first));
+        let file: &[u8] = (*self.source.file).as_ref();
+        let entry = |c: usize| -> Option<&[u8; CHUNK_ENTRY_LEN]> {
+            file.get(l.chunks_at + c * CHUNK_ENTRY_LEN..)?.first_chunk()
+        };
+        let this = entry(chunk).ok_or_else(|| fail("its table entry is out of the body".into()))?;
+        if this[C_ZERO..] != [0; 4] {
+            return Err(fail(
+                "reserved bytes of its table entry are not zero".into(),
+            ));
+        }
+        // A chunk ends where the next one starts; the last, where its part
+        // of the body does.
+        let (region_end, detail_end) = match entry(chunk + 1) {
+            Some(next) if chunk + 1 < self.slots.len() => {
+                (le64(next, C_REGION_AT), le64(next, C_DETAIL_AT))
+            }
+            _ => (l.regions_len as u64, l.details_len as u64),
+        };
+        let (region_at, detail_at) = (le64(this, C_REGION_AT), le64(this, C_DETAIL_AT));
+        if region_at > region_end
+            || region_end > l.regions_len as u64
+            || detail_at > detail_end
+            || detail_end > l.details_len as u64
+        {
+            return Err(fail(format!(
+                "bytes {region_at}..{region_end} of {} and details {detail_at}..{detail_end} of {}",
+                l.regions_len, l.details_len
+            )));
+        }
+        // Within `regions_len` and `details_len`, which fit the body.
+        let region = file
+            .get(l.regions_at + region_at as usize..l.regions_at + region_end as usize)
+            .ok_or_else(|| fail("its region is out of the body".into()))?;
+        let stored = le32(this, C_CRC);
+        let computed = (self.source.checksum)(region);
+        if stored != computed {
+            return Err(fail(format!(
+                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            )));
+        }
+        let (records, text) = region
+            .split_at_checked(count * JOB_LEN)
+            .ok_or_else(|| fail(format!("{} bytes for {count} records", region.len())))?;
+        let text = std::str::from_utf8(text)
+            .map_err(|e| fail(format!("its text is not UTF-8 at byte {}", e.valid_up_to())))?;
+        let (records, _) = records.as_chunks::<JOB_LEN>();
+        let mut reader = ChunkReader {
+            text,
+            keys: &l.keys,
+            source: &self.source,
+            details_at: l.details_at + detail_at as usize,
+            details_left: (detail_end - detail_at) as usize,
+        };
+        let mut jobs = Vec::with_capacity(count);
+        for (k, record) in records.iter().enumerate() {
+            let position = first + k;
+            let listed = Listed {
+                unfinished: l.unfinished.binary_search(&(position as u32)).is_ok(),
+                live: l
+                    .live_counts
+                    .binary_search_by_key(&(position as u32), |e| e.0)
+                    .ok()
+                    .and_then(|i| l.live_counts.get(i))
+                    .map_or(0, |e| e.1),
+            };
+            let job = reader
+                .job(record, listed)
+                .map_err(|(id, reason)| DetailError {
+                    job: id.unwrap_or_else(|| position_name(position)),
+                    reason: format!("its record: {reason}"),
+                })?;
+            jobs.push(job);
+        }
+        if !reader.text.is_empty() || reader.details_left != 0 {
+            return Err(fail(format!(
+                "{} bytes of text and {} of details left after its last job",
+                reader.text.len(),
+                reader.details_left
+            )));
+        }
+        Ok(jobs.into_boxed_slice())
+    }
+}
+
+/// What the head says of one job, for its record to agree with.
+struct Listed {
+    /// Listed as unfinished.
+    unfinished: bool,
+    /// Runs listed as live.
+    live: u32,
+}
+
+/// Reads one chunk's job records in order, taking each job's strings from
+/// the chunk's text and its detail's span from the details.
+struct ChunkReader<'a> {
+    /// The chunk's text not yet taken (checked UTF-8 as a whole).
     text: &'a str,
-    /// The live entries not yet taken.
-    lives: &'a [LiveEntry],
     keys: &'a [Arc<str>],
     source: &'a Arc<SnapshotSource>,
     /// Where the next job's detail starts, in the file.
     details_at: usize,
-    /// Detail bytes not yet claimed.
+    /// The chunk's detail bytes not yet claimed.
     details_left: usize,
 }
 
-impl<'a> HeadReader<'a> {
-    /// The next `len` bytes of the text area, which must end on a
-    /// character boundary.
-    fn text(&mut self, len: u32, what: &str) -> Result<&'a str, SnapshotError> {
+impl<'a> ChunkReader<'a> {
+    /// The next `len` bytes of the text, which must end on a character
+    /// boundary.
+    fn text(&mut self, len: u32, what: &str) -> Result<&'a str, String> {
         let (taken, rest) = self.text.split_at_checked(len as usize).ok_or_else(|| {
-            malformed(format!(
+            format!(
                 "{what} claims {len} bytes of the {} left, or ends inside a character",
                 self.text.len()
-            ))
+            )
         })?;
         self.text = rest;
         Ok(taken)
     }
 
-    /// The next job, pushed onto `jobs` with its detail still bytes;
-    /// returns its live runs.
-    fn job(
-        &mut self,
-        r: &Record,
-        jobs: &mut Vec<JobView>,
-    ) -> Result<Vec<(u32, RunStatus)>, SnapshotError> {
-        let id = JobId::from(self.text(le32(r, R_ID_LEN), "a job id")?);
-        let bad = |what: String| malformed(format!("job {id}: {what}"));
+    /// The next job's view, its detail still bytes. Fails with the job's
+    /// id when that much could be read.
+    fn job(&mut self, r: &Record, listed: Listed) -> Result<JobView, (Option<JobId>, String)> {
+        let id = JobId::from(
+            self.text(le32(r, R_ID_LEN), "a job id")
+                .map_err(|e| (None, e))?,
+        );
+        let bad = |what: String| (Some(id.clone()), what);
         let flags = r[R_FLAGS];
         let status = *JOB_STATUSES
             .get(r[R_STATUS] as usize)
             .ok_or_else(|| bad(format!("status {}", r[R_STATUS])))?;
+        if status.is_finished() == listed.unfinished {
+            return Err(bad(format!(
+                "status {status}, and the head lists it as unfinished: {}",
+                listed.unfinished
+            )));
+        }
         let key = self
             .keys
             .get(le32(r, R_KEY) as usize)
@@ -815,7 +1302,8 @@ impl<'a> HeadReader<'a> {
             0 if le32(r, R_FINGERPRINT_LEN) == 0 => None,
             0 => return Err(bad("a fingerprint without its flag".into())),
             _ => Some(Arc::from(
-                self.text(le32(r, R_FINGERPRINT_LEN), "a fingerprint")?,
+                self.text(le32(r, R_FINGERPRINT_LEN), "a fingerprint")
+                    .map_err(bad)?,
             )),
         };
         let finish_len = le32(r, R_FINISH_LEN);
@@ -826,10 +1314,14 @@ impl<'a> HeadReader<'a> {
             FINISH_NONE => None,
             FINISH_COMPLETED => Some(FinishReason::Completed),
             FINISH_FAILED => Some(FinishReason::Failed(
-                self.text(finish_len, "a finish message")?.to_owned(),
+                self.text(finish_len, "a finish message")
+                    .map_err(bad)?
+                    .to_owned(),
             )),
             FINISH_CANCELLED => Some(FinishReason::Cancelled(
-                self.text(finish_len, "a finish message")?.to_owned(),
+                self.text(finish_len, "a finish message")
+                    .map_err(bad)?
+                    .to_owned(),
             )),
             other => return Err(bad(format!("finish kind {other}"))),
         };
@@ -846,41 +1338,19 @@ impl<'a> HeadReader<'a> {
                     .get(r[R_EXTERNAL_STATUS] as usize)
                     .ok_or_else(|| bad(format!("external status {}", r[R_EXTERNAL_STATUS])))?,
                 detail: self
-                    .text(le32(r, R_EXTERNAL_LEN), "an external detail")?
+                    .text(le32(r, R_EXTERNAL_LEN), "an external detail")
+                    .map_err(bad)?
                     .to_owned(),
                 at: Timestamp(le64(r, R_EXTERNAL_AT)),
             }),
         };
         let runs = le32(r, R_RUNS);
-        let live_count = le32(r, R_LIVE_COUNT) as usize;
-        let mut live = Vec::new();
-        if live_count > 0 {
-            let entries = self.lives.get(..live_count).ok_or_else(|| {
-                bad(format!(
-                    "{live_count} live runs claimed, {} are left",
-                    self.lives.len()
-                ))
-            })?;
-            self.lives = &self.lives[live_count..];
-            live.reserve_exact(live_count);
-            let mut last = None;
-            for e in entries {
-                let position = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
-                let status = RUN_STATUSES.get(e[4] as usize).copied();
-                let ok = status.is_some_and(|s| s.is_in_flight() || s == RunStatus::Interrupted);
-                match status {
-                    Some(status) if ok && position < runs && last.is_none_or(|l| l < position) => {
-                        live.push((position, status));
-                        last = Some(position);
-                    }
-                    _ => {
-                        return Err(bad(format!(
-                            "lists run {position} (status {}) as live, of {runs} runs",
-                            e[4]
-                        )));
-                    }
-                }
-            }
+        let live_count = le32(r, R_LIVE_COUNT);
+        if live_count != listed.live {
+            return Err(bad(format!(
+                "{live_count} live runs, the head lists {}",
+                listed.live
+            )));
         }
         let len = usize::try_from(le64(r, R_DETAIL_LEN))
             .ok()
@@ -901,9 +1371,7 @@ impl<'a> HeadReader<'a> {
         };
         self.details_at += len;
         self.details_left -= len;
-        // Built where it is kept: a view is a few hundred bytes, and a
-        // restore makes one per job.
-        jobs.push(JobView {
+        Ok(JobView {
             id,
             key: Arc::clone(key),
             input: PayloadRef {
@@ -932,8 +1400,7 @@ impl<'a> HeadReader<'a> {
                 },
                 lazy: Some(lazy),
             },
-        });
-        Ok(live)
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::error::{DetailError, Refusal, StateFound, TransitionError};
 use crate::event::{ChangeRef, Event, EventRef, FailCause, InterruptReason, JobOutcomeRef};
-use crate::snapshot::SnapshotError;
+use crate::snapshot::{Base, SnapshotError};
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Usage};
 use crate::view::{
     BlockedReason, CheckpointView, Detail, ExternalObservation, FinishReason, JobDetail, JobStatus,
@@ -24,10 +24,21 @@ type JobIndex = HashMap<JobId, usize>;
 /// Built by applying events in log order. Pure: no I/O, no clock.
 #[derive(Clone, Debug, Default)]
 pub struct Projections {
-    /// Jobs in creation order; every index below points into this.
+    /// Jobs restored from a snapshot, at positions `0..base.len()`: kept
+    /// as the snapshot's bytes and materialized when first used.
+    base: Option<Base>,
+    /// Jobs created since the snapshot (every job, without one), in
+    /// creation order, at positions from the base's length on. Every
+    /// index below holds positions.
     jobs: Vec<JobView>,
+    /// Positions of the jobs in `jobs`; the base's are found through the
+    /// snapshot's id index.
     by_id: JobIndex,
-    by_status: [BTreeSet<usize>; 4],
+    /// Unfinished (running) jobs: kept always, as the base lists its own.
+    running: BTreeSet<usize>,
+    /// Completed, failed and cancelled jobs: built by a scan of every job
+    /// when first asked for (materializing every job), kept from then on.
+    finished: OnceLock<Result<[BTreeSet<usize>; 3], DetailError>>,
     /// Unfinished jobs per fingerprint, in creation order (newest last).
     unfinished_by_fingerprint: HashMap<Arc<str>, BTreeSet<usize>>,
     /// (job, run) of runs that are interrupted in a job that is not cancelled.
@@ -57,10 +68,12 @@ impl Clone for Identity {
 }
 
 impl PartialEq for Projections {
-    /// Equal views. The indexes are functions of the views, so they need not
-    /// be compared.
+    /// Equal views (a job that cannot be materialized equals only the
+    /// same error). The indexes are functions of the views, so they need
+    /// not be compared.
     fn eq(&self, other: &Self) -> bool {
-        self.jobs == other.jobs
+        self.job_count() == other.job_count()
+            && self.jobs().zip(other.jobs()).all(|(a, b)| a == b)
             && self.events_applied == other.events_applied
             && self.last_lsn == other.last_lsn
     }
@@ -174,29 +187,120 @@ impl Projections {
 
     /// Number of jobs.
     pub fn job_count(&self) -> usize {
-        self.jobs.len()
+        self.base_len() + self.jobs.len()
     }
 
-    /// One job.
-    pub fn job(&self, id: &JobId) -> Option<&JobView> {
-        self.by_id.get(id).and_then(|&i| self.jobs.get(i))
+    /// One job; `Ok(None)` when no job has the id. Fails when the job
+    /// was restored from a snapshot whose bytes for it cannot be read
+    /// (the job is materialized from them on first use).
+    pub fn job(&self, id: &JobId) -> Result<Option<&JobView>, DetailError> {
+        match self.position_of(id.as_str())? {
+            Some(i) => self.job_at(i).map(Some),
+            None => Ok(None),
+        }
     }
 
-    /// Every job, oldest first. Reverse it for newest first.
-    pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &JobView> + ExactSizeIterator {
-        self.jobs.iter()
+    /// Every job, oldest first. Reverse it for newest first. A job
+    /// restored from a snapshot is materialized as the iterator reaches
+    /// it, and is an error if its bytes cannot be read.
+    pub fn jobs(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = Result<&JobView, DetailError>> + ExactSizeIterator {
+        (0..self.job_count()).map(|i| self.job_at(i))
     }
 
     /// Jobs with one status, oldest first. Reverse it for newest first.
-    pub fn jobs_with_status(&self, status: JobStatus) -> impl DoubleEndedIterator<Item = &JobView> {
-        self.by_status[status.index()]
-            .iter()
-            .filter_map(|&i| self.jobs.get(i))
+    /// For a finished status, the first call materializes every job, and
+    /// fails if one cannot be read.
+    pub fn jobs_with_status(
+        &self,
+        status: JobStatus,
+    ) -> Result<impl DoubleEndedIterator<Item = &JobView>, DetailError> {
+        let set = self.status_set(status)?;
+        // Every job of an index is materialized: the running ones at
+        // restore or creation, the others by the scan that built theirs.
+        Ok(set.iter().filter_map(|&i| self.job_loaded(i)))
     }
 
-    /// Number of jobs with one status.
-    pub fn count_with_status(&self, status: JobStatus) -> usize {
-        self.by_status[status.index()].len()
+    /// Number of jobs with one status; fails as
+    /// [`Projections::jobs_with_status`] does.
+    pub fn count_with_status(&self, status: JobStatus) -> Result<usize, DetailError> {
+        Ok(self.status_set(status)?.len())
+    }
+
+    /// The positions of the jobs with one status.
+    fn status_set(&self, status: JobStatus) -> Result<&BTreeSet<usize>, DetailError> {
+        let Some(finished) = finished_index(status) else {
+            return Ok(&self.running);
+        };
+        let sets = self.finished.get_or_init(|| {
+            let mut sets: [Vec<usize>; 3] = Default::default();
+            for (i, job) in self.jobs().enumerate() {
+                if let Some(s) = finished_index(job?.status) {
+                    sets[s].push(i);
+                }
+            }
+            // Positions come in order: the sets are built in bulk.
+            Ok(sets.map(|positions| positions.into_iter().collect()))
+        });
+        match sets {
+            Ok(sets) => Ok(&sets[finished]),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// The jobs restored from a snapshot, if these views were.
+    pub(crate) fn base(&self) -> Option<&Base> {
+        self.base.as_ref()
+    }
+
+    /// Number of jobs restored from a snapshot and kept as its bytes.
+    fn base_len(&self) -> usize {
+        self.base.as_ref().map_or(0, Base::len)
+    }
+
+    /// The job at position `i`, materialized if it is not yet.
+    fn job_at(&self, i: usize) -> Result<&JobView, DetailError> {
+        match &self.base {
+            Some(base) if i < base.len() => base.get(i),
+            _ => self
+                .jobs
+                .get(i - self.base_len())
+                .ok_or_else(|| DetailError {
+                    job: JobId::from(format!("#{i}")),
+                    reason: format!("no job at position {i} of {}", self.job_count()),
+                }),
+        }
+    }
+
+    /// The job at position `i` if it is materialized.
+    fn job_loaded(&self, i: usize) -> Option<&JobView> {
+        match &self.base {
+            Some(base) if i < base.len() => base.loaded(i),
+            _ => self.jobs.get(i - self.base_len()),
+        }
+    }
+
+    /// The job at position `i`, to change, if it is materialized (every
+    /// job an event is validated for is).
+    fn job_mut(&mut self, i: usize) -> Option<&mut JobView> {
+        let base_len = self.base_len();
+        match &mut self.base {
+            Some(base) if i < base_len => base.get_mut(i),
+            _ => self.jobs.get_mut(i - base_len),
+        }
+    }
+
+    /// The position of the job with id `id`: among the jobs created since
+    /// the snapshot, then in the snapshot's id index.
+    fn position_of(&self, id: &str) -> Result<Option<usize>, DetailError> {
+        if let Some(&i) = self.by_id.get(id) {
+            return Ok(Some(i));
+        }
+        match &self.base {
+            Some(base) => base.find(id),
+            None => Ok(None),
+        }
     }
 
     /// The newest unfinished job created with this fingerprint.
@@ -206,13 +310,14 @@ impl Projections {
         self.unfinished_by_fingerprint
             .get(fingerprint)
             .and_then(|jobs| jobs.last())
-            .and_then(|&i| self.jobs.get(i))
+            // Unfinished jobs are materialized at restore or creation.
+            .and_then(|&i| self.job_loaded(i))
     }
 
     /// One run; `Ok(None)` when the job or the run does not exist. Fails
     /// when the job's detail cannot be read ([`JobView::detail`]).
     pub fn run(&self, job: &JobId, run: &RunId) -> Result<Option<&RunView>, DetailError> {
-        match self.job(job) {
+        match self.job(job)? {
             None => Ok(None),
             Some(j) => Ok(j.detail()?.run(run)),
         }
@@ -226,7 +331,7 @@ impl Projections {
         job: &JobId,
         checkpoint: &CheckpointId,
     ) -> Result<Option<&CheckpointView>, DetailError> {
-        match self.job(job) {
+        match self.job(job)? {
             None => Ok(None),
             Some(j) => Ok(j.detail()?.checkpoint(checkpoint)),
         }
@@ -262,7 +367,7 @@ impl Projections {
         code_version: Option<&str>,
         attempts_max: u32,
     ) -> Result<Option<Resumability>, DetailError> {
-        let Some(job) = self.job(job) else {
+        let Some(job) = self.job(job)? else {
             return Ok(None);
         };
         let detail = job.detail()?;
@@ -281,8 +386,7 @@ impl Projections {
     /// name has its detail decoded: at restore for the jobs a snapshot
     /// lists with such runs, and by the event that made any other run so.
     fn run_at(&self, job: usize, run: usize) -> Option<&RunView> {
-        self.jobs
-            .get(job)
+        self.job_loaded(job)
             .and_then(JobView::loaded_detail)
             .and_then(|d| d.runs.get(run))
     }
@@ -299,12 +403,21 @@ impl Projections {
             refusal,
         };
 
-        let job_idx = match self.jobs.get(self.recent_job) {
+        let job_idx = match self.job_loaded(self.recent_job) {
             Some(job) if job.id.as_str() == event.job => Some(self.recent_job),
-            _ => self.by_id.get(event.job).copied(),
+            // A job of the base is materialized by its lookup; one whose
+            // bytes cannot be read accepts nothing, not even a creation
+            // under its id.
+            _ => self.position_of(event.job).map_err(|e| {
+                refuse(
+                    StateFound::NoJob,
+                    event.change.run(),
+                    Refusal::DetailUnreadable(e),
+                )
+            })?,
         };
         if let ChangeRef::JobCreated { .. } = event.change {
-            return match job_idx.and_then(|i| self.jobs.get(i)) {
+            return match job_idx.and_then(|i| self.job_loaded(i)) {
                 Some(job) => Err(refuse(
                     StateFound::Job(job.status),
                     None,
@@ -312,12 +425,12 @@ impl Projections {
                 )),
                 // A new job goes at the end of the list.
                 None => Ok(Target {
-                    job: self.jobs.len(),
+                    job: self.job_count(),
                     run: None,
                 }),
             };
         }
-        let Some((ji, job)) = job_idx.and_then(|i| self.jobs.get(i).map(|j| (i, j))) else {
+        let Some((ji, job)) = job_idx.and_then(|i| self.job_loaded(i).map(|j| (i, j))) else {
             return Err(refuse(
                 StateFound::NoJob,
                 event.change.run(),
@@ -531,14 +644,14 @@ impl Projections {
                 resume_from,
                 code_version,
             } => {
-                if self.jobs[ji].status != JobStatus::Running {
+                if self.job_loaded(ji).map(|j| j.status) != Some(JobStatus::Running) {
                     // A continuation reopens the finished job.
                     self.set_job_status(ji, JobStatus::Running);
-                    let job = &mut self.jobs[ji];
+                    let Some(job) = self.job_mut(ji) else { return };
                     job.finished_at = None;
                     job.finish = None;
                 }
-                let job = &mut self.jobs[ji];
+                let Some(job) = self.job_mut(ji) else { return };
                 let job_id = job.id.clone();
                 let Some(detail) = validated_detail(job) else {
                     return;
@@ -568,7 +681,7 @@ impl Projections {
                     ),
                 };
                 self.set_job_status(ji, status);
-                let job = &mut self.jobs[ji];
+                let Some(job) = self.job_mut(ji) else { return };
                 job.finished_at = Some(at);
                 job.finish = Some(reason);
                 if status == JobStatus::Cancelled {
@@ -581,11 +694,13 @@ impl Projections {
                 }
             }
             ChangeRef::ExternalStatusObserved { status, detail } => {
-                self.jobs[ji].external = Some(ExternalObservation {
-                    status,
-                    detail: detail.to_owned(),
-                    at,
-                });
+                if let Some(job) = self.job_mut(ji) {
+                    job.external = Some(ExternalObservation {
+                        status,
+                        detail: detail.to_owned(),
+                        at,
+                    });
+                }
             }
             change => {
                 // validate() resolved a run for every remaining event.
@@ -593,15 +708,17 @@ impl Projections {
                 self.mutate_run(ji, ri, lsn, at, change);
             }
         }
-        let job = &mut self.jobs[ji];
-        job.detail.note_event(job.last_lsn, lsn);
-        job.last_lsn = lsn;
+        if let Some(job) = self.job_mut(ji) {
+            job.detail.note_event(job.last_lsn, lsn);
+            job.last_lsn = lsn;
+        }
     }
 
-    /// The one job of views that hold exactly one, taken out of them.
+    /// The one job of views that hold exactly one, and no snapshot's,
+    /// taken out of them.
     pub(crate) fn into_only_job(mut self) -> Option<JobView> {
-        match self.jobs.len() {
-            1 => self.jobs.pop(),
+        match (&self.base, self.jobs.len()) {
+            (None, 1) => self.jobs.pop(),
             _ => None,
         }
     }
@@ -618,7 +735,7 @@ impl Projections {
             lsn,
             len: bytes.len() as u64,
         };
-        let job = &mut self.jobs[ji];
+        let Some(job) = self.job_mut(ji) else { return };
         let job_id = job.id.clone();
         let (total_steps, usage_so_far) = (&mut job.total_steps, &mut job.usage);
         let Some(job) = job.detail.loaded.get_mut().and_then(|d| d.as_mut().ok()) else {
@@ -758,18 +875,30 @@ impl Projections {
     }
 
     fn set_job_status(&mut self, ji: usize, status: JobStatus) {
-        let old = self.jobs[ji].status;
-        self.jobs[ji].status = status;
+        let Some(job) = self.job_mut(ji) else { return };
+        let old = job.status;
+        job.status = status;
         self.index_status(ji, Some(old), status);
     }
 
-    /// Moves job `ji` between the status and fingerprint indexes.
+    /// Moves job `ji` between the status and fingerprint indexes. The
+    /// finished statuses' sets are kept only once they are built: until
+    /// then, the scan that builds them reads the views as they are.
     fn index_status(&mut self, ji: usize, old: Option<JobStatus>, new: JobStatus) {
+        let mut finished = self.finished.get_mut().and_then(|s| s.as_mut().ok());
         if let Some(old) = old {
-            self.by_status[old.index()].remove(&ji);
+            match (finished_index(old), finished.as_mut()) {
+                (None, _) => drop(self.running.remove(&ji)),
+                (Some(s), Some(sets)) => drop(sets[s].remove(&ji)),
+                (Some(_), None) => {}
+            }
         }
-        self.by_status[new.index()].insert(ji);
-        let Some(fp) = self.jobs[ji].fingerprint.clone() else {
+        match (finished_index(new), finished) {
+            (None, _) => drop(self.running.insert(ji)),
+            (Some(s), Some(sets)) => drop(sets[s].insert(ji)),
+            (Some(_), None) => {}
+        }
+        let Some(fp) = self.job_loaded(ji).and_then(|j| j.fingerprint.clone()) else {
             return;
         };
         if new.is_finished() {
@@ -787,36 +916,33 @@ impl Projections {
         }
     }
 
-    /// Views restored from a snapshot: rebuilds the indexes across jobs
-    /// from the job summaries, checking that job ids are unique, and
-    /// decodes the detail of every job with runs in flight or interrupted
-    /// (`live`: job position and its live runs, in job order), checking it
+    /// Views restored from a snapshot: `base` holds its jobs as bytes.
+    /// Materializes the jobs the head lists as unfinished (`unfinished`,
+    /// in order) and indexes them by fingerprint; materializes the jobs
+    /// with runs in flight or interrupted (`live`: job position and its
+    /// live runs, in job order), decodes their details and checks them
     /// against that list; the indexes hand out those runs.
-    pub(crate) fn from_views(
-        mut jobs: Vec<JobView>,
+    pub(crate) fn from_base(
+        mut base: Base,
+        unfinished: &[u32],
         live: Vec<(usize, Vec<(u32, RunStatus)>)>,
         events_applied: u64,
         last_lsn: Option<Lsn>,
     ) -> Result<Self, SnapshotError> {
+        let unreadable = |e: DetailError| SnapshotError::Malformed {
+            reason: e.to_string(),
+        };
         let mut state = Projections {
-            by_id: JobIndex::with_capacity(jobs.len()),
             events_applied,
             last_lsn,
             ..Projections::default()
         };
-        // Jobs come in creation order, so each status's positions are
-        // sorted: the sets are built in bulk below, not one insert each.
-        let mut by_status: [Vec<usize>; 4] = Default::default();
-        for (ji, job) in jobs.iter().enumerate() {
-            if state.by_id.insert(job.id.clone(), ji).is_some() {
-                return Err(SnapshotError::Malformed {
-                    reason: format!("job {} appears twice", job.id),
-                });
-            }
-            by_status[job.status.index()].push(ji);
-            if !job.status.is_finished()
-                && let Some(fp) = &job.fingerprint
-            {
+        for &ji in unfinished {
+            let ji = ji as usize;
+            // Materializing checks that the record says it is unfinished.
+            let job = base.get(ji).map_err(unreadable)?;
+            state.running.insert(ji);
+            if let Some(fp) = &job.fingerprint {
                 state
                     .unfinished_by_fingerprint
                     .entry(fp.clone())
@@ -825,7 +951,8 @@ impl Projections {
             }
         }
         for (ji, runs) in live {
-            let Some(job) = jobs.get_mut(ji) else {
+            base.get(ji).map_err(unreadable)?;
+            let Some(job) = base.get_mut(ji) else {
                 continue;
             };
             // Decoded now, and checked against the runs the summary lists:
@@ -848,13 +975,19 @@ impl Projections {
                 }
             }
         }
-        // The list is kept as it came: a job view is a few hundred bytes,
-        // not worth moving.
-        state.jobs = jobs;
-        for (set, positions) in state.by_status.iter_mut().zip(by_status) {
-            *set = positions.into_iter().collect();
-        }
+        state.base = Some(base);
         Ok(state)
+    }
+}
+
+/// Where a finished status's set is in [`Projections`]'s `finished`;
+/// `None` for running.
+fn finished_index(status: JobStatus) -> Option<usize> {
+    match status {
+        JobStatus::Running => None,
+        JobStatus::Completed => Some(0),
+        JobStatus::Failed => Some(1),
+        JobStatus::Cancelled => Some(2),
     }
 }
 

@@ -51,10 +51,6 @@ impl JobStatus {
             JobStatus::Cancelled => "cancelled",
         }
     }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
 }
 
 impl fmt::Display for JobStatus {

@@ -25,19 +25,31 @@ const SCRIPT: &str = "
     finish k completed
 ";
 
-/// Offsets in the snapshot body of `SCRIPT`'s views: job `j`'s record
-/// (after the 64-byte preamble and the key "a") and its detail (at the
-/// end of the head).
-const RECORD_J: usize = 64 + 4 + 1;
+/// Offsets in the snapshot body of `SCRIPT`'s views (FORMAT.md, body
+/// version 5): job `j`'s record, the first of the base's regions (after
+/// the 80-byte preamble and the key "a", which end the head, then the
+/// one chunk's table entry and the two jobs' id index entries), and its
+/// last LSN in it; where the preamble says the details start.
+const RECORD_J: usize = 80 + 4 + 1 + 24 + 2 * 16;
 const LAST_LSN: usize = 64;
+const DETAILS_AT: usize = 64;
+
+/// Where the details start in `body`.
+fn details_at(body: &[u8]) -> usize {
+    u64::from_le_bytes(
+        body[DETAILS_AT..DETAILS_AT + 8]
+            .try_into()
+            .expect("8 bytes"),
+    ) as usize
+}
 
 /// The views of `SCRIPT`, their events, and their snapshot body holding
 /// both jobs by their event LSNs.
 fn setup() -> (Projections, Vec<(Lsn, Event)>, Vec<u8>) {
     let (state, events, _) = common::run_script(SCRIPT);
     let body = common::snapshot_from_log(&state);
-    let head_len = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes")) as usize;
-    assert_eq!(body[head_len..], [4, 2, 2, 2, 2, 4, 2, 2, 2, 2]);
+    assert_eq!(RECORD_J + 2 * 128 + 2, details_at(&body));
+    assert_eq!(body[details_at(&body)..], [4, 2, 2, 2, 2, 4, 2, 2, 2, 2]);
     (state, events, body)
 }
 
@@ -46,8 +58,8 @@ fn setup() -> (Projections, Vec<(Lsn, Event)>, Vec<u8>) {
 /// detail error, after checking that `k` still reads exactly.
 fn lie(list: [u8; 4], last: Lsn) -> DetailError {
     let (state, events, mut body) = setup();
-    let head_len = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes")) as usize;
-    body[head_len + 1..head_len + 5].copy_from_slice(&list);
+    let at = details_at(&body);
+    body[at + 1..at + 5].copy_from_slice(&list);
     body[RECORD_J + LAST_LSN..RECORD_J + LAST_LSN + 8].copy_from_slice(&last.to_le_bytes());
     common::reseal(&mut body);
     let restored = common::restore_from_log(&body, &events).expect("the head holds");
@@ -59,6 +71,7 @@ fn lie(list: [u8; 4], last: Lsn) -> DetailError {
     );
     let err = restored
         .job(&j)
+        .expect("readable")
         .expect("j")
         .detail()
         .expect_err("a lying list");
@@ -136,11 +149,16 @@ fn without_a_log_a_job_held_by_its_events_is_a_typed_error() {
     let (state, _, body) = setup();
     let restored = common::restore(&body).expect("the head holds");
     let j = JobId::from("j");
-    let err = restored.job(&j).expect("j").detail().expect_err("no log");
+    let err = restored
+        .job(&j)
+        .expect("readable")
+        .expect("j")
+        .detail()
+        .expect_err("no log");
     assert!(err.reason.contains("no log to read them from"), "{err}");
     // The summary is right all the same.
     assert_eq!(
-        common::summary(restored.job(&j).expect("j")),
-        common::summary(state.job(&j).expect("j"))
+        common::summary(restored.job(&j).expect("readable").expect("j")),
+        common::summary(state.job(&j).expect("readable").expect("j"))
     );
 }

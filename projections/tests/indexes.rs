@@ -85,7 +85,7 @@ fn big_job() -> (Projections, Lsn) {
 }
 
 fn assert_finds_everything(p: &Projections) {
-    let job = p.job(&JobId::from("j")).expect("job");
+    let job = p.job(&JobId::from("j")).expect("readable").expect("job");
     let job = job.detail().expect("detail decodes");
     assert_eq!(job.checkpoints().len(), N);
     assert_eq!(job.runs().len(), N + 1);

@@ -87,12 +87,14 @@ fn replay_all(dir: &Path) -> Result<Replayed, Failure> {
             ),
         ));
     }
-    let jobs = ro.with_views(|v| {
-        JobStatus::ALL
-            .iter()
-            .map(|s| (*s, v.count_with_status(*s)))
-            .collect()
-    });
+    let jobs = ro
+        .with_views(|v| {
+            JobStatus::ALL
+                .iter()
+                .map(|s| Ok((*s, v.count_with_status(*s)?)))
+                .collect::<Result<Vec<_>, EngineError>>()
+        })
+        .map_err(|e| Failure::engine(dir, e))?;
     Ok(Replayed {
         events,
         from: first,

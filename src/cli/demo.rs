@@ -656,10 +656,14 @@ trait SummaryExt {
 impl SummaryExt for Engine {
     fn with_views_summary(&self) -> Summary {
         use runlog::Query;
+        // A job that cannot be read counts nothing in this summary:
+        // `runlog check` is what reports it.
         self.with_views(|v| Summary {
-            tokens: v.jobs().map(|j| j.usage.total_tokens()).sum(),
-            cost: v.jobs().map(|j| j.usage.cost_micros).sum(),
-            failed: v.count_with_status(runlog::JobStatus::Failed),
+            tokens: v.jobs().flatten().map(|j| j.usage.total_tokens()).sum(),
+            cost: v.jobs().flatten().map(|j| j.usage.cost_micros).sum(),
+            failed: v
+                .count_with_status(runlog::JobStatus::Failed)
+                .unwrap_or_default(),
         })
     }
 }

@@ -70,7 +70,8 @@ pub fn jobs(
     let mut filter = JobFilter::all();
     filter.status = status;
     filter.key = key;
-    print_jobs(&ro.jobs(&filter), json)?;
+    let jobs = ro.jobs(&filter).map_err(|e| Failure::engine(dir, e))?;
+    print_jobs(&jobs, json)?;
     Ok(0)
 }
 
@@ -96,7 +97,9 @@ pub fn replay(
         }
     };
     let ro = out::open(dir, as_of)?;
-    let jobs = ro.jobs(&JobFilter::all());
+    let jobs = ro
+        .jobs(&JobFilter::all())
+        .map_err(|e| Failure::engine(dir, e))?;
     if !json {
         let r = ro.report();
         let mut w = out::stdout();

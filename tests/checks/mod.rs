@@ -138,7 +138,11 @@ fn fold(events: &[Event]) -> Projections {
 
 /// Asks every query of every job, for panics.
 fn ask_everything(q: &impl Query) {
-    let jobs = q.with_views(|v| v.jobs().cloned().collect::<Vec<_>>());
+    let jobs = q.with_views(|v| {
+        v.jobs()
+            .map(|j| j.expect("jobs materialize").clone())
+            .collect::<Vec<_>>()
+    });
     for job in &jobs {
         let _ = q.run_tree(&job.id);
         let _ = q.job_input(&job.id);

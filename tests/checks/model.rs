@@ -481,6 +481,7 @@ impl Harness {
             .filter(|j| {
                 self.views
                     .job(j)
+                    .expect("model views are replayed")
                     .is_some_and(|v| v.status == JobStatus::Running)
             })
             .cloned()
@@ -991,7 +992,7 @@ impl Harness {
             {
                 assert_eq!(j, job);
                 assert!(
-                    self.views.job(&job).is_none(),
+                    self.views.job(&job).expect("readable").is_none(),
                     "resume of a known job refused"
                 );
                 self.stats.refused += 1;
@@ -1301,6 +1302,7 @@ impl Harness {
                 || self
                     .views
                     .job(&e.job)
+                    .expect("model views are replayed")
                     .is_some_and(|j| j.status == JobStatus::Running);
             let (got, want) = match &e.change {
                 Change::JobCreated { input, .. } => (engine.job_input(&e.job), input),

@@ -100,9 +100,11 @@ pub fn restore_from_log(
 
 /// Recomputes the checksums of a snapshot body edited in place, per
 /// FORMAT.md's version 5 layout: each job's detail CRC in its 128-byte
-/// record (bytes 88..92), then the head's CRC (bytes 4..8, over bytes
-/// 8..head_len). What the edit broke in the structure is left for the
-/// restore to find: what no longer fits the body keeps its old CRC.
+/// record (bytes 88..92), each chunk's CRC in its table entry (bytes
+/// 16..20, over its region), the id index's CRC (preamble bytes 72..76),
+/// then the head's CRC (bytes 4..8, over bytes 8..head_len). What the edit
+/// broke in the structure is left for the restore to find: what no longer
+/// fits the body keeps its old CRC.
 pub fn reseal(body: &mut [u8]) {
     let u64_at = |b: &[u8], at: usize| {
         b.get(at..at + 8).map_or(u64::MAX, |b| {
@@ -114,30 +116,54 @@ pub fn reseal(body: &mut [u8]) {
             u32::from_le_bytes(b.try_into().expect("4 bytes"))
         })
     };
-    let head_len = usize::try_from(u64_at(body, 8)).unwrap_or(usize::MAX);
-    if head_len < 64 || head_len > body.len() {
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    let head_len = size(u64_at(body, 8));
+    if head_len < 80 || head_len > body.len() {
         return;
     }
-    let mut at = 64usize;
-    for _ in 0..u32_at(body, 36).min(1 << 20) {
-        at = at.saturating_add(4 + u32_at(body, at) as usize);
+    let jobs = size(u64_at(body, 40)).min(1 << 20);
+    let chunks = jobs.div_ceil(64);
+    let ids_at = head_len + chunks * 24;
+    let regions_at = ids_at + jobs * 16;
+    let details_at = size(u64_at(body, 64));
+    if regions_at + jobs * 128 > details_at || details_at > body.len() {
+        let crc = crc32fast::hash(&body[8..head_len]);
+        body[4..8].copy_from_slice(&crc.to_le_bytes());
+        return;
     }
-    let mut detail = head_len;
-    for j in 0..u64_at(body, 40).min(1 << 20) as usize {
-        let record = at.saturating_add(j * 128);
-        if record.saturating_add(128) > head_len {
-            break;
-        }
-        let len = usize::try_from(u64_at(body, record + 80)).unwrap_or(usize::MAX);
-        let Some(bytes) = body.get(detail..detail.saturating_add(len)) else {
-            break;
+    for c in 0..chunks {
+        let entry = head_len + c * 24;
+        let region_at = regions_at.saturating_add(size(u64_at(body, entry)));
+        let region_end = if c + 1 < chunks {
+            regions_at.saturating_add(size(u64_at(body, entry + 24)))
+        } else {
+            details_at
         };
-        let crc = crc32fast::hash(bytes);
-        body[record + 88..record + 92].copy_from_slice(&crc.to_le_bytes());
-        detail += len;
+        let mut detail = details_at.saturating_add(size(u64_at(body, entry + 8)));
+        let count = 64.min(jobs - c * 64);
+        for k in 0..count {
+            let record = region_at.saturating_add(k * 128);
+            if record.saturating_add(128) > region_end.min(details_at) {
+                break;
+            }
+            let len = size(u64_at(body, record + 80));
+            let Some(bytes) = body.get(detail..detail.saturating_add(len)) else {
+                break;
+            };
+            let crc = crc32fast::hash(bytes);
+            body[record + 88..record + 92].copy_from_slice(&crc.to_le_bytes());
+            detail += len;
+        }
+        if let Some(region) = body.get(region_at..region_end) {
+            let crc = crc32fast::hash(region);
+            body[entry + 16..entry + 20].copy_from_slice(&crc.to_le_bytes());
+        }
     }
+    let crc = crc32fast::hash(&body[ids_at..regions_at]);
+    body[72..76].copy_from_slice(&crc.to_le_bytes());
     let crc = crc32fast::hash(&body[8..head_len]);
     body[4..8].copy_from_slice(&crc.to_le_bytes());
+    let _ = u32_at;
 }
 
 /// A job's summary (every field but its detail) as text, to compare.
@@ -388,7 +414,7 @@ fn render_run(out: &mut String, state: &Projections, job: &JobView, run: &RunVie
 /// checkpoints, then the interrupted runs and in-flight runs.
 pub fn render(state: &Projections) -> String {
     let mut out = String::new();
-    for job in state.jobs() {
+    for job in state.jobs().map(|j| j.expect("materializes")) {
         write!(
             out,
             "job {} {} key={} steps={} usage={} input=@{}+{}",
@@ -430,7 +456,7 @@ pub fn render(state: &Projections) -> String {
     }
     let fingerprints: std::collections::BTreeSet<&str> = state
         .jobs()
-        .filter_map(|j| j.fingerprint.as_deref())
+        .filter_map(|j| j.expect("materializes").fingerprint.as_deref())
         .collect();
     for fp in fingerprints {
         let newest = state
