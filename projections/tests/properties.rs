@@ -912,6 +912,56 @@ proptest! {
         }
         prop_assert_eq!(common::snapshot(&all), body);
     }
+
+    /// A snapshot of many jobs (several chunks) that holds jobs by their
+    /// event LSNs, restored over the events it names: written again
+    /// before any job is used, or with every job materialized and no
+    /// detail decoded, it has the same bytes (each job's list copied from
+    /// the snapshot, its flag kept through its chunk's materialization);
+    /// in full, the bytes of the replayed views; and queried and changed
+    /// by events in any order, it answers and ends as the replayed views.
+    #[test]
+    fn a_lazy_restore_from_the_log_answers_changes_and_writes_like_a_replay(
+        (before, after) in many_job_ops(),
+    ) {
+        let t = fold(&before);
+        let mut replayed = t.state;
+        let body = common::snapshot_from_log(&replayed);
+        let untouched = common::restore_from_log(&body, &t.accepted).expect("restore");
+        prop_assert_eq!(common::snapshot_from_log(&untouched), body.clone());
+        for job in untouched.jobs() {
+            let job = job.expect("materializes");
+            let want = replayed.job(&job.id).expect("readable").expect("job").event_lsns();
+            prop_assert!(want.is_some());
+            prop_assert_eq!(job.event_lsns(), want);
+        }
+        prop_assert_eq!(common::snapshot_from_log(&untouched), body.clone());
+        prop_assert_eq!(common::snapshot(&untouched), common::snapshot(&replayed));
+
+        let mut restored = common::restore_from_log(&body, &t.accepted).expect("restore");
+        let mut log = t.accepted;
+        for (i, (kind, op)) in after.into_iter().enumerate() {
+            if kind <= 2 {
+                let e = event(op, 100_000 + i as u64);
+                let lsn = 100_000 + i as Lsn;
+                let applied = restored.apply(lsn, &e);
+                prop_assert_eq!(&applied, &replayed.apply(lsn, &e));
+                if applied.is_ok() {
+                    log.push((lsn, e));
+                }
+            } else {
+                prop_assert_eq!(
+                    lazy_query(&restored, kind, op),
+                    lazy_query(&replayed, kind, op)
+                );
+            }
+        }
+        prop_assert_eq!(&restored, &replayed);
+        let written = common::snapshot_from_log(&restored);
+        prop_assert_eq!(&written, &common::snapshot_from_log(&replayed));
+        let again = common::restore_from_log(&written, &log).expect("again");
+        prop_assert_eq!(again, replayed);
+    }
 }
 
 proptest! {
