@@ -10,6 +10,13 @@
 //! prints the process's peak resident memory (VmHWM), its heap (RssAnon)
 //! and the job and checkpoint counts. Comparing three directories (0 jobs; N jobs with 0
 //! steps; N jobs with S steps) gives the bytes per job and per checkpoint.
+//!
+//! It also prints what the views spend on the LSNs of each job's events
+//! (so that a snapshot can name them instead of holding the job's runs
+//! and checkpoints): `event_lsn_list_bytes`, the lists' encoded bytes
+//! summed over the jobs (one varint per event after the first), to which
+//! each job adds its list's 24-byte `Vec` inline and the allocator's
+//! rounding of the list.
 
 use runlog::{Engine, JobFilter, JobOutcome, Options, Query, Step, Submit, SyncPolicy, Usage};
 use std::process::ExitCode;
@@ -99,9 +106,22 @@ fn open(dir: &str) -> Result<(), String> {
             .map(|j| j.detail().map_or(0, |d| d.checkpoints().len()))
             .sum()
     });
+    // The encoded size of each job's list: a LEB128 varint per distance.
+    let varint_len = |d: u64| (64 - d.leading_zeros()).div_ceil(7).max(1) as usize;
+    let lsn_list_bytes: usize = engine.with_views(|v| {
+        v.jobs()
+            .flatten()
+            .filter_map(|j| j.event_lsns())
+            .map(|lsns| {
+                lsns.windows(2)
+                    .map(|w| varint_len(w[1] - w[0]))
+                    .sum::<usize>()
+            })
+            .sum()
+    });
     let kib = |field| status_kib(field).map_or("unknown".into(), |k| k.to_string());
     println!(
-        "jobs={jobs} checkpoints={checkpoints} events_replayed={} peak_rss_kib={} rss_anon_kib={}",
+        "jobs={jobs} checkpoints={checkpoints} events_replayed={} event_lsn_list_bytes={lsn_list_bytes} peak_rss_kib={} rss_anon_kib={}",
         report.events_replayed,
         kib("VmHWM:"),
         kib("RssAnon:")

@@ -9,6 +9,7 @@
 //! cargo run --release --example open_profile -- cold DIR JOBS
 //! valgrind --tool=callgrind target/release/examples/open_profile all DIR 1
 //! cargo run --release --example open_profile -- all DIR RUNS
+//! cargo run --release --example open_profile -- details DIR RUNS
 //! ```
 //!
 //! `build` writes the bench's mix (per job: submit, start, 8 steps of
@@ -23,6 +24,10 @@
 //! finish; one snapshot on close) for JOBS jobs; `all` times what that
 //! harness times there, "open + all jobs with their totals" (open, then
 //! `jobs(&JobFilter::all())`), RUNS times, and prints the median.
+//! `details` opens the directory and then reads every job's latest
+//! checkpoint (the first read of each job's runs and checkpoints after an
+//! open: decoded from the snapshot, or rebuilt from the log's events),
+//! RUNS times, and prints the median time per job.
 
 use runlog::{Engine, JobFilter, JobOutcome, Options, Query, Step, Submit, SyncPolicy, Usage};
 use std::process::ExitCode;
@@ -49,9 +54,10 @@ fn main() -> ExitCode {
         ["time", dir, runs] => time(dir, runs),
         ["cold", dir, jobs] => cold(dir, jobs),
         ["all", dir, runs] => all(dir, runs),
+        ["details", dir, runs] => details(dir, runs),
         _ => Err(
             "usage: open_profile build DIR EVENTS [snapshot] | open DIR | time DIR RUNS \
-                 | cold DIR JOBS | all DIR RUNS"
+                 | cold DIR JOBS | all DIR RUNS | details DIR RUNS"
                 .into(),
         ),
     };
@@ -199,5 +205,44 @@ fn all(dir: &str, runs: &str) -> Result<(), String> {
         times.push(ms);
     }
     print_median(times);
+    Ok(())
+}
+
+/// Opens `dir`, then reads every job's latest checkpoint once, RUNS
+/// times; prints the median microseconds per job (the open not counted).
+fn details(dir: &str, runs: &str) -> Result<(), String> {
+    let mut o = options();
+    o.snapshot_on_close = false;
+    let mut times = Vec::new();
+    for _ in 0..number(runs)? {
+        let (engine, report) = Engine::open(dir, o.clone()).map_err(|e| e.to_string())?;
+        let rows = engine.jobs(&JobFilter::all()).map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        let mut found = 0usize;
+        for row in &rows {
+            if engine
+                .latest_checkpoint(&row.id)
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                found += 1;
+            }
+        }
+        let us = start.elapsed().as_secs_f64() * 1e6 / rows.len().max(1) as f64;
+        eprintln!(
+            "jobs={} with a checkpoint={found} snapshot={} {us:.2} us per job",
+            rows.len(),
+            report.snapshot.is_some()
+        );
+        drop(rows);
+        engine.close().map_err(|e| e.to_string())?;
+        times.push(us);
+    }
+    let mut sorted = times;
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "median {:.2} us per job",
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    );
     Ok(())
 }

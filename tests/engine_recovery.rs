@@ -402,10 +402,11 @@ fn dropping_history_keeps_what_unfinished_jobs_need_and_reopens_from_the_snapsho
 
 /// A snapshot written by a build with another snapshot body version (here
 /// version 3, the postcard head before the fixed-width one, and version 4,
-/// the fixed-width head restored whole before the lazy base of version 5)
-/// or another file version (1, which checksummed the whole body) is
-/// skipped by number, with checksums that hold, and the log is replayed:
-/// never a misread view.
+/// the fixed-width head restored whole, which held every job's runs and
+/// checkpoints, before the lazy base of version 5 that may name a job's
+/// events in the log instead) or another file version (1, which
+/// checksummed the whole body) is skipped by number, with checksums that
+/// hold, and the log is replayed: never a misread view.
 #[test]
 fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     let dir = TempDir::new("snapver");
@@ -424,12 +425,13 @@ fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
     // Body versions 3 and 4 under the same (version 2) file header, their
     // checksums recomputed (FORMAT.md, "Snapshot files").
     assert_eq!(original[48], runlog::projections::SNAPSHOT_FORMAT_VERSION);
-    let mut bytes = original.clone();
-    bytes[48] = 3;
-    reseal_file(&mut bytes);
-    let mut v4 = original.clone();
-    v4[48] = 4;
-    reseal_file(&mut v4);
+    let body_version = |version: u8| {
+        let mut bytes = original.clone();
+        bytes[48] = version;
+        reseal_file(&mut bytes);
+        bytes
+    };
+    let (v3, v4) = (body_version(3), body_version(4));
     // File version 1, its header checksum (bytes 44..48, over 0..44) right.
     let mut old_file = original;
     old_file[8..12].copy_from_slice(&1u32.to_le_bytes());
@@ -438,7 +440,7 @@ fn a_snapshot_of_another_body_version_is_skipped_and_the_log_replayed() {
 
     for (bytes, says) in [
         (
-            bytes,
+            v3,
             "snapshot body version 3 is not supported (this build reads 5)",
         ),
         (

@@ -591,10 +591,11 @@ const CASES: &[Case] = &[
         damage: |d| {
             let s = snapshots(d)[0].clone();
             let lsn = snapshot_lsn(&s);
-            // A body version 4 preamble alone (64 bytes, the whole head),
-            // its checksum right, claiming 2^60 job records.
+            // A preamble of this build's body version alone (64 bytes,
+            // the whole head), its checksum right, claiming 2^60 job
+            // records.
             let mut body = vec![0u8; 64];
-            body[0] = 4;
+            body[0] = runlog::projections::SNAPSHOT_FORMAT_VERSION;
             body[8..16].copy_from_slice(&64u64.to_le_bytes());
             body[40..48].copy_from_slice(&(1u64 << 60).to_le_bytes());
             let crc = crc32fast::hash(&body[8..]);

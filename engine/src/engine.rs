@@ -5,18 +5,18 @@ use crate::codec;
 use crate::error::EngineError;
 use crate::files::Files;
 use crate::options::Options;
-use crate::query::{Query, Source, sealed};
+use crate::query::{LogEvents, Query, Source, sealed};
 use crate::replay::{Stop, replay};
 use crate::snapshot::{self, SkippedSnapshot};
 use runlog_log::{Log, LogError, RecoveryReport};
 use runlog_projections::{
-    Change, CheckpointId, Event, ExternalStatus, FailCause, InterruptReason, JobId, JobOutcome,
-    JobStatus, Lsn, Projections, Refusal, Resumability, RunId, RunStatus, Timestamp,
-    TransitionError, Usage,
+    Change, CheckpointId, Event, EventSource, ExternalStatus, FailCause, InterruptReason, JobId,
+    JobOutcome, JobStatus, Lsn, Projections, Refusal, Resumability, RunId, RunStatus,
+    SnapshotDetails, Timestamp, TransitionError, Usage,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An open, writable data directory: the embedded runlog.
 ///
@@ -32,7 +32,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 #[derive(Debug)]
 pub struct Engine {
     dir: PathBuf,
-    log: Log,
+    /// Shared with the views restored from a snapshot, which read the
+    /// events of jobs the snapshot holds by their LSNs (weakly: see
+    /// `LogEvents`).
+    log: Arc<Log>,
     /// Where snapshots are written: the log's file system.
     files: Files,
     views: RwLock<Projections>,
@@ -280,6 +283,8 @@ impl Engine {
         log: Log,
         recovery: RecoveryReport,
     ) -> Result<(Engine, OpenReport), EngineError> {
+        let log = Arc::new(log);
+        let events = LogEvents::writer(&log, &files, options.log_options());
         let (
             Start {
                 views,
@@ -292,7 +297,8 @@ impl Engine {
         ) = start_and_replay(
             &files,
             &dir,
-            &log,
+            &*log,
+            &events,
             log.first_lsn(),
             log.next_lsn(),
             None,
@@ -728,7 +734,18 @@ impl Engine {
             let lsn = self.log.next_lsn();
             self.log.sync()?;
             let views = read(&self.views);
-            let body = snapshot::encode(&views)?;
+            // While the log keeps every segment, a job's runs and
+            // checkpoints are the fold of its events there: the snapshot
+            // names them. Segments it covers may otherwise be dropped
+            // after it, so it holds them in full.
+            let details = if self.options.keep_full_history {
+                SnapshotDetails::FromLog {
+                    first_lsn: self.log.first_lsn(),
+                }
+            } else {
+                SnapshotDetails::Full
+            };
+            let body = snapshot::encode(&views, details)?;
             let keep_from = views
                 .jobs_with_status(JobStatus::Running)?
                 .map(|j| j.input.lsn)
@@ -935,7 +952,7 @@ impl sealed::Access for Engine {
     }
 
     fn source(&self) -> &dyn Source {
-        &self.log
+        &*self.log
     }
 
     fn options(&self) -> &Options {
@@ -1045,10 +1062,14 @@ pub(crate) struct Start {
 /// `[first_lsn, end)`, with snapshots no later than `not_after`. Without a
 /// snapshot, a log whose first segments were dropped cannot be replayed:
 /// that is `HistoryMissing`, never views with jobs missing.
+// The log is passed twice, as records to check the snapshot against and
+// as events for the views to keep: one more than clippy's count.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     files: &Files,
     dir: &Path,
     source: &dyn Source,
+    events: &Arc<dyn EventSource>,
     first_lsn: Lsn,
     end: Lsn,
     not_after: Option<Timestamp>,
@@ -1056,8 +1077,16 @@ pub(crate) fn start(
 ) -> Result<Start, EngineError> {
     let matches_log =
         |lsn, last_at, views: &Projections| last_event_matches(source, lsn, last_at, views);
-    let (loaded, snapshots_skipped) =
-        snapshot::load_newest(files, dir, first_lsn, end, not_after, &matches_log, refused);
+    let (loaded, snapshots_skipped) = snapshot::load_newest(
+        files,
+        dir,
+        first_lsn,
+        end,
+        not_after,
+        &matches_log,
+        refused,
+        events,
+    );
     match loaded {
         Some(l) => Ok(Start {
             views: l.state,
@@ -1133,11 +1162,15 @@ fn last_event_matches(
 /// fails to decode while the log after it is replayed is refused like a
 /// snapshot that fails its checks: the next older one, or a full replay,
 /// is used instead, and the refusal reported. Returns the views (at the
-/// end of the replay) and the number of events replayed.
+/// end of the replay) and the number of events replayed. Jobs a snapshot
+/// holds as their event LSNs read them from `events`: `source` itself.
+// As `start`: the log passed as records and as events.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start_and_replay(
     files: &Files,
     dir: &Path,
     source: &dyn Source,
+    events: &Arc<dyn EventSource>,
     first_lsn: Lsn,
     end: Lsn,
     not_after: Option<Timestamp>,
@@ -1145,7 +1178,9 @@ pub(crate) fn start_and_replay(
 ) -> Result<(Start, u64), EngineError> {
     let mut refused: Vec<SkippedSnapshot> = Vec::new();
     loop {
-        let mut begin = start(files, dir, source, first_lsn, end, not_after, &refused)?;
+        let mut begin = start(
+            files, dir, source, events, first_lsn, end, not_after, &refused,
+        )?;
         let Start {
             views,
             from,

@@ -21,9 +21,11 @@ pub enum EngineError {
     /// (materialized on first use) fails its chunk's checks, or its runs
     /// and checkpoints (decoded on first use) do not decode or disagree
     /// with the job's summary: the snapshot was written wrong or altered
-    /// under a recomputed checksum. Nothing was believed. Reopening
-    /// without that snapshot (delete it) replays the log, which is the
-    /// truth.
+    /// under a recomputed checksum; or, for a job the snapshot names by
+    /// its events' LSNs, those events cannot be read from the log or do
+    /// not make the job its summary describes. Nothing was believed.
+    /// Reopening without that snapshot (delete it) replays the log, which
+    /// is the truth.
     #[error(transparent)]
     DetailUnreadable(#[from] DetailError),
 

@@ -3,13 +3,16 @@
 
 use crate::codec;
 use crate::error::EngineError;
+use crate::files::Files;
+use runlog_log::{Log, LogOptions, LogReader};
 use runlog_log::{LogError, SegmentRecords};
 use runlog_projections::{
-    Change, CheckpointId, CheckpointView, DetailError, Event, JobDetail, JobId, JobStatus, JobView,
-    Lsn, Projections, Resumability, RunId, RunView, Timestamp, Usage,
+    Change, CheckpointId, CheckpointView, DetailError, Event, EventRef, EventSource, JobDetail,
+    JobId, JobStatus, JobView, Lsn, Projections, Resumability, RunId, RunView, Timestamp, Usage,
 };
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, Weak};
 
 /// Where records are read from: the writer's log or a read-only reader.
 pub trait Source {
@@ -61,6 +64,96 @@ macro_rules! log_source {
 
 log_source!(runlog_log::Log);
 log_source!(runlog_log::LogReader);
+
+/// The log as the views restored from a snapshot read it: the events of
+/// jobs the snapshot holds by their LSNs, read and decoded when their runs
+/// and checkpoints are first used.
+// One per open, behind an `Arc`: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum LogEvents {
+    /// A read-only open's reader, kept by the views (it takes no lock).
+    Reader(Arc<LogReader>),
+    /// The writer's log, held weakly: views copied out of an engine and
+    /// kept after it closed must not keep the log, and its lock, alive.
+    /// They read the events through a read-only reader of the directory
+    /// instead, opened once on first need: every event a snapshot names
+    /// was durable before the snapshot was written.
+    Writer {
+        log: Weak<Log>,
+        dir: PathBuf,
+        files: Files,
+        options: LogOptions,
+        reader: OnceLock<Result<LogReader, String>>,
+    },
+}
+
+impl LogEvents {
+    /// The events of a read-only open's reader.
+    pub(crate) fn reader(reader: &Arc<LogReader>) -> Arc<dyn EventSource> {
+        Arc::new(LogEvents::Reader(Arc::clone(reader)))
+    }
+
+    /// The events of the writer's log in `dir`, on `files`.
+    pub(crate) fn writer(
+        log: &Arc<Log>,
+        files: &Files,
+        options: LogOptions,
+    ) -> Arc<dyn EventSource> {
+        Arc::new(LogEvents::Writer {
+            log: Arc::downgrade(log),
+            dir: log.dir().to_path_buf(),
+            files: files.clone(),
+            options,
+            reader: OnceLock::new(),
+        })
+    }
+
+    /// The bytes of the record at `lsn`.
+    fn record(&self, lsn: Lsn) -> Result<Vec<u8>, String> {
+        let read = match self {
+            LogEvents::Reader(reader) => reader.read(lsn),
+            LogEvents::Writer {
+                log,
+                dir,
+                files,
+                options,
+                reader,
+            } => match log.upgrade() {
+                Some(log) => log.read(lsn),
+                None => {
+                    let reader = reader.get_or_init(|| {
+                        open_reader(files, dir, options.clone()).map_err(|e| {
+                            format!("the log was closed, and reopening it failed: {e}")
+                        })
+                    });
+                    match reader {
+                        Ok(reader) => reader.read(lsn),
+                        Err(e) => return Err(e.clone()),
+                    }
+                }
+            },
+        };
+        read.map_err(|e| e.to_string())
+    }
+}
+
+/// A read-only reader of the log in `dir`, on `files`.
+fn open_reader(files: &Files, dir: &Path, options: LogOptions) -> Result<LogReader, LogError> {
+    match files {
+        Files::Real => LogReader::open(dir, options),
+        #[cfg(feature = "sim")]
+        Files::Sim(fs) => LogReader::open_with(Arc::clone(fs), dir, options),
+    }
+}
+
+impl EventSource for LogEvents {
+    fn with_event(&self, lsn: Lsn, f: &mut dyn FnMut(&EventRef<'_>)) -> Result<(), String> {
+        let bytes = self.record(lsn)?;
+        let event = codec::decode_ref(lsn, &bytes).map_err(|e| e.to_string())?;
+        f(&event);
+        Ok(())
+    }
+}
 
 pub(crate) mod sealed {
     use super::Source;
@@ -360,9 +453,30 @@ pub trait Query: sealed::Access {
         failure.map_or(Ok(()), Err)
     }
 
-    /// The events of one job, in log order.
+    /// The events of one job, in log order: read one by one when the
+    /// views know their LSNs (nearly always), else by a scan of the log
+    /// from the job's first event.
     fn job_events(&self, job: &JobId) -> Result<Vec<(Lsn, Event)>, EngineError> {
-        let first = self.job(job)?.input.lsn;
+        let view = self.job(job)?;
+        if let Some(lsns) = view.event_lsns() {
+            return lsns
+                .into_iter()
+                .map(|lsn| {
+                    let event = read_event(self.source(), lsn)?;
+                    if &event.job != job {
+                        return Err(EngineError::BadEvent {
+                            lsn,
+                            detail: format!(
+                                "the views list it as an event of job {job}, it is of job {}",
+                                event.job
+                            ),
+                        });
+                    }
+                    Ok((lsn, event))
+                })
+                .collect();
+        }
+        let first = view.input.lsn;
         let mut events = Vec::new();
         self.for_each_event(first, |lsn, event| {
             if &event.job == job {

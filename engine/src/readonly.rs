@@ -5,12 +5,13 @@ use crate::engine::{Start, start_and_replay};
 use crate::error::EngineError;
 use crate::files::Files;
 use crate::options::{AsOf, Options};
-use crate::query::{Query, Source, sealed};
+use crate::query::{LogEvents, Query, Source, sealed};
 use crate::replay::Stop;
 use crate::snapshot::SkippedSnapshot;
 use runlog_log::{LogError, LogReader};
 use runlog_projections::{Lsn, Projections, Timestamp};
 use std::path::Path;
+use std::sync::Arc;
 
 /// A data directory opened read-only, its views replayed up to a point.
 ///
@@ -20,7 +21,9 @@ use std::path::Path;
 /// media. Runs in flight are shown as they were found, in flight.
 #[derive(Debug)]
 pub struct ReadOnly {
-    reader: LogReader,
+    /// Shared with the views restored from a snapshot, which read the
+    /// events of jobs it holds by their LSNs.
+    reader: Arc<LogReader>,
     views: Projections,
     options: Options,
     report: ReadReport,
@@ -108,6 +111,8 @@ impl ReadOnly {
         files: &Files,
         reader: LogReader,
     ) -> Result<ReadOnly, EngineError> {
+        let reader = Arc::new(reader);
+        let events = LogEvents::reader(&reader);
         let log_next_lsn = reader.next_lsn();
         let (end, not_after, stop) = match as_of {
             AsOf::Latest => (log_next_lsn, None, Stop::Never),
@@ -126,7 +131,8 @@ impl ReadOnly {
         ) = start_and_replay(
             files,
             dir,
-            &reader,
+            &*reader,
+            &events,
             reader.first_lsn(),
             end,
             not_after,
@@ -165,7 +171,7 @@ impl sealed::Access for ReadOnly {
     }
 
     fn source(&self) -> &dyn Source {
-        &self.reader
+        &*self.reader
     }
 
     fn options(&self) -> &Options {

@@ -21,16 +21,19 @@
 //! (keys, unfinished jobs, live runs) with its own CRC-32, a base of job
 //! records in chunks of 64 with a CRC-32 each and an index of the jobs by
 //! id, then each job's runs and checkpoints as a separate detail with its
-//! own CRC-32. An open checks the whole body's CRC on a second thread
-//! while this one restores the head and the jobs it lists, so that a
-//! damaged snapshot is skipped as a whole (an older one or the log is
-//! used) at the cost of the slower of the two, not their sum. It keeps the
-//! file mapped (`mmap.rs`; read, on the simulated file system): every
-//! other job is materialized from it, its chunk checked again against its
-//! CRC, when first used, and a job's detail is checked against its own CRC
-//! and decoded when first used. Version 1 files (body versions up to 3)
-//! are refused by number, and so are bodies of version 4; the log is
-//! replayed instead.
+//! own CRC-32: the runs and checkpoints encoded, or, while the log keeps
+//! every segment (`keep_full_history`), only the LSNs of the job's events,
+//! which the views read back through the log (`query::LogEvents`) and
+//! apply when the job is first used. An open checks the whole body's CRC
+//! on a second thread while this one restores the head and the jobs it
+//! lists, so that a damaged snapshot is skipped as a whole (an older one
+//! or the log is used) at the cost of the slower of the two, not their
+//! sum. It keeps the file mapped (`mmap.rs`; read, on the simulated file
+//! system): every other job is materialized from it, its chunk checked
+//! again against its CRC, when first used, and a job's detail is checked
+//! against its own CRC and decoded (or rebuilt from the log) when first
+//! used. Version 1 files (body versions up to 3) are refused by number,
+//! and so are bodies of version 4; the log is replayed instead.
 //!
 //! What the transitions fix, such as a checkpoint's step and its copies of
 //! its job's and run's ids, is left out and recomputed. A body of another
@@ -45,7 +48,9 @@
 
 use crate::error::EngineError;
 use crate::files::{Files, WriteFailure};
-use runlog_projections::{Lsn, Projections, SnapshotCodec, Timestamp};
+use runlog_projections::{
+    EventSource, Lsn, Projections, SnapshotCodec, SnapshotDetails, Timestamp,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -111,9 +116,14 @@ pub struct SkippedSnapshot {
 
 /// Encodes the views as a snapshot body. Done under the engine's ordering
 /// lock, so the body matches the LSN it is written under.
-pub(crate) fn encode(state: &Projections) -> Result<Vec<u8>, EngineError> {
+/// `details` says how jobs' runs and checkpoints are held: as the LSNs of
+/// their events when the log keeps them.
+pub(crate) fn encode(
+    state: &Projections,
+    details: SnapshotDetails,
+) -> Result<Vec<u8>, EngineError> {
     state
-        .to_snapshot::<Postcard>()
+        .to_snapshot_with::<Postcard>(details)
         .map_err(|e| EngineError::Encode {
             detail: e.to_string(),
         })
@@ -193,6 +203,9 @@ pub(crate) type MatchesLog<'a> = dyn Fn(Lsn, Timestamp, &Projections) -> Result<
 /// `refused` are snapshots found unusable after they loaded (a job's detail
 /// that failed while the log after it was replayed), with why: they are
 /// skipped and reported.
+// Each argument is one check the snapshot must pass or what it keeps;
+// bundling them would only name the bundle.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn load_newest(
     files: &Files,
     data_dir: &Path,
@@ -201,6 +214,7 @@ pub(crate) fn load_newest(
     not_after: Option<Timestamp>,
     matches_log: &MatchesLog<'_>,
     refused: &[SkippedSnapshot],
+    events: &Arc<dyn EventSource>,
 ) -> (Option<Loaded>, Vec<SkippedSnapshot>) {
     let mut skipped = Vec::new();
     for (lsn, path) in list(files, data_dir) {
@@ -223,7 +237,7 @@ pub(crate) fn load_newest(
             });
             continue;
         }
-        match read(files, &path, lsn) {
+        match read(files, &path, lsn, events) {
             Ok(loaded) if not_after.is_some_and(|t| loaded.last_at > t) => {
                 skipped.push(SkippedSnapshot {
                     path,
@@ -244,7 +258,13 @@ pub(crate) fn load_newest(
 }
 
 /// Reads and checks one snapshot file.
-fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
+/// Jobs held as their event LSNs read them from `events`.
+fn read(
+    files: &Files,
+    path: &Path,
+    name_lsn: Lsn,
+    events: &Arc<dyn EventSource>,
+) -> Result<Loaded, String> {
     let file = files
         .read_snapshot(path)
         .map_err(|e| format!("cannot read: {e}"))?;
@@ -296,7 +316,11 @@ fn read(files: &Files, path: &Path, name_lsn: Lsn) -> Result<Loaded, String> {
     // restore found, since nothing read from damaged bytes is meaningful.
     let last_at = Timestamp(u64_at(OFFSET_LAST_AT));
     let (body_crc, state) = crc_beside(body, || {
-        Projections::from_snapshot_file::<Postcard>(Arc::clone(&file), HEADER_LEN)
+        Projections::from_snapshot_file_with::<Postcard>(
+            Arc::clone(&file),
+            HEADER_LEN,
+            Some(Arc::clone(events)),
+        )
     });
     if body_crc != u32_at(OFFSET_BODY_CRC) {
         return Err("body checksum mismatch".into());

@@ -152,7 +152,9 @@ impl std::error::Error for TransitionError {}
 /// or does not parse; or its runs and checkpoints, kept as snapshot bytes
 /// until first used, fail their own checksum, do not decode, or disagree
 /// with the job's summary (its totals, its number of runs, its runs in
-/// flight or interrupted).
+/// flight or interrupted); or, for a job the snapshot holds as the LSNs
+/// of its events, those events cannot be read from the log, are not the
+/// job's, do not apply, or do not make the job its summary describes.
 ///
 /// Each detail carries its own CRC-32, checked when it is first decoded
 /// (an open checks the summaries' checksum only, so that it need not read

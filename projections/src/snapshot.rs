@@ -2,7 +2,9 @@
 //! reads whole, a base of fixed-width job records that stays in the
 //! (mapped) file and is read a chunk of 64 jobs at a time when one of its
 //! jobs is first used, and each job's runs and checkpoints as a separate
-//! detail, kept as bytes until it is first used.
+//! detail, kept as bytes until it is first used; or, for a job whose
+//! events the log keeps, only the LSNs of those events, its runs and
+//! checkpoints rebuilt from the log when first used ([`SnapshotDetails`]).
 //!
 //! Version 5. Every integer is fixed-width little-endian; strings are
 //! UTF-8 bytes whose lengths are in the job's record. FORMAT.md gives the
@@ -33,12 +35,25 @@
 //!            ‖ finish message ‖ external detail
 //! details  = every job's detail, in job order, detail_len bytes each,
 //!            ending exactly at the end of the body
-//! detail   = runs: seq of run ‖ checkpoints: seq of checkpoint, in the
-//!            codec's serde format (postcard in the engine)
+//! detail   = [lsns_len: varint ‖ lsns] (if flag bit 3) ‖ [encoded]
+//! lsns     = one LEB128 varint per event of the job after its first
+//!            (its JobCreated, at input_lsn): its distance from the one
+//!            before, at least 1; the last is at the record's last_lsn
+//! encoded  = runs: seq of run ‖ checkpoints: seq of checkpoint, in the
+//!            codec's serde format (postcard in the engine); empty only
+//!            after lsns, when the runs and checkpoints are rebuilt from
+//!            the log
 //! run        = the fields of RunView in order, without `job`
 //! checkpoint = id ‖ run: u32 (position of its run in the job's runs)
 //!              ‖ delta: Usage ‖ phase ‖ payload: PayloadRef ‖ at
 //! ```
+//!
+//! A job rebuilt from the log has its events, read through the
+//! [`EventSource`] the restore was given, applied to empty views: the
+//! transitions that made the job make its detail again. Each event must
+//! be the job's and apply, and the job they make must have the summary
+//! the record gives, its run count, and no run in flight or interrupted
+//! (such jobs are written encoded, since an open reads their runs).
 //!
 //! The head is bytes `0..head_len`; `head_crc` is the CRC-32 of bytes
 //! `8..head_len`. A restore reads the head only, then materializes the
@@ -80,8 +95,9 @@
 
 use crate::error::DetailError;
 use crate::event::{ExternalStatus, InterruptReason};
+use crate::event_lsns::{self, EventLsns, EventSource};
 use crate::state::Projections;
-use crate::types::{CheckpointId, JobId, PayloadRef, RunId, Timestamp, Usage};
+use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 use crate::view::{
     CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobStatus,
     JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView, SnapshotSource,
@@ -243,7 +259,9 @@ const _: () = assert!(R_ZERO + 4 == JOB_LEN);
 const F_FINISHED_AT: u8 = 1;
 const F_FINGERPRINT: u8 = 2;
 const F_EXTERNAL: u8 = 4;
-const F_ALL: u8 = F_FINISHED_AT | F_FINGERPRINT | F_EXTERNAL;
+/// The detail starts with the job's event LSNs (`event_lsns.rs`).
+const F_LSNS: u8 = 8;
+const F_ALL: u8 = F_FINISHED_AT | F_FINGERPRINT | F_EXTERNAL | F_LSNS;
 
 /// Bytes of a `live` entry: job position u32, run position u32, status u8.
 const LIVE_LEN: usize = 9;
@@ -390,6 +408,25 @@ fn len32(s: &str, what: &str) -> Result<u32, String> {
     u32::try_from(s.len()).map_err(|_| format!("its {what} is longer than u32::MAX bytes"))
 }
 
+/// How a snapshot holds the runs and checkpoints of its jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotDetails {
+    /// Every job's runs and checkpoints, encoded: the snapshot needs
+    /// nothing else. For logs whose covered segments may be dropped.
+    Full,
+    /// A job with no run in flight or interrupted whose first event is at
+    /// or after `first_lsn`, and whose event LSNs the views know, is held
+    /// as those LSNs alone: its runs and checkpoints are a fold of those
+    /// events, rebuilt from the log (through an [`EventSource`]) when first
+    /// used. Every event from `first_lsn` on must stay in the log for as
+    /// long as the snapshot may be restored.
+    FromLog {
+        /// The log's first LSN: jobs that began before it are held in full.
+        first_lsn: Lsn,
+    },
+}
+
 /// A job's id, where it is written (in the regions), and its position.
 type IdEntry<'a> = (&'a str, usize, u32);
 
@@ -484,12 +521,24 @@ impl<'a> Writer<'a> {
 
 impl Projections {
     /// Encodes the views in the snapshot form (see the module docs of
-    /// `snapshot.rs`) with codec `C` for the details. Every job's view is
+    /// `snapshot.rs`) with codec `C` for the details, every job's runs and
+    /// checkpoints in full ([`SnapshotDetails::Full`]). Every job's view is
     /// materialized first, so views that were never used since a restore
-    /// give the same bytes as views that all were. A job whose detail was
-    /// never decoded since it was restored with the same codec is copied
-    /// as the bytes it was restored from, with their checksum.
+    /// give the same bytes as views that all were.
     pub fn to_snapshot<C: SnapshotCodec>(&self) -> Result<Vec<u8>, SnapshotError> {
+        self.to_snapshot_with::<C>(SnapshotDetails::Full)
+    }
+
+    /// [`Projections::to_snapshot`], holding the jobs' runs and checkpoints
+    /// as `details` says. A job whose detail was never decoded since it
+    /// was restored with the same codec is copied as the bytes it was
+    /// restored from, with their checksum, unless a shorter form is asked
+    /// for; so is one whose detail failed, so that the failure stays
+    /// detected.
+    pub fn to_snapshot_with<C: SnapshotCodec>(
+        &self,
+        details_form: SnapshotDetails,
+    ) -> Result<Vec<u8>, SnapshotError> {
         let unwritable = |job: &JobView, reason: String| {
             SnapshotError::Unwritable(DetailError {
                 job: job.id.clone(),
@@ -513,28 +562,43 @@ impl Projections {
             // Checked above: every position fits a u32.
             let position = position as u32;
             let before = w.details.len();
-            let (runs, live, crc) = match (job.loaded_detail(), job.detail.lazy.as_ref()) {
-                (None, Some(lazy)) if lazy.source.format == TypeId::of::<C>() => {
-                    let bytes = (*lazy.source.file)
-                        .as_ref()
-                        .get(lazy.start..lazy.end)
+            let from_log = match details_form {
+                SnapshotDetails::Full => false,
+                SnapshotDetails::FromLog { first_lsn } => job.input.lsn >= first_lsn,
+            };
+            let (runs, live, crc, lsns) = match write_as_restored(job, from_log, TypeId::of::<C>())
+            {
+                Some(Restored::Copy(lazy)) => {
+                    let bytes = lazy
+                        .bytes()
                         .ok_or_else(|| unwritable(job, "detail out of its body".into()))?;
                     w.details.extend_from_slice(bytes);
                     // A detail still lazy has no live runs (see LazyDetail).
-                    (lazy.run_count, Vec::new(), lazy.crc)
+                    let lsns = matches!(job.detail.events, EventLsns::InSnapshot);
+                    (lazy.run_count, Vec::new(), lazy.crc, lsns)
                 }
-                _ => {
+                Some(Restored::Lsns(lazy, list)) => {
+                    push_lsn_list(&mut w.details, list);
+                    let crc = C::checksum(&w.details[before..]);
+                    (lazy.run_count, Vec::new(), crc, true)
+                }
+                None => {
                     let detail = job.detail().map_err(SnapshotError::Unwritable)?;
-                    let out = detail_out(job, detail).map_err(|e| unwritable(job, e))?;
-                    C::encode_into(&out, &mut w.details).map_err(|e| unwritable(job, e))?;
+                    let live = live_runs(&detail.runs).map_err(|e| unwritable(job, e))?;
+                    let list = job.detail.lsn_list();
+                    if let Some(list) = list {
+                        push_lsn_list(&mut w.details, list);
+                    }
+                    // Without its events' LSNs, or with runs the open reads,
+                    // a job is held in full.
+                    if !(from_log && live.is_empty() && list.is_some()) {
+                        let out = detail_out(job, detail).map_err(|e| unwritable(job, e))?;
+                        C::encode_into(&out, &mut w.details).map_err(|e| unwritable(job, e))?;
+                    }
                     let runs = u32::try_from(detail.runs.len())
                         .map_err(|_| unwritable(job, "more than u32::MAX runs".into()))?;
                     let crc = C::checksum(&w.details[before..]);
-                    (
-                        runs,
-                        live_runs(&detail.runs).map_err(|e| unwritable(job, e))?,
-                        crc,
-                    )
+                    (runs, live, crc, list.is_some())
                 }
             };
             let key = match w.key_index.get(&*job.key) {
@@ -613,6 +677,9 @@ impl Projections {
                     R_EXTERNAL_LEN,
                     len32(&ext.detail, "external detail").map_err(|e| unwritable(job, e))?,
                 );
+            }
+            if lsns {
+                flags |= F_LSNS;
             }
             r[R_FLAGS] = flags;
             // Fewer live runs than runs, which fit a u32.
@@ -696,6 +763,19 @@ impl Projections {
     pub fn from_snapshot_file<C: SnapshotCodec>(
         file: SnapshotFile,
         body_at: usize,
+    ) -> Result<Self, SnapshotError> {
+        Self::from_snapshot_file_with::<C>(file, body_at, None)
+    }
+
+    /// [`Projections::from_snapshot_file`], reading the events of jobs the
+    /// snapshot holds by their LSNs ([`SnapshotDetails::FromLog`]) from
+    /// `events` when their runs and checkpoints are first used. Without
+    /// a source, such a job's detail is a [`DetailError`]. The views keep
+    /// the source while any such job is undecoded.
+    pub fn from_snapshot_file_with<C: SnapshotCodec>(
+        file: SnapshotFile,
+        body_at: usize,
+        events: Option<Arc<dyn EventSource>>,
     ) -> Result<Self, SnapshotError> {
         let whole: &[u8] = (*file).as_ref();
         let body = whole
@@ -860,6 +940,7 @@ impl Projections {
             decode: decode_detail_with::<C>,
             checksum: C::checksum,
             format: TypeId::of::<C>(),
+            events,
         });
         let live_counts = live
             .iter()
@@ -1312,6 +1393,11 @@ impl<'a> ChunkReader<'a> {
             last_lsn: le64(r, R_LAST_LSN),
             detail: Detail {
                 loaded: OnceLock::new(),
+                events: if flags & F_LSNS != 0 {
+                    EventLsns::InSnapshot
+                } else {
+                    EventLsns::Unknown
+                },
                 lazy: Some(lazy),
             },
         })
@@ -1333,9 +1419,8 @@ pub(crate) fn decode_detail(
         job: job.id.clone(),
         reason,
     };
-    let bytes = (*lazy.source.file)
-        .as_ref()
-        .get(lazy.start..lazy.end)
+    let bytes = lazy
+        .bytes()
         .ok_or_else(|| fail("detail out of its body".into()))?;
     let computed = (lazy.source.checksum)(bytes);
     if computed != lazy.crc {
@@ -1344,7 +1429,27 @@ pub(crate) fn decode_detail(
             lazy.crc
         )));
     }
-    let detail = (lazy.source.decode)(bytes).map_err(|e| fail(format!("does not decode: {e}")))?;
+    let encoded = if matches!(job.detail.events, EventLsns::InSnapshot) {
+        let (list, rest) = lazy
+            .split_lsns()
+            .ok_or_else(|| fail("its list of event LSNs is cut short".into()))?;
+        let last = event_lsns::last_lsn(job.input.lsn, list)
+            .map_err(|e| fail(format!("its list of event LSNs is malformed: {e}")))?;
+        if last != job.last_lsn {
+            return Err(fail(format!(
+                "its event LSNs end at {last}, its summary says {}",
+                job.last_lsn
+            )));
+        }
+        if rest.is_empty() {
+            return rebuild_from_log(job, lazy, list, live);
+        }
+        rest
+    } else {
+        bytes
+    };
+    let detail =
+        (lazy.source.decode)(encoded).map_err(|e| fail(format!("does not decode: {e}")))?;
     let mut view = JobDetail {
         runs: Vec::with_capacity(detail.runs.len()),
         checkpoints: Vec::with_capacity(detail.checkpoints.len()),
@@ -1428,6 +1533,144 @@ pub(crate) fn decode_detail(
         )));
     }
     Ok(view)
+}
+
+/// Rebuilds the runs and checkpoints of `job`, which a snapshot holds as
+/// the LSNs of its events (`list`, checked: they end at the job's last
+/// LSN), by applying those events, read from the log, to empty views:
+/// the transitions that made the job make its detail again. Every event
+/// must be the job's and apply, and the job they make must be the one the
+/// summary describes: the same summary, runs and live runs.
+fn rebuild_from_log(
+    job: &JobView,
+    lazy: &LazyDetail,
+    list: &[u8],
+    live: &[(u32, RunStatus)],
+) -> Result<JobDetail, DetailError> {
+    let fail = |reason: String| DetailError {
+        job: job.id.clone(),
+        reason,
+    };
+    let source = lazy.source.events.as_deref().ok_or_else(|| {
+        fail(
+            "its runs and checkpoints are in the log, and there is no log to read them from".into(),
+        )
+    })?;
+    let mut fresh = Projections::new();
+    for lsn in event_lsns::lsns(job.input.lsn, list) {
+        let lsn = lsn.map_err(|e| fail(format!("its list of event LSNs is malformed: {e}")))?;
+        let mut applied = Err(String::from("the log gave no event"));
+        source
+            .with_event(lsn, &mut |event| {
+                applied = if event.job != job.id.as_str() {
+                    Err(format!("the event at LSN {lsn} is of job {}", event.job))
+                } else {
+                    fresh
+                        .apply_ref(lsn, event)
+                        .map_err(|e| format!("the event at LSN {lsn} does not apply: {e}"))
+                };
+            })
+            .map_err(|e| fail(format!("its event at LSN {lsn} cannot be read: {e}")))?;
+        applied.map_err(fail)?;
+    }
+    let rebuilt = fresh
+        .into_only_job()
+        .ok_or_else(|| fail("its events do not make one job".into()))?;
+    if let Some(field) = summary_differs(job, &rebuilt) {
+        return Err(fail(format!(
+            "its events make a job whose {field} differs from its summary"
+        )));
+    }
+    let detail = match rebuilt.detail.loaded.into_inner() {
+        Some(Ok(detail)) => detail,
+        // A job made by applying events has its detail decoded.
+        _ => return Err(fail("its events made no detail".into())),
+    };
+    if detail.runs.len() != lazy.run_count as usize {
+        return Err(fail(format!(
+            "its events make {} runs, its summary says {}",
+            detail.runs.len(),
+            lazy.run_count
+        )));
+    }
+    let found = live_runs(&detail.runs).map_err(fail)?;
+    if found != live {
+        return Err(fail(format!(
+            "runs in flight or interrupted {found:?}, its summary says {live:?}"
+        )));
+    }
+    Ok(detail)
+}
+
+/// The first field in which two job summaries differ, if any.
+fn summary_differs(a: &JobView, b: &JobView) -> Option<&'static str> {
+    let fields = [
+        ("id", a.id == b.id),
+        ("key", a.key == b.key),
+        ("input", a.input == b.input),
+        ("fingerprint", a.fingerprint == b.fingerprint),
+        ("status", a.status == b.status),
+        ("total_steps", a.total_steps == b.total_steps),
+        ("usage", a.usage == b.usage),
+        ("started_at", a.started_at == b.started_at),
+        ("finished_at", a.finished_at == b.finished_at),
+        ("finish", a.finish == b.finish),
+        ("external", a.external == b.external),
+        ("last_lsn", a.last_lsn == b.last_lsn),
+    ];
+    fields.iter().find(|(_, same)| !same).map(|(name, _)| *name)
+}
+
+/// What a job restored from a snapshot and not decoded since is written as,
+/// without decoding it.
+enum Restored<'a> {
+    /// The bytes it was restored from, with their checksum and flags.
+    Copy(&'a LazyDetail),
+    /// Its event LSNs alone (the detail held them, with more).
+    Lsns(&'a LazyDetail, &'a [u8]),
+}
+
+/// How `job` is written without decoding it, if it can be: `from_log`
+/// says whether the snapshot may hold it as its event LSNs, `format` is
+/// the snapshot's codec. `None`: decode it and write what it holds.
+fn write_as_restored(job: &JobView, from_log: bool, format: TypeId) -> Option<Restored<'_>> {
+    if job.loaded_detail().is_some() {
+        return None;
+    }
+    let lazy = job.detail.lazy.as_ref()?;
+    let split = job.detail.snapshot_lsns();
+    let only_lsns = split.is_some_and(|(_, rest)| rest.is_empty());
+    // Held by its LSNs alone and to be written in full: rebuilt now and
+    // written decoded, or, if it cannot be, copied below as it is (the
+    // snapshot can still be written, and the failure stays detected).
+    if !from_log && only_lsns && job.detail().is_ok() {
+        return None;
+    }
+    let failed = job.detail.loaded.get().is_some();
+    if from_log
+        && !failed
+        && !only_lsns
+        && let Some((list, _)) = split
+    {
+        // Written with a new checksum: only bytes that pass theirs.
+        let intact = lazy
+            .bytes()
+            .is_some_and(|b| (lazy.source.checksum)(b) == lazy.crc);
+        if intact {
+            return Some(Restored::Lsns(lazy, list));
+        }
+    }
+    // A detail that failed keeps failing, with its checksum: copied as it
+    // is. So is one already in the form asked for, or in the same codec.
+    let same_codec = lazy.source.format == format;
+    (failed || (only_lsns && from_log) || (same_codec && !only_lsns))
+        .then_some(Restored::Copy(lazy))
+}
+
+/// Appends a job's event LSN list, framed by its length.
+fn push_lsn_list(out: &mut Vec<u8>, list: &[u8]) {
+    event_lsns::push_varint(out, list.len() as u64);
+    out.extend_from_slice(list);
 }
 
 struct RunOut<'a>(&'a RunView);

@@ -709,7 +709,17 @@ impl Projections {
             }
         }
         if let Some(job) = self.job_mut(ji) {
+            job.detail.note_event(job.last_lsn, lsn);
             job.last_lsn = lsn;
+        }
+    }
+
+    /// The one job of views that hold exactly one, and no snapshot's,
+    /// taken out of them.
+    pub(crate) fn into_only_job(mut self) -> Option<JobView> {
+        match (&self.base, self.jobs.len()) {
+            (None, 1) => self.jobs.pop(),
+            _ => None,
         }
     }
 

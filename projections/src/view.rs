@@ -4,6 +4,7 @@
 
 use crate::error::DetailError;
 use crate::event::{ExternalStatus, FailCause, InterruptReason};
+use crate::event_lsns::{EventLsns, EventSource, push_varint, read_varint};
 use crate::snapshot::SnapshotFile;
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 use serde::{Deserialize, Serialize};
@@ -420,6 +421,18 @@ impl JobView {
         }
     }
 
+    /// The LSNs of the job's events, in log order (its `JobCreated` first),
+    /// when the views know them: for every job whose events they applied,
+    /// and for a job restored from a snapshot that named them. `None` for
+    /// a job restored from a snapshot that did not (or whose list there
+    /// does not read). Costs no decoding of the job's runs.
+    pub fn event_lsns(&self) -> Option<Vec<Lsn>> {
+        let list = self.detail.lsn_list()?;
+        crate::event_lsns::lsns(self.input.lsn, list)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+    }
+
     /// The detail if it is decoded already (and decoded well).
     pub(crate) fn loaded_detail(&self) -> Option<&JobDetail> {
         match self.detail.loaded.get() {
@@ -445,6 +458,9 @@ pub(crate) struct Detail {
     /// Inline, not boxed: a restore makes one per job, and an allocation
     /// each would cost more than the bytes.
     pub lazy: Option<LazyDetail>,
+    /// The LSNs of the job's events, so that a snapshot can name them
+    /// instead of holding the runs and checkpoints they fold to.
+    pub events: EventLsns,
 }
 
 impl Detail {
@@ -453,6 +469,49 @@ impl Detail {
         Detail {
             loaded: OnceLock::from(Ok(JobDetail::default())),
             lazy: None,
+            events: EventLsns::new(),
+        }
+    }
+
+    /// Notes that the job's event at `lsn` was applied, its event before
+    /// being at `before`. The job's detail was decoded by the event's
+    /// check, so a list still in the snapshot is taken from bytes whose
+    /// checksum was verified.
+    pub(crate) fn note_event(&mut self, before: Lsn, lsn: Lsn) {
+        if let EventLsns::InSnapshot = self.events {
+            self.events = match self.lazy.as_ref().and_then(LazyDetail::listed_lsns) {
+                Some(list) => EventLsns::Listed(list.to_vec()),
+                None => EventLsns::Unknown,
+            };
+        }
+        if let EventLsns::Listed(list) = &mut self.events {
+            match lsn.checked_sub(before).filter(|d| *d > 0) {
+                Some(d) => push_varint(list, d),
+                // Views given LSNs out of order (a caller's choice, not
+                // the engine's) cannot name their events.
+                None => self.events = EventLsns::Unknown,
+            }
+        }
+    }
+
+    /// The job's detail in the snapshot and, when it starts with the
+    /// job's event LSNs, their list and the rest of the detail after it.
+    pub(crate) fn snapshot_lsns(&self) -> Option<(&[u8], &[u8])> {
+        match self.events {
+            EventLsns::InSnapshot => self.lazy.as_ref().and_then(LazyDetail::split_lsns),
+            _ => None,
+        }
+    }
+
+    /// The job's event LSNs as the list of distances after its first
+    /// event, if known. A list still in the snapshot is given as its
+    /// bytes are there: for a job whose detail was never decoded, not yet
+    /// checked against its checksum.
+    pub(crate) fn lsn_list(&self) -> Option<&[u8]> {
+        match &self.events {
+            EventLsns::Listed(list) => Some(list),
+            EventLsns::InSnapshot => self.lazy.as_ref().and_then(LazyDetail::listed_lsns),
+            EventLsns::Unknown => None,
         }
     }
 }
@@ -468,6 +527,9 @@ pub(crate) struct SnapshotSource {
     pub checksum: fn(&[u8]) -> u32,
     /// That format, so that a snapshot in the same format copies the bytes.
     pub format: TypeId,
+    /// Where the events of the jobs the snapshot names by their LSNs are
+    /// read back from, if the restore was given a source.
+    pub events: Option<Arc<dyn EventSource>>,
 }
 
 /// A job's detail as bytes of a snapshot body, with what its summary says
@@ -485,6 +547,34 @@ pub(crate) struct LazyDetail {
     pub crc: u32,
     /// Runs, as the summary says.
     pub run_count: u32,
+    // Whether the detail starts with the job's event LSNs (flag bit 3 of
+    // its record) is not kept here but in the job's `EventLsns`
+    // (`InSnapshot` exactly then, until the job's first event, which
+    // comes after its detail was decoded): a restore makes one of these
+    // per job, and a flag would add 8 bytes of padding to each.
+}
+
+impl LazyDetail {
+    /// The detail's bytes, unchecked.
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        (*self.source.file).as_ref().get(self.start..self.end)
+    }
+
+    /// The event LSN list at the front of a detail that starts with one
+    /// (its job's list is `InSnapshot`), and the rest after it, if it is
+    /// framed right (its contents are not checked here).
+    pub(crate) fn split_lsns(&self) -> Option<(&[u8], &[u8])> {
+        let bytes = self.bytes()?;
+        let (len, used) = read_varint(bytes)?;
+        let len = usize::try_from(len).ok()?;
+        let rest = &bytes[used..];
+        (len <= rest.len()).then(|| rest.split_at(len))
+    }
+
+    /// The event LSN list at the front of the detail, if there is one.
+    pub(crate) fn listed_lsns(&self) -> Option<&[u8]> {
+        self.split_lsns().map(|(list, _)| list)
+    }
 }
 
 impl fmt::Debug for LazyDetail {

@@ -69,13 +69,15 @@ impl Failure {
                     "{e} (restore the dropped segments, or a snapshot that covers them, into {dir_s})"
                 ),
             ),
-            // The log holds the job's history; only the snapshot's copy of
-            // it is damaged. An open without that snapshot replays the log.
+            // The snapshot's copy of the job's runs is damaged, or the
+            // events of the job that the snapshot names are unreadable in
+            // the log. In the first case an open without that snapshot
+            // replays the log; `verify` tells the cases apart.
             e @ EngineError::DetailUnreadable(_) => Failure::new(
                 CORRUPT,
                 format!(
-                    "{e} (in {dir_s}; the log is intact: move the newest file in snapshots/ aside \
-                     and the next open replays the log instead)"
+                    "{e} (in {dir_s}; if `runlog verify` finds the log intact, move the newest \
+                     file in snapshots/ aside and the next open replays the log instead)"
                 ),
             ),
             e @ EngineError::NewerEventFormat { .. } => {

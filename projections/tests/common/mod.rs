@@ -55,6 +55,49 @@ pub fn restore(body: &[u8]) -> Result<Projections, SnapshotError> {
     Projections::from_snapshot::<Postcard>(body.to_vec(), 0)
 }
 
+/// The events a fold applied, as the log that a snapshot holding jobs by
+/// their event LSNs reads them back from.
+pub struct MemoryLog(pub HashMap<Lsn, Event>);
+
+impl MemoryLog {
+    /// The log of `events`, each at its LSN.
+    pub fn of(events: &[(Lsn, Event)]) -> std::sync::Arc<dyn EventSource> {
+        std::sync::Arc::new(MemoryLog(events.iter().cloned().collect()))
+    }
+}
+
+impl EventSource for MemoryLog {
+    fn with_event(&self, lsn: Lsn, f: &mut dyn FnMut(&EventRef<'_>)) -> Result<(), String> {
+        let event = self
+            .0
+            .get(&lsn)
+            .ok_or_else(|| format!("no event at LSN {lsn}"))?;
+        f(&event.as_ref());
+        Ok(())
+    }
+}
+
+/// The snapshot body of `state`, in postcard, holding every job it can
+/// by its event LSNs (`SnapshotDetails::FromLog` from LSN 0).
+pub fn snapshot_from_log(state: &Projections) -> Vec<u8> {
+    state
+        .to_snapshot_with::<Postcard>(SnapshotDetails::FromLog { first_lsn: 0 })
+        .expect("snapshot")
+}
+
+/// Views restored from a postcard snapshot body, reading the events of
+/// jobs it holds by their LSNs from `events`.
+pub fn restore_from_log(
+    body: &[u8],
+    events: &[(Lsn, Event)],
+) -> Result<Projections, SnapshotError> {
+    Projections::from_snapshot_file_with::<Postcard>(
+        std::sync::Arc::new(body.to_vec()),
+        0,
+        Some(MemoryLog::of(events)),
+    )
+}
+
 /// Recomputes the checksums of a snapshot body edited in place, per
 /// FORMAT.md's version 5 layout: each job's detail CRC in its 128-byte
 /// record (bytes 88..92), each chunk's CRC in its table entry (bytes
