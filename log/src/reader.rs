@@ -6,8 +6,9 @@ use std::collections::btree_map::Entry;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::format::SEGMENT_HEADER_LEN;
+use crate::format::{SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::fs::{Fs, RealFs, SegmentBytes};
 use crate::scan::{
     self, Ending, SEGMENTS_DIR, SegIndex, SegRef, SegmentRecords, Walker, check_header,
@@ -115,6 +116,50 @@ impl std::fmt::Debug for LogReader {
     }
 }
 
+/// Reads and walks the last segment, where a live writer may be writing.
+///
+/// A writer fills the zeros it preallocated ahead of its last record while
+/// this reader copies the file, and the copy goes page by page: it can hold
+/// zeros where a batch was being written and, a page later, batches
+/// written just after. The walk then sees zeros with valid records after
+/// them, which in a stable file is damage. So a last segment that walks to
+/// damage is read again, after a short pause, up to
+/// `LAST_SEGMENT_READS` times: a write in flight has landed by then and the
+/// walk goes past it; damage on disk is the same every time, and is
+/// reported once two reads in a row find it at the same place.
+fn read_last_segment(
+    fs: &dyn Fs,
+    path: &Path,
+    base: Lsn,
+    options: &LogOptions,
+) -> Result<(Vec<u8>, SegmentHeader, scan::SegmentScan, Vec<usize>), LogError> {
+    let mut seen: Option<scan::Bad> = None;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let data = fs
+            .read_all(path)
+            .map_err(|e| LogError::io(path, "read", e))?;
+        let h = check_header(path, base, &data)?;
+        let mut offsets = Vec::new();
+        let s = scan::scan_segment_with(&data, &h, options.record_size_max, true, |off| {
+            offsets.push(off);
+        });
+        let Ending::Corrupt(bad) = s.ending else {
+            return Ok((data, h, s, offsets));
+        };
+        if seen.as_ref() == Some(&bad) || attempt >= LAST_SEGMENT_READS {
+            return Err(bad.into_error(path));
+        }
+        seen = Some(bad);
+        std::thread::sleep(Duration::from_millis(u64::from(attempt)));
+    }
+}
+
+/// Reads of the last segment before damage found in it is believed (see
+/// [`read_last_segment`]).
+const LAST_SEGMENT_READS: u32 = 5;
+
 impl LogReader {
     /// Opens the log in `dir` read-only. Only `record_size_max` of `options`
     /// matters; a torn tail is simply where the reader's log ends.
@@ -150,17 +195,8 @@ impl LogReader {
                 reason: "its segments directory holds no segment".to_owned(),
             });
         };
-        let data = fs
-            .read_all(&last.path)
-            .map_err(|e| LogError::io(&last.path, "read", e))?;
-        let h = check_header(&last.path, last.base, &data)?;
-        let mut offsets = Vec::new();
-        let s = scan::scan_segment_with(&data, &h, options.record_size_max, true, |off| {
-            offsets.push(off);
-        });
-        if let Ending::Corrupt(bad) = s.ending {
-            return Err(bad.into_error(&last.path));
-        }
+        let (data, h, s, offsets) =
+            read_last_segment(fs.as_ref(), &last.path, last.base, &options)?;
         let end = s.cursor.lsn;
         let last_len = data.len() as u64;
         let bytes = SegmentBytes::from_vec(data);

@@ -168,7 +168,7 @@ impl Cursor {
 }
 
 /// A bad record found by the cursor.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Bad {
     pub offset: u64,
     pub lsn: Lsn,

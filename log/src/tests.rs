@@ -591,3 +591,118 @@ fn a_scan_from_inside_a_sealed_segment_reports_damage_as_a_walk_from_its_start_d
         );
     }
 }
+
+/// A file system whose reads of one file return prepared copies first:
+/// what a reader's copy of a segment holds when a writer writes during the
+/// copy (zeros where a batch was being written, later batches after them).
+#[derive(Debug)]
+struct RacingFs {
+    inner: Arc<dyn Fs>,
+    path: std::path::PathBuf,
+    copies: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl Fs for RacingFs {
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn crate::fs::FsFile>> {
+        self.inner.create(path)
+    }
+    fn open_write(&self, path: &Path) -> std::io::Result<Arc<dyn crate::fs::FsFile>> {
+        self.inner.open_write(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn file_len(&self, path: &Path) -> std::io::Result<u64> {
+        self.inner.file_len(path)
+    }
+    fn map(&self, path: &Path, len: u64) -> std::io::Result<crate::fs::SegmentBytes> {
+        self.inner.map(path, len)
+    }
+    fn read_all(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        if path == self.path && !copies.is_empty() {
+            return Ok(copies.remove(0));
+        }
+        self.inner.read_all(path)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<Option<crate::fs::LockGuard>> {
+        self.inner.try_lock(path)
+    }
+}
+
+/// A read-only open beside a live writer whose copy of the last segment
+/// caught a batch in flight (zeros, then later batches) reads it again and
+/// opens the whole log; the same zeros found on every read are damage, and
+/// named as such.
+#[test]
+fn reader_beside_writer_rereads_a_batch_in_flight() {
+    let sim: Arc<dyn Fs> = Arc::new(SimFs::new());
+    // Preallocation needs a synced policy: the writer keeps zeros ahead.
+    let log = open(&sim, LogOptions::default());
+    let payload = [7u8; 100];
+    for _ in 0..10 {
+        let a = log.append(&[&payload]).expect("append");
+        log.commit(a.next).expect("commit");
+    }
+    let seg = Path::new("/d/segments/00000000000000000000.seg");
+    let whole = sim.read_all(seg).expect("read");
+    // Record k starts at 32 + 128 k (28-byte frame, 100-byte payload).
+    let in_flight = |k: usize| {
+        let mut copy = whole.clone();
+        copy[32 + 128 * k..32 + 128 * (k + 1)].fill(0);
+        copy
+    };
+    assert!(whole.len() > 32 + 128 * 10, "zeros preallocated ahead");
+
+    let racing = |copies: Vec<Vec<u8>>| -> Arc<dyn Fs> {
+        Arc::new(RacingFs {
+            inner: Arc::clone(&sim),
+            path: seg.to_path_buf(),
+            copies: std::sync::Mutex::new(copies),
+        })
+    };
+    // The writer finishes the batch between the two reads.
+    let reader = LogReader::open_with(racing(vec![in_flight(5)]), "/d", LogOptions::default())
+        .expect("a batch in flight is read again, not taken for damage");
+    assert_eq!(reader.next_lsn(), 10);
+    assert_eq!(reader.read(9).expect("read"), payload.to_vec());
+
+    // A second race, further on, on the second read.
+    let reader = LogReader::open_with(
+        racing(vec![in_flight(3), in_flight(8)]),
+        "/d",
+        LogOptions::default(),
+    )
+    .expect("each read gets further");
+    assert_eq!(reader.next_lsn(), 10);
+
+    // The same zeros on two reads in a row: damage, at LSN 5.
+    let err = LogReader::open_with(
+        racing(vec![in_flight(5), in_flight(5)]),
+        "/d",
+        LogOptions::default(),
+    )
+    .expect_err("stable zeros are damage");
+    match err {
+        LogError::Corruption { lsn, offset, .. } => {
+            assert_eq!((lsn, offset), (5, 32 + 128 * 5));
+        }
+        other => panic!("expected corruption at LSN 5, got {other:?}"),
+    }
+    drop(log);
+}
