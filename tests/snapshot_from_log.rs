@@ -12,11 +12,11 @@ mod support;
 
 use runlog::{
     AsOf, Engine, EngineError, ExternalStatus, JobFilter, JobId, JobOutcome, Options, Projections,
-    Query, ReadOnly, Step, Submit, Usage,
+    Query, ReadOnly, Step, Submit,
 };
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use support::{TempDir, options};
+use support::{TempDir, options, usage};
 
 fn quiet_options() -> Options {
     let (mut opts, _) = options();
@@ -24,14 +24,6 @@ fn quiet_options() -> Options {
     opts.snapshot_every_bytes = 0;
     opts.snapshot_on_close = true;
     opts
-}
-
-fn usage(n: u64) -> Usage {
-    Usage {
-        input_tokens: n,
-        output_tokens: n / 2,
-        cost_micros: n * 3,
-    }
 }
 
 /// Jobs in every shape, most of them finished (so held by their events):

@@ -12,10 +12,10 @@ mod support;
 use runlog::projections::Refusal;
 use runlog::{
     Engine, EngineError, ExternalStatus, JobFilter, JobId, JobOutcome, Options, Projections, Query,
-    Step, Submit, Usage,
+    Step, Submit,
 };
 use std::path::Path;
-use support::{TempDir, options};
+use support::{TempDir, options, usage};
 
 fn quiet_options() -> Options {
     let (mut opts, _) = options();
@@ -23,14 +23,6 @@ fn quiet_options() -> Options {
     opts.snapshot_every_bytes = 0;
     opts.snapshot_on_close = false;
     opts
-}
-
-fn usage(n: u64) -> Usage {
-    Usage {
-        input_tokens: n,
-        output_tokens: n / 2,
-        cost_micros: n * 3,
-    }
 }
 
 /// Jobs in every shape: finished, failed, cancelled, continued, with a

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use runlog::{ManualClock, Options, Timestamp};
+use runlog::{ManualClock, Options, Timestamp, Usage};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +47,15 @@ pub fn options() -> (Options, ManualClock) {
     let mut options = Options::default();
     options.clock = Arc::new(clock.clone());
     (options, clock)
+}
+
+/// A step's usage that differs with `n`: `n` tokens in, half as many out.
+pub fn usage(n: u64) -> Usage {
+    Usage {
+        input_tokens: n,
+        output_tokens: n / 2,
+        cost_micros: n * 3,
+    }
 }
 
 /// The last segment file of a data directory.
