@@ -963,6 +963,7 @@ impl Projections {
                 live_counts,
             }),
             slots: (0..chunk_count).map(|_| OnceLock::new()).collect(),
+            regions_passed: (0..chunk_count).map(|_| OnceLock::new()).collect(),
             ids_checked: OnceLock::new(),
         };
         Projections::from_base(base, &unfinished, live, events_applied, last_lsn)
@@ -1007,6 +1008,10 @@ pub(crate) struct Base {
     slots: Vec<Slot>,
     /// Whether the id index passed its checksum, checked on first lookup.
     ids_checked: OnceLock<Result<(), String>>,
+    /// Set for each chunk whose region passed its checksum: a listing
+    /// reads a chunk's records again each time, and the mapped bytes do
+    /// not change under it. A failure is not kept; it is found again.
+    regions_passed: Vec<OnceLock<()>>,
 }
 
 impl fmt::Debug for Base {
@@ -1148,8 +1153,10 @@ impl Base {
     /// The listing row of the job at `position`: from its view if its
     /// chunk is materialized, else from its record, through `cache`, which
     /// keeps the rows of the last chunk read so (a listing walks a chunk's
-    /// positions one after another). A chunk that fails gives the error
-    /// materializing it would, and is not materialized.
+    /// positions one after another), each to be taken once: a cache is
+    /// for one walk that reaches each position at most once. A chunk that
+    /// fails gives the error materializing it would, and is not
+    /// materialized.
     pub(crate) fn row(&self, position: usize, cache: &mut RowCache) -> Result<JobRow, DetailError> {
         let chunk = position / CHUNK_JOBS;
         let missing = || DetailError {
@@ -1165,11 +1172,16 @@ impl Base {
             Some(Err(e)) => Err(e.clone()),
             None => {
                 if cache.chunk != Some(chunk) {
-                    cache.rows = self.decode_chunk(chunk, |fields| fields.row());
+                    cache.rows = self.decode_chunk(chunk, |fields| Some(fields.row()));
                     cache.chunk = Some(chunk);
                 }
-                match &cache.rows {
-                    Ok(rows) => rows.get(position % CHUNK_JOBS).cloned().ok_or_else(missing),
+                match &mut cache.rows {
+                    // A listing reaches each position once: the row is
+                    // taken, not copied.
+                    Ok(rows) => rows
+                        .get_mut(position % CHUNK_JOBS)
+                        .and_then(Option::take)
+                        .ok_or_else(missing),
                     Err(e) => Err(e.clone()),
                 }
             }
@@ -1224,12 +1236,18 @@ impl Base {
         let region = file
             .get(l.regions_at + region_at as usize..l.regions_at + region_end as usize)
             .ok_or_else(|| fail("its region is out of the body".into()))?;
-        let stored = le32(this, C_CRC);
-        let computed = (self.source.checksum)(region);
-        if stored != computed {
-            return Err(fail(format!(
-                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
-            )));
+        let passed = self.regions_passed.get(chunk);
+        if passed.and_then(OnceLock::get).is_none() {
+            let stored = le32(this, C_CRC);
+            let computed = (self.source.checksum)(region);
+            if stored != computed {
+                return Err(fail(format!(
+                    "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+                )));
+            }
+            if let Some(passed) = passed {
+                let _ = passed.set(());
+            }
         }
         let (records, text) = region
             .split_at_checked(count * JOB_LEN)
@@ -1278,7 +1296,7 @@ impl Base {
 #[derive(Debug)]
 pub(crate) struct RowCache {
     chunk: Option<usize>,
-    rows: Result<Vec<JobRow>, DetailError>,
+    rows: Result<Vec<Option<JobRow>>, DetailError>,
 }
 
 impl Default for RowCache {
