@@ -324,9 +324,13 @@ pub trait Query: sealed::Access {
         self.views(|v| {
             // Rows, not views: a job restored from a snapshot and not used
             // since is listed from its record, without materializing it.
-            let mut out = Vec::new();
+            let rows = v.job_rows(filter.status)?;
+            // Sized for the page at once: a listing of every job would
+            // otherwise grow by doubling, copying its rows each time.
+            let most = rows.size_hint().0.saturating_sub(filter.offset);
+            let mut out = Vec::with_capacity(most.min(filter.limit));
             let mut skipped = 0;
-            for row in v.job_rows(filter.status)? {
+            for row in rows {
                 let row = row?;
                 if filter.key.as_deref().is_some_and(|k| *row.key != *k) {
                     continue;
