@@ -7,8 +7,8 @@ use crate::files::Files;
 use runlog_log::{Log, LogOptions, LogReader};
 use runlog_log::{LogError, SegmentRecords};
 use runlog_projections::{
-    Change, CheckpointId, CheckpointView, DetailError, Event, EventRef, EventSource, JobDetail,
-    JobId, JobStatus, JobView, Lsn, Projections, Resumability, RunId, RunView, Timestamp, Usage,
+    Change, CheckpointId, CheckpointView, Event, EventRef, EventSource, JobDetail, JobId, JobRow,
+    JobStatus, JobView, Lsn, Projections, Resumability, RunId, RunView, Timestamp, Usage,
 };
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -264,6 +264,22 @@ impl From<&JobView> for JobSummary {
     }
 }
 
+impl From<JobRow> for JobSummary {
+    fn from(row: JobRow) -> Self {
+        Self {
+            id: row.id,
+            key: row.key,
+            status: row.status,
+            total_steps: row.total_steps,
+            usage: row.usage,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            fingerprint: row.fingerprint,
+            runs: row.runs,
+        }
+    }
+}
+
 /// A checkpoint with its payload, read from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -306,30 +322,29 @@ pub trait Query: sealed::Access {
     /// read ([`EngineError::DetailUnreadable`]).
     fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, EngineError> {
         self.views(|v| {
-            let keep = |j: &JobView| filter.key.as_deref().is_none_or(|k| *j.key == *k);
-            let page = |it: &mut dyn Iterator<Item = Result<&JobView, DetailError>>| {
-                let mut out = Vec::new();
-                let mut skipped = 0;
-                for job in it {
-                    let job = job?;
-                    if !keep(job) {
-                        continue;
-                    }
-                    if skipped < filter.offset {
-                        skipped += 1;
-                        continue;
-                    }
-                    if out.len() == filter.limit {
-                        break;
-                    }
-                    out.push(JobSummary::from(job));
+            // Rows, not views: a job restored from a snapshot and not used
+            // since is listed from its record, without materializing it.
+            let rows = v.job_rows(filter.status)?;
+            // Sized for the page at once: a listing of every job would
+            // otherwise grow by doubling, copying its rows each time.
+            let most = rows.size_hint().0.saturating_sub(filter.offset);
+            let mut out = Vec::with_capacity(most.min(filter.limit));
+            let mut skipped = 0;
+            for row in rows {
+                let row = row?;
+                if filter.key.as_deref().is_some_and(|k| *row.key != *k) {
+                    continue;
                 }
-                Ok(out)
-            };
-            match filter.status {
-                Some(status) => page(&mut v.jobs_with_status(status)?.rev().map(Ok)),
-                None => page(&mut v.jobs().rev()),
+                if skipped < filter.offset {
+                    skipped += 1;
+                    continue;
+                }
+                if out.len() == filter.limit {
+                    break;
+                }
+                out.push(JobSummary::from(row));
             }
+            Ok(out)
         })
     }
 

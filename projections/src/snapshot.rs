@@ -99,8 +99,8 @@ use crate::event_lsns::{self, EventLsns, EventSource};
 use crate::state::Projections;
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 use crate::view::{
-    CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobStatus,
-    JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView, SnapshotSource,
+    CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobRow,
+    JobStatus, JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView, SnapshotSource,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -963,6 +963,7 @@ impl Projections {
                 live_counts,
             }),
             slots: (0..chunk_count).map(|_| OnceLock::new()).collect(),
+            regions_passed: (0..chunk_count).map(|_| OnceLock::new()).collect(),
             ids_checked: OnceLock::new(),
         };
         Projections::from_base(base, &unfinished, live, events_applied, last_lsn)
@@ -1007,6 +1008,10 @@ pub(crate) struct Base {
     slots: Vec<Slot>,
     /// Whether the id index passed its checksum, checked on first lookup.
     ids_checked: OnceLock<Result<(), String>>,
+    /// Set for each chunk whose region passed its checksum: a listing
+    /// reads a chunk's records again each time, and the mapped bytes do
+    /// not change under it. A failure is not kept; it is found again.
+    regions_passed: Vec<OnceLock<()>>,
 }
 
 impl fmt::Debug for Base {
@@ -1141,6 +1146,56 @@ impl Base {
 
     /// The views of chunk `chunk`, from its bytes.
     fn load_chunk(&self, chunk: usize) -> Result<Box<[JobView]>, DetailError> {
+        let jobs = self.decode_chunk(chunk, |fields| fields.into_view(&self.source))?;
+        Ok(jobs.into_boxed_slice())
+    }
+
+    /// The listing row of the job at `position`: from its view if its
+    /// chunk is materialized, else from its record, through `cache`, which
+    /// keeps the rows of the last chunk read so (a listing walks a chunk's
+    /// positions one after another), each to be taken once: a cache is
+    /// for one walk that reaches each position at most once. A chunk that
+    /// fails gives the error materializing it would, and is not
+    /// materialized.
+    pub(crate) fn row(&self, position: usize, cache: &mut RowCache) -> Result<JobRow, DetailError> {
+        let chunk = position / CHUNK_JOBS;
+        let missing = || DetailError {
+            job: position_name(position),
+            reason: format!("no job at position {position} of {}", self.len()),
+        };
+        let slot = self.slots.get(chunk).ok_or_else(missing)?;
+        match slot.get() {
+            Some(Ok(jobs)) => jobs
+                .get(position % CHUNK_JOBS)
+                .map(JobRow::from)
+                .ok_or_else(missing),
+            Some(Err(e)) => Err(e.clone()),
+            None => {
+                if cache.chunk != Some(chunk) {
+                    cache.rows = self.decode_chunk(chunk, |fields| Some(fields.row()));
+                    cache.chunk = Some(chunk);
+                }
+                match &mut cache.rows {
+                    // A listing reaches each position once: the row is
+                    // taken, not copied.
+                    Ok(rows) => rows
+                        .get_mut(position % CHUNK_JOBS)
+                        .and_then(Option::take)
+                        .ok_or_else(missing),
+                    Err(e) => Err(e.clone()),
+                }
+            }
+        }
+    }
+
+    /// Chunk `chunk`'s records, checked (the chunk's checksum, then each
+    /// record as [`ChunkReader::fields`] does), each made into a `T` by
+    /// `each`.
+    fn decode_chunk<'s, T>(
+        &'s self,
+        chunk: usize,
+        mut each: impl FnMut(Fields<'s>) -> T,
+    ) -> Result<Vec<T>, DetailError> {
         let l = &*self.layout;
         let first = chunk * CHUNK_JOBS;
         let fail = |reason: String| DetailError {
@@ -1181,12 +1236,18 @@ impl Base {
         let region = file
             .get(l.regions_at + region_at as usize..l.regions_at + region_end as usize)
             .ok_or_else(|| fail("its region is out of the body".into()))?;
-        let stored = le32(this, C_CRC);
-        let computed = (self.source.checksum)(region);
-        if stored != computed {
-            return Err(fail(format!(
-                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
-            )));
+        let passed = self.regions_passed.get(chunk);
+        if passed.and_then(OnceLock::get).is_none() {
+            let stored = le32(this, C_CRC);
+            let computed = (self.source.checksum)(region);
+            if stored != computed {
+                return Err(fail(format!(
+                    "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+                )));
+            }
+            if let Some(passed) = passed {
+                let _ = passed.set(());
+            }
         }
         let (records, text) = region
             .split_at_checked(count * JOB_LEN)
@@ -1197,7 +1258,6 @@ impl Base {
         let mut reader = ChunkReader {
             text,
             keys: &l.keys,
-            source: &self.source,
             details_at: l.details_at + detail_at as usize,
             details_left: (detail_end - detail_at) as usize,
         };
@@ -1213,13 +1273,13 @@ impl Base {
                     .and_then(|i| l.live_counts.get(i))
                     .map_or(0, |e| e.1),
             };
-            let job = reader
-                .job(record, listed)
+            let fields = reader
+                .fields(record, listed)
                 .map_err(|(id, reason)| DetailError {
                     job: id.unwrap_or_else(|| position_name(position)),
                     reason: format!("its record: {reason}"),
                 })?;
-            jobs.push(job);
+            jobs.push(each(fields));
         }
         if !reader.text.is_empty() || reader.details_left != 0 {
             return Err(fail(format!(
@@ -1228,7 +1288,23 @@ impl Base {
                 reader.details_left
             )));
         }
-        Ok(jobs.into_boxed_slice())
+        Ok(jobs)
+    }
+}
+
+/// The rows of the chunk a listing read last from its records.
+#[derive(Debug)]
+pub(crate) struct RowCache {
+    chunk: Option<usize>,
+    rows: Result<Vec<Option<JobRow>>, DetailError>,
+}
+
+impl Default for RowCache {
+    fn default() -> Self {
+        Self {
+            chunk: None,
+            rows: Ok(Vec::new()),
+        }
     }
 }
 
@@ -1246,7 +1322,6 @@ struct ChunkReader<'a> {
     /// The chunk's text not yet taken (checked UTF-8 as a whole).
     text: &'a str,
     keys: &'a [Arc<str>],
-    source: &'a Arc<SnapshotSource>,
     /// Where the next job's detail starts, in the file.
     details_at: usize,
     /// The chunk's detail bytes not yet claimed.
@@ -1267,14 +1342,18 @@ impl<'a> ChunkReader<'a> {
         Ok(taken)
     }
 
-    /// The next job's view, its detail still bytes. Fails with the job's
-    /// id when that much could be read.
-    fn job(&mut self, r: &Record, listed: Listed) -> Result<JobView, (Option<JobId>, String)> {
-        let id = JobId::from(
-            self.text(le32(r, R_ID_LEN), "a job id")
-                .map_err(|e| (None, e))?,
-        );
-        let bad = |what: String| (Some(id.clone()), what);
+    /// The next job's record, checked, with its strings taken from the
+    /// text and its detail's span claimed. Fails with the job's id when
+    /// that much could be read.
+    fn fields(
+        &mut self,
+        r: &'a Record,
+        listed: Listed,
+    ) -> Result<Fields<'a>, (Option<JobId>, String)> {
+        let id = self
+            .text(le32(r, R_ID_LEN), "a job id")
+            .map_err(|e| (None, e))?;
+        let bad = |what: String| (Some(JobId::from(id)), what);
         let flags = r[R_FLAGS];
         let status = *JOB_STATUSES
             .get(r[R_STATUS] as usize)
@@ -1301,10 +1380,10 @@ impl<'a> ChunkReader<'a> {
         let fingerprint = match flags & F_FINGERPRINT {
             0 if le32(r, R_FINGERPRINT_LEN) == 0 => None,
             0 => return Err(bad("a fingerprint without its flag".into())),
-            _ => Some(Arc::from(
+            _ => Some(
                 self.text(le32(r, R_FINGERPRINT_LEN), "a fingerprint")
                     .map_err(bad)?,
-            )),
+            ),
         };
         let finish_len = le32(r, R_FINISH_LEN);
         let finish = match r[R_FINISH] {
@@ -1312,16 +1391,12 @@ impl<'a> ChunkReader<'a> {
                 return Err(bad("a finish message without a failure".into()));
             }
             FINISH_NONE => None,
-            FINISH_COMPLETED => Some(FinishReason::Completed),
-            FINISH_FAILED => Some(FinishReason::Failed(
-                self.text(finish_len, "a finish message")
-                    .map_err(bad)?
-                    .to_owned(),
+            FINISH_COMPLETED => Some(FinishIn::Completed),
+            FINISH_FAILED => Some(FinishIn::Failed(
+                self.text(finish_len, "a finish message").map_err(bad)?,
             )),
-            FINISH_CANCELLED => Some(FinishReason::Cancelled(
-                self.text(finish_len, "a finish message")
-                    .map_err(bad)?
-                    .to_owned(),
+            FINISH_CANCELLED => Some(FinishIn::Cancelled(
+                self.text(finish_len, "a finish message").map_err(bad)?,
             )),
             other => return Err(bad(format!("finish kind {other}"))),
         };
@@ -1333,18 +1408,14 @@ impl<'a> ChunkReader<'a> {
                 None
             }
             0 => return Err(bad("an external status without its flag".into())),
-            _ => Some(ExternalObservation {
-                status: *EXTERNAL_STATUSES
+            _ => Some((
+                *EXTERNAL_STATUSES
                     .get(r[R_EXTERNAL_STATUS] as usize)
                     .ok_or_else(|| bad(format!("external status {}", r[R_EXTERNAL_STATUS])))?,
-                detail: self
-                    .text(le32(r, R_EXTERNAL_LEN), "an external detail")
-                    .map_err(bad)?
-                    .to_owned(),
-                at: Timestamp(le64(r, R_EXTERNAL_AT)),
-            }),
+                self.text(le32(r, R_EXTERNAL_LEN), "an external detail")
+                    .map_err(bad)?,
+            )),
         };
-        let runs = le32(r, R_RUNS);
         let live_count = le32(r, R_LIVE_COUNT);
         if live_count != listed.live {
             return Err(bad(format!(
@@ -1362,45 +1433,119 @@ impl<'a> ChunkReader<'a> {
                     self.details_left
                 ))
             })?;
-        let lazy = LazyDetail {
-            source: Arc::clone(self.source),
-            start: self.details_at,
-            end: self.details_at + len,
-            crc: le32(r, R_DETAIL_CRC),
-            run_count: runs,
-        };
+        let detail_at = self.details_at;
         self.details_at += len;
         self.details_left -= len;
-        Ok(JobView {
+        Ok(Fields {
+            r,
             id,
-            key: Arc::clone(key),
+            key,
+            status,
+            finished_at,
+            fingerprint,
+            finish,
+            external,
+            detail: detail_at..detail_at + len,
+        })
+    }
+}
+
+/// How a job last finished, its message still in the chunk's text.
+enum FinishIn<'a> {
+    Completed,
+    Failed(&'a str),
+    Cancelled(&'a str),
+}
+
+/// One job's record, checked by [`ChunkReader::fields`], its strings
+/// borrowed from the snapshot's bytes: made into a view when its chunk is
+/// materialized, or into a listing row alone.
+struct Fields<'a> {
+    r: &'a Record,
+    id: &'a str,
+    key: &'a Arc<str>,
+    status: JobStatus,
+    finished_at: Option<Timestamp>,
+    fingerprint: Option<&'a str>,
+    finish: Option<FinishIn<'a>>,
+    /// The external status and its detail (its time is in the record).
+    external: Option<(ExternalStatus, &'a str)>,
+    /// Where the job's detail is in the file.
+    detail: std::ops::Range<usize>,
+}
+
+impl Fields<'_> {
+    fn usage(&self) -> Usage {
+        let r = self.r;
+        Usage {
+            input_tokens: le64(r, R_INPUT_TOKENS),
+            output_tokens: le64(r, R_OUTPUT_TOKENS),
+            cost_micros: le64(r, R_COST_MICROS),
+        }
+    }
+
+    /// The job's listing row: what [`JobRow::from`] takes from the view
+    /// [`Fields::into_view`] makes, whose detail is not decoded, so its
+    /// run count is the record's.
+    fn row(&self) -> JobRow {
+        let r = self.r;
+        JobRow {
+            id: JobId::from(self.id),
+            key: Arc::clone(self.key),
+            status: self.status,
+            total_steps: le64(r, R_TOTAL_STEPS),
+            usage: self.usage(),
+            started_at: Timestamp(le64(r, R_STARTED_AT)),
+            finished_at: self.finished_at,
+            fingerprint: self.fingerprint.map(Arc::from),
+            runs: le32(r, R_RUNS) as usize,
+        }
+    }
+
+    /// The job's view, its detail still bytes.
+    fn into_view(self, source: &Arc<SnapshotSource>) -> JobView {
+        let r = self.r;
+        let usage = self.usage();
+        JobView {
+            id: JobId::from(self.id),
+            key: Arc::clone(self.key),
             input: PayloadRef {
                 lsn: le64(r, R_INPUT_LSN),
                 len: le64(r, R_INPUT_LEN),
             },
-            fingerprint,
-            status,
+            fingerprint: self.fingerprint.map(Arc::from),
+            status: self.status,
             total_steps: le64(r, R_TOTAL_STEPS),
-            usage: Usage {
-                input_tokens: le64(r, R_INPUT_TOKENS),
-                output_tokens: le64(r, R_OUTPUT_TOKENS),
-                cost_micros: le64(r, R_COST_MICROS),
-            },
+            usage,
             started_at: Timestamp(le64(r, R_STARTED_AT)),
-            finished_at,
-            finish,
-            external,
+            finished_at: self.finished_at,
+            finish: self.finish.map(|f| match f {
+                FinishIn::Completed => FinishReason::Completed,
+                FinishIn::Failed(m) => FinishReason::Failed(m.to_owned()),
+                FinishIn::Cancelled(m) => FinishReason::Cancelled(m.to_owned()),
+            }),
+            external: self.external.map(|(status, detail)| ExternalObservation {
+                status,
+                detail: detail.to_owned(),
+                at: Timestamp(le64(r, R_EXTERNAL_AT)),
+            }),
             last_lsn: le64(r, R_LAST_LSN),
             detail: Detail {
                 loaded: OnceLock::new(),
-                events: if flags & F_LSNS != 0 {
+                events: if r[R_FLAGS] & F_LSNS != 0 {
                     EventLsns::InSnapshot
                 } else {
                     EventLsns::Unknown
                 },
-                lazy: Some(lazy),
+                lazy: Some(LazyDetail {
+                    source: Arc::clone(source),
+                    start: self.detail.start,
+                    end: self.detail.end,
+                    crc: le32(r, R_DETAIL_CRC),
+                    run_count: le32(r, R_RUNS),
+                }),
             },
-        })
+        }
     }
 }
 

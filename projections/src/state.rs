@@ -3,11 +3,11 @@
 
 use crate::error::{DetailError, Refusal, StateFound, TransitionError};
 use crate::event::{ChangeRef, Event, EventRef, FailCause, InterruptReason, JobOutcomeRef};
-use crate::snapshot::{Base, SnapshotError};
+use crate::snapshot::{Base, RowCache, SnapshotError};
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Usage};
 use crate::view::{
-    BlockedReason, CheckpointView, Detail, ExternalObservation, FinishReason, JobDetail, JobStatus,
-    JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
+    BlockedReason, CheckpointView, Detail, ExternalObservation, FinishReason, JobDetail, JobRow,
+    JobStatus, JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock, Weak};
@@ -220,6 +220,30 @@ impl Projections {
         // Every job of an index is materialized: the running ones at
         // restore or creation, the others by the scan that built theirs.
         Ok(set.iter().filter_map(|&i| self.job_loaded(i)))
+    }
+
+    /// Listing rows of every job, or of the jobs with one status, newest
+    /// first: what [`JobRow::from`] makes of each job
+    /// [`Projections::jobs`] (or [`Projections::jobs_with_status`])
+    /// yields, in reverse. A job restored from a snapshot and not used
+    /// since is read from the snapshot's record, a chunk at a time, and
+    /// is not materialized; one whose bytes cannot be read is the error
+    /// materializing it gives. A status filter fails as
+    /// [`Projections::jobs_with_status`] does (for a finished status, the
+    /// first call still materializes every job).
+    pub fn job_rows(
+        &self,
+        status: Option<JobStatus>,
+    ) -> Result<impl Iterator<Item = Result<JobRow, DetailError>> + '_, DetailError> {
+        let positions: Box<dyn Iterator<Item = usize> + '_> = match status {
+            Some(status) => Box::new(self.status_set(status)?.iter().rev().copied()),
+            None => Box::new((0..self.job_count()).rev()),
+        };
+        let mut cache = RowCache::default();
+        Ok(positions.map(move |i| match &self.base {
+            Some(base) if i < base.len() => base.row(i, &mut cache),
+            _ => self.job_at(i).map(JobRow::from),
+        }))
     }
 
     /// Number of jobs with one status; fails as

@@ -353,6 +353,52 @@ pub struct JobView {
     pub(crate) detail: Detail,
 }
 
+/// The summary of one job a listing shows: its numbers and shared
+/// strings, without its runs, checkpoints or finish message.
+///
+/// [`Projections::job_rows`](crate::Projections::job_rows) reads the rows
+/// of jobs restored from a snapshot and not used since straight from the
+/// snapshot's records, without materializing their views.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobRow {
+    /// The job's id.
+    pub id: JobId,
+    /// Which agent or workflow it runs (the view's shared string).
+    pub key: Arc<str>,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// Steps recorded across all its runs.
+    pub total_steps: u64,
+    /// Sum of its steps' usage.
+    pub usage: Usage,
+    /// When it was created.
+    pub started_at: Timestamp,
+    /// When it last finished.
+    pub finished_at: Option<Timestamp>,
+    /// Its idempotency key.
+    pub fingerprint: Option<Arc<str>>,
+    /// Number of runs.
+    pub runs: usize,
+}
+
+impl From<&JobView> for JobRow {
+    /// Copies the numbers; the strings are shared with the view.
+    fn from(job: &JobView) -> Self {
+        Self {
+            id: job.id.clone(),
+            key: Arc::clone(&job.key),
+            status: job.status,
+            total_steps: job.total_steps,
+            usage: job.usage,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            fingerprint: job.fingerprint.clone(),
+            runs: job.run_count(),
+        }
+    }
+}
+
 impl PartialEq for JobView {
     /// Equal summaries and equal details. A detail that cannot be decoded
     /// equals nothing but the same error.

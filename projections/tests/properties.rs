@@ -1208,3 +1208,216 @@ fn a_chunk_entry_pointing_outside_fails_typed() {
             .is_some()
     );
 }
+
+/// The listing rows of `state` the way a listing built them before
+/// `job_rows`: each job materialized (newest first, or from its status's
+/// set), then [`JobRow::from`] its view. A status set that fails is one
+/// error row.
+fn rows_from_views(
+    state: &Projections,
+    status: Option<JobStatus>,
+) -> Vec<Result<JobRow, DetailError>> {
+    match status {
+        None => state.jobs().rev().map(|j| j.map(JobRow::from)).collect(),
+        Some(status) => match state.jobs_with_status(status) {
+            Ok(jobs) => jobs.rev().map(|j| Ok(JobRow::from(j))).collect(),
+            Err(e) => vec![Err(e)],
+        },
+    }
+}
+
+/// The listing rows `job_rows` gives, in the same shape.
+fn rows_listed(state: &Projections, status: Option<JobStatus>) -> Vec<Result<JobRow, DetailError>> {
+    match state.job_rows(status) {
+        Ok(rows) => rows.collect(),
+        Err(e) => vec![Err(e)],
+    }
+}
+
+/// A page of rows with one key, as the engine's listing takes it: rows
+/// of other keys skipped, then `offset` rows, then at most `limit`, an
+/// error ending the page.
+fn page(
+    rows: Vec<Result<JobRow, DetailError>>,
+    key: Option<&str>,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<JobRow>, DetailError> {
+    let mut out = Vec::new();
+    for row in rows {
+        let row = row?;
+        if key.is_some_and(|k| *row.key != *k) {
+            continue;
+        }
+        out.push(row);
+    }
+    Ok(out.into_iter().skip(offset).take(limit).collect())
+}
+
+/// How many chunks of the base are materialized, from the views' Debug
+/// form (the base shows its count there).
+fn chunks_materialized(state: &Projections) -> String {
+    let debug = format!("{state:?}");
+    debug
+        .split("chunks_materialized: ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ', '}']).next())
+        .unwrap_or("none")
+        .to_owned()
+}
+
+/// Like [`many_job_ops`], but most jobs of the prologue finish (after a
+/// run with a step, some with an external status), so that most chunks
+/// of the base hold no unfinished job and stay bytes after a restore.
+fn many_finished_job_ops() -> impl Strategy<Value = (Vec<Op>, Vec<(u8, Op)>)> {
+    let op = (
+        prop::sample::select(KINDS),
+        0u8..=255,
+        0u8..4,
+        0u8..4,
+        0u16..40,
+    );
+    let ops = prop::collection::vec(op, 0..20);
+    (1u8..=255, 2u8..40, ops, many_job_ops()).prop_map(
+        |(jobs, unfinished_every, ops, (_, after))| {
+            let mut prologue = Vec::new();
+            for j in 0..jobs {
+                prologue.push((0, j, j % 4, 0, 0));
+                prologue.push((1, j, 0, 0, 1));
+                prologue.push((2, j, 0, j % 4, u16::from(j)));
+                if j % 7 == 0 {
+                    prologue.push((13, j, 0, 0, 0));
+                }
+                if j % unfinished_every != 0 {
+                    prologue.push((8, j, 0, 0, 0));
+                    prologue.push((12, j, 0, 0, u16::from(j)));
+                }
+            }
+            // A few random ops after, so that a few chunks are materialized
+            // at restore (a job continued is unfinished).
+            ([prologue, ops].concat(), after)
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// For views restored from a snapshot, then queried and changed in any
+    /// order, the rows `job_rows` lists (all jobs, by status, by key, in
+    /// pages) are exactly those `JobRow::from` makes of the materialized
+    /// views, and listing them materializes no chunk.
+    #[test]
+    fn listing_rows_from_records_gives_the_rows_of_the_views(
+        (before, after) in prop_oneof![many_job_ops(), many_finished_job_ops()],
+        key in prop::sample::select(&["agent", "other"][..]),
+        offset in 0usize..80,
+        limit in 1usize..120,
+    ) {
+        let t = fold(&before);
+        let body = common::snapshot(&t.state);
+        // Two copies that take the same steps: one listed the old way
+        // (which materializes), one the new way (which must not).
+        let mut listed = common::restore(&body).expect("restore");
+        let mut viewed = common::restore(&body).expect("restore");
+        for (i, (kind, op)) in after.into_iter().enumerate() {
+            if kind <= 2 {
+                let e = event(op, 100_000 + i as u64);
+                let lsn = 100_000 + i as Lsn;
+                prop_assert_eq!(listed.apply(lsn, &e), viewed.apply(lsn, &e));
+            } else if kind == 7 {
+                let chunks = chunks_materialized(&listed);
+                prop_assert_eq!(rows_listed(&listed, None), rows_from_views(&viewed, None));
+                prop_assert_eq!(chunks_materialized(&listed), chunks);
+            } else {
+                prop_assert_eq!(lazy_query(&listed, kind, op), lazy_query(&viewed, kind, op));
+            }
+        }
+        let chunks = chunks_materialized(&listed);
+        let all = rows_listed(&listed, None);
+        prop_assert_eq!(chunks_materialized(&listed), chunks);
+        prop_assert_eq!(&all, &rows_from_views(&viewed, None));
+        prop_assert_eq!(all.len(), listed.job_count());
+        for status in [None, Some(JobStatus::Running), Some(JobStatus::Completed),
+            Some(JobStatus::Failed), Some(JobStatus::Cancelled)]
+        {
+            prop_assert_eq!(rows_listed(&listed, status), rows_from_views(&viewed, status));
+            for key in [None, Some(key)] {
+                prop_assert_eq!(
+                    page(rows_listed(&listed, status), key, offset, limit),
+                    page(rows_from_views(&viewed, status), key, offset, limit)
+                );
+            }
+        }
+    }
+
+    /// Any byte of a body of many jobs changed, and every checksum
+    /// recomputed: where the restore succeeds, the rows `job_rows` lists
+    /// are those of the materialized views, and a chunk that fails gives
+    /// each of its jobs the same typed error materializing it gives.
+    #[test]
+    fn listing_rows_of_an_edited_body_fail_as_the_views_do(
+        (before, _after) in many_finished_job_ops(),
+        at in any::<prop::sample::Index>(),
+        xor in 1u8..=255,
+    ) {
+        let t = fold(&before);
+        let mut body = common::snapshot(&t.state);
+        let i = at.index(body.len());
+        body[i] ^= xor;
+        common::reseal(&mut body);
+        let (Ok(listed), Ok(viewed)) = (common::restore(&body), common::restore(&body)) else {
+            return Ok(());
+        };
+        let first = rows_listed(&listed, None);
+        prop_assert_eq!(&first, &rows_from_views(&viewed, None));
+        // Listed again (chunks that passed their checksum are not summed
+        // again), the same rows and errors.
+        prop_assert_eq!(rows_listed(&listed, None), first);
+        for status in JobStatus::ALL {
+            prop_assert_eq!(
+                rows_listed(&listed, Some(status)),
+                rows_from_views(&viewed, Some(status))
+            );
+        }
+    }
+}
+
+/// A finished job's record with a status byte out of range, under
+/// recomputed checksums: listing the rows reads the running job and the
+/// intact chunk, then gives each job of the bad chunk the typed error a
+/// lookup of it gives, and materializes nothing new.
+#[test]
+fn listing_rows_reaching_a_bad_chunk_fails_typed() {
+    let (state, body) = finished_jobs(100);
+    let (at, count) = id_index(&body);
+    let record = at + count * 16 + 10 * 128;
+    assert_eq!(body[record + 120], 1, "j010 is completed");
+    let mut lying = body;
+    lying[record + 120] = 7;
+    common::reseal(&mut lying);
+    let restored = common::restore(&lying).expect("the head is intact");
+    let chunks = chunks_materialized(&restored);
+    assert_eq!(chunks, "1", "the running job's chunk");
+    let rows = rows_listed(&restored, None);
+    assert_eq!(chunks_materialized(&restored), chunks);
+    assert_eq!(rows.len(), 101);
+    let want: Vec<_> = state
+        .jobs()
+        .rev()
+        .take(37)
+        .map(|j| j.map(JobRow::from))
+        .collect();
+    assert_eq!(rows[..37], want[..], "live and j099..j064 read");
+    let err = restored.job(&JobId::from("j010")).expect_err("status 7");
+    assert!(err.reason.contains("its record: status 7"), "{err}");
+    assert!(
+        rows[37..].iter().all(|r| r.as_ref() == Err(&err)),
+        "{rows:?}"
+    );
+    assert_eq!(rows, rows_from_views(&restored, None));
+    assert_eq!(
+        rows_listed(&restored, Some(JobStatus::Completed)),
+        vec![Err(err)]
+    );
+}
