@@ -977,10 +977,7 @@ proptest! {
         at in any::<prop::sample::Index>(),
         xor in 1u8..=255,
     ) {
-        let t = fold(&before);
-        let mut body = common::snapshot(&t.state);
-        let i = at.index(body.len());
-        body[i] ^= xor;
+        let (_, mut body) = edited_body(&before, at, xor);
         common::reseal(&mut body);
         let Ok(mut restored) = common::restore(&body) else {
             return Ok(());
@@ -1361,10 +1358,7 @@ proptest! {
         at in any::<prop::sample::Index>(),
         xor in 1u8..=255,
     ) {
-        let t = fold(&before);
-        let mut body = common::snapshot(&t.state);
-        let i = at.index(body.len());
-        body[i] ^= xor;
+        let (_, mut body) = edited_body(&before, at, xor);
         common::reseal(&mut body);
         let (Ok(listed), Ok(viewed)) = (common::restore(&body), common::restore(&body)) else {
             return Ok(());
