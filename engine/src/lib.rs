@@ -57,12 +57,13 @@ pub use engine::{
 pub use error::EngineError;
 pub use guard::RunGuard;
 pub use options::{AsOf, Clock, ManualClock, Options, SystemClock};
-pub use query::{Checkpoint, JobFilter, JobSummary, Query, ResumableRun, RunNode};
+pub use query::{Checkpoint, JobFilter, Query, ResumableRun, RunNode};
 pub use readonly::{ReadOnly, ReadReport};
 pub use runlog_log::{RecoveryMode, SyncPolicy};
 pub use runlog_projections::{
     BlockedReason, Change, CheckpointId, CheckpointView, Event, ExternalStatus, FailCause,
-    InterruptReason, JobId, JobOutcome, JobStatus, JobView, Lsn, PayloadRef, Projections, Refusal,
-    Resumability, RunId, RunStatus, RunView, StateFound, Timestamp, TransitionError, Usage,
+    InterruptReason, JobId, JobOutcome, JobStatus, JobSummary, JobView, Lsn, PayloadRef,
+    Projections, Refusal, Resumability, RunId, RunStatus, RunView, StateFound, Timestamp,
+    TransitionError, Usage,
 };
 pub use snapshot::SkippedSnapshot;

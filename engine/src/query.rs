@@ -7,8 +7,8 @@ use crate::files::Files;
 use runlog_log::{Log, LogOptions, LogReader};
 use runlog_log::{LogError, SegmentRecords};
 use runlog_projections::{
-    Change, CheckpointId, CheckpointView, Event, EventRef, EventSource, JobDetail, JobId, JobRow,
-    JobStatus, JobView, Lsn, Projections, Resumability, RunId, RunView, Timestamp, Usage,
+    Change, CheckpointId, CheckpointView, Event, EventRef, EventSource, JobDetail, JobId,
+    JobStatus, JobSummary, JobView, Lsn, Projections, Resumability, RunId, RunView,
 };
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -223,63 +223,6 @@ impl JobFilter {
     }
 }
 
-/// One line of a job listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct JobSummary {
-    /// The job's id.
-    pub id: JobId,
-    /// Which agent or workflow it runs (the view's shared string).
-    pub key: Arc<str>,
-    /// Where it stands.
-    pub status: JobStatus,
-    /// Steps recorded across all its runs.
-    pub total_steps: u64,
-    /// Sum of its steps' usage.
-    pub usage: Usage,
-    /// When it was created.
-    pub started_at: Timestamp,
-    /// When it last finished.
-    pub finished_at: Option<Timestamp>,
-    /// Its idempotency key (the view's shared string).
-    pub fingerprint: Option<Arc<str>>,
-    /// Number of runs.
-    pub runs: usize,
-}
-
-impl From<&JobView> for JobSummary {
-    /// Copies the numbers; the strings are shared with the view.
-    fn from(job: &JobView) -> Self {
-        Self {
-            id: job.id.clone(),
-            key: job.key.clone(),
-            status: job.status,
-            total_steps: job.total_steps,
-            usage: job.usage,
-            started_at: job.started_at,
-            finished_at: job.finished_at,
-            fingerprint: job.fingerprint.clone(),
-            runs: job.run_count(),
-        }
-    }
-}
-
-impl From<JobRow> for JobSummary {
-    fn from(row: JobRow) -> Self {
-        Self {
-            id: row.id,
-            key: row.key,
-            status: row.status,
-            total_steps: row.total_steps,
-            usage: row.usage,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            fingerprint: row.fingerprint,
-            runs: row.runs,
-        }
-    }
-}
-
 /// A checkpoint with its payload, read from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -342,7 +285,7 @@ pub trait Query: sealed::Access {
                 if out.len() == filter.limit {
                     break;
                 }
-                out.push(JobSummary::from(row));
+                out.push(row);
             }
             Ok(out)
         })

@@ -107,6 +107,6 @@ pub use snapshot::{
 pub use state::{Checked, Projections};
 pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 pub use view::{
-    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobDetail, JobRow, JobStatus,
-    JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
+    BlockedReason, CheckpointView, ExternalObservation, FinishReason, JobDetail, JobStatus,
+    JobSummary, JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
 };

@@ -6,8 +6,8 @@ use crate::event::{ChangeRef, Event, EventRef, FailCause, InterruptReason, JobOu
 use crate::snapshot::{Base, RowCache, SnapshotError};
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Usage};
 use crate::view::{
-    BlockedReason, CheckpointView, Detail, ExternalObservation, FinishReason, JobDetail, JobRow,
-    JobStatus, JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
+    BlockedReason, CheckpointView, Detail, ExternalObservation, FinishReason, JobDetail, JobStatus,
+    JobSummary, JobView, PhaseView, Resumability, RunError, RunStatus, RunView,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock, Weak};
@@ -223,7 +223,7 @@ impl Projections {
     }
 
     /// Listing rows of every job, or of the jobs with one status, newest
-    /// first: what [`JobRow::from`] makes of each job
+    /// first: what [`JobSummary::from`] makes of each job
     /// [`Projections::jobs`] (or [`Projections::jobs_with_status`])
     /// yields, in reverse. A job restored from a snapshot and not used
     /// since is read from the snapshot's record, a chunk at a time, and
@@ -234,7 +234,7 @@ impl Projections {
     pub fn job_rows(
         &self,
         status: Option<JobStatus>,
-    ) -> Result<impl Iterator<Item = Result<JobRow, DetailError>> + '_, DetailError> {
+    ) -> Result<impl Iterator<Item = Result<JobSummary, DetailError>> + '_, DetailError> {
         let positions: Box<dyn Iterator<Item = usize> + '_> = match status {
             Some(status) => Box::new(self.status_set(status)?.iter().rev().copied()),
             None => Box::new((0..self.job_count()).rev()),
@@ -242,7 +242,7 @@ impl Projections {
         let mut cache = RowCache::default();
         Ok(positions.map(move |i| match &self.base {
             Some(base) if i < base.len() => base.row(i, &mut cache),
-            _ => self.job_at(i).map(JobRow::from),
+            _ => self.job_at(i).map(JobSummary::from),
         }))
     }
 

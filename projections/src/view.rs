@@ -361,7 +361,7 @@ pub struct JobView {
 /// snapshot's records, without materializing their views.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct JobRow {
+pub struct JobSummary {
     /// The job's id.
     pub id: JobId,
     /// Which agent or workflow it runs (the view's shared string).
@@ -382,7 +382,7 @@ pub struct JobRow {
     pub runs: usize,
 }
 
-impl From<&JobView> for JobRow {
+impl From<&JobView> for JobSummary {
     /// Copies the numbers; the strings are shared with the view.
     fn from(job: &JobView) -> Self {
         Self {

@@ -1208,23 +1208,30 @@ fn a_chunk_entry_pointing_outside_fails_typed() {
 
 /// The listing rows of `state` the way a listing built them before
 /// `job_rows`: each job materialized (newest first, or from its status's
-/// set), then [`JobRow::from`] its view. A status set that fails is one
+/// set), then [`JobSummary::from`] its view. A status set that fails is one
 /// error row.
 fn rows_from_views(
     state: &Projections,
     status: Option<JobStatus>,
-) -> Vec<Result<JobRow, DetailError>> {
+) -> Vec<Result<JobSummary, DetailError>> {
     match status {
-        None => state.jobs().rev().map(|j| j.map(JobRow::from)).collect(),
+        None => state
+            .jobs()
+            .rev()
+            .map(|j| j.map(JobSummary::from))
+            .collect(),
         Some(status) => match state.jobs_with_status(status) {
-            Ok(jobs) => jobs.rev().map(|j| Ok(JobRow::from(j))).collect(),
+            Ok(jobs) => jobs.rev().map(|j| Ok(JobSummary::from(j))).collect(),
             Err(e) => vec![Err(e)],
         },
     }
 }
 
 /// The listing rows `job_rows` gives, in the same shape.
-fn rows_listed(state: &Projections, status: Option<JobStatus>) -> Vec<Result<JobRow, DetailError>> {
+fn rows_listed(
+    state: &Projections,
+    status: Option<JobStatus>,
+) -> Vec<Result<JobSummary, DetailError>> {
     match state.job_rows(status) {
         Ok(rows) => rows.collect(),
         Err(e) => vec![Err(e)],
@@ -1235,11 +1242,11 @@ fn rows_listed(state: &Projections, status: Option<JobStatus>) -> Vec<Result<Job
 /// of other keys skipped, then `offset` rows, then at most `limit`, an
 /// error ending the page.
 fn page(
-    rows: Vec<Result<JobRow, DetailError>>,
+    rows: Vec<Result<JobSummary, DetailError>>,
     key: Option<&str>,
     offset: usize,
     limit: usize,
-) -> Result<Vec<JobRow>, DetailError> {
+) -> Result<Vec<JobSummary>, DetailError> {
     let mut out = Vec::new();
     for row in rows {
         let row = row?;
@@ -1302,7 +1309,7 @@ proptest! {
 
     /// For views restored from a snapshot, then queried and changed in any
     /// order, the rows `job_rows` lists (all jobs, by status, by key, in
-    /// pages) are exactly those `JobRow::from` makes of the materialized
+    /// pages) are exactly those `JobSummary::from` makes of the materialized
     /// views, and listing them materializes no chunk.
     #[test]
     fn listing_rows_from_records_gives_the_rows_of_the_views(
@@ -1400,7 +1407,7 @@ fn listing_rows_reaching_a_bad_chunk_fails_typed() {
         .jobs()
         .rev()
         .take(37)
-        .map(|j| j.map(JobRow::from))
+        .map(|j| j.map(JobSummary::from))
         .collect();
     assert_eq!(rows[..37], want[..], "live and j099..j064 read");
     let err = restored.job(&JobId::from("j010")).expect_err("status 7");
