@@ -99,8 +99,8 @@ use crate::event_lsns::{self, EventLsns, EventSource};
 use crate::state::Projections;
 use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};
 use crate::view::{
-    CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobRow,
-    JobStatus, JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView, SnapshotSource,
+    CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobStatus,
+    JobSummary, JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView, SnapshotSource,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -1157,7 +1157,11 @@ impl Base {
     /// for one walk that reaches each position at most once. A chunk that
     /// fails gives the error materializing it would, and is not
     /// materialized.
-    pub(crate) fn row(&self, position: usize, cache: &mut RowCache) -> Result<JobRow, DetailError> {
+    pub(crate) fn row(
+        &self,
+        position: usize,
+        cache: &mut RowCache,
+    ) -> Result<JobSummary, DetailError> {
         let chunk = position / CHUNK_JOBS;
         let missing = || DetailError {
             job: position_name(position),
@@ -1167,7 +1171,7 @@ impl Base {
         match slot.get() {
             Some(Ok(jobs)) => jobs
                 .get(position % CHUNK_JOBS)
-                .map(JobRow::from)
+                .map(JobSummary::from)
                 .ok_or_else(missing),
             Some(Err(e)) => Err(e.clone()),
             None => {
@@ -1296,7 +1300,7 @@ impl Base {
 #[derive(Debug)]
 pub(crate) struct RowCache {
     chunk: Option<usize>,
-    rows: Result<Vec<Option<JobRow>>, DetailError>,
+    rows: Result<Vec<Option<JobSummary>>, DetailError>,
 }
 
 impl Default for RowCache {
@@ -1484,12 +1488,12 @@ impl Fields<'_> {
         }
     }
 
-    /// The job's listing row: what [`JobRow::from`] takes from the view
+    /// The job's listing row: what [`JobSummary::from`] takes from the view
     /// [`Fields::into_view`] makes, whose detail is not decoded, so its
     /// run count is the record's.
-    fn row(&self) -> JobRow {
+    fn row(&self) -> JobSummary {
         let r = self.r;
-        JobRow {
+        JobSummary {
             id: JobId::from(self.id),
             key: Arc::clone(self.key),
             status: self.status,
@@ -1664,20 +1668,33 @@ pub(crate) fn decode_detail(
             job.total_steps, job.usage
         )));
     }
-    if view.runs.len() != lazy.run_count as usize {
-        return Err(fail(format!(
-            "{} runs, its summary says {}",
-            view.runs.len(),
-            lazy.run_count
-        )));
-    }
-    let found = live_runs(&view.runs).map_err(fail)?;
-    if found != live {
-        return Err(fail(format!(
-            "runs in flight or interrupted {found:?}, its summary says {live:?}"
-        )));
-    }
+    runs_agree(&view.runs, lazy, live, "").map_err(fail)?;
     Ok(view)
+}
+
+/// Checks a decoded or rebuilt detail's runs against what the job's
+/// summary says of them: how many, and which are in flight or
+/// interrupted. `made` starts the count's message ("its events make ").
+fn runs_agree(
+    runs: &[RunView],
+    lazy: &LazyDetail,
+    live: &[(u32, RunStatus)],
+    made: &str,
+) -> Result<(), String> {
+    if runs.len() != lazy.run_count as usize {
+        return Err(format!(
+            "{made}{} runs, its summary says {}",
+            runs.len(),
+            lazy.run_count
+        ));
+    }
+    let found = live_runs(runs)?;
+    if found != live {
+        return Err(format!(
+            "runs in flight or interrupted {found:?}, its summary says {live:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// Rebuilds the runs and checkpoints of `job`, which a snapshot holds as
@@ -1731,19 +1748,7 @@ fn rebuild_from_log(
         // A job made by applying events has its detail decoded.
         _ => return Err(fail("its events made no detail".into())),
     };
-    if detail.runs.len() != lazy.run_count as usize {
-        return Err(fail(format!(
-            "its events make {} runs, its summary says {}",
-            detail.runs.len(),
-            lazy.run_count
-        )));
-    }
-    let found = live_runs(&detail.runs).map_err(fail)?;
-    if found != live {
-        return Err(fail(format!(
-            "runs in flight or interrupted {found:?}, its summary says {live:?}"
-        )));
-    }
+    runs_agree(&detail.runs, lazy, live, "its events make ").map_err(fail)?;
     Ok(detail)
 }
 
