@@ -120,6 +120,27 @@ fn answers(q: &impl Query, jobs: &[JobId]) -> String {
     out
 }
 
+/// Opens `dir`, whose one snapshot `snap` the open must refuse for a
+/// reason `reason_ok` accepts, and checks that its views equal those of a
+/// full replay of `replay` (a copy of `dir` without snapshots). Returns
+/// the engine opened on `dir`.
+fn open_refusing(
+    dir: &Path,
+    replay: &Path,
+    snap: &Path,
+    reason_ok: impl Fn(&str) -> bool,
+) -> Engine {
+    let (engine, report) = Engine::open(dir, quiet_options()).expect("open");
+    assert_eq!(report.snapshot, None, "the snapshot is refused");
+    assert_eq!(report.snapshots_skipped.len(), 1);
+    assert_eq!(report.snapshots_skipped[0].path, snap);
+    let reason = &report.snapshots_skipped[0].reason;
+    assert!(reason_ok(reason), "{reason}");
+    let (full, _) = Engine::open(replay, quiet_options()).expect("full");
+    assert!(engine.with_views(Projections::clone) == full.with_views(Projections::clone));
+    engine
+}
+
 /// A copy of `dir` with its segments only: opening it replays the whole log.
 fn without_snapshots(dir: &Path) -> TempDir {
     let copy = TempDir::new("replay");
@@ -400,20 +421,9 @@ fn a_corrupt_detail_met_while_replaying_the_tail_skips_that_snapshot() {
             .expect("observe");
     });
     let replay_dir = without_snapshots(dir.path());
-
-    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
-    assert_eq!(report.snapshot, None, "the snapshot is refused");
-    assert_eq!(report.snapshots_skipped.len(), 1);
-    assert_eq!(report.snapshots_skipped[0].path, snap);
-    assert!(
-        report.snapshots_skipped[0]
-            .reason
-            .contains("cannot be read"),
-        "{}",
-        report.snapshots_skipped[0].reason
-    );
-    let (full, _) = Engine::open(replay_dir.path(), quiet_options()).expect("full");
-    assert!(engine.with_views(Projections::clone) == full.with_views(Projections::clone));
+    let engine = open_refusing(dir.path(), replay_dir.path(), &snap, |r| {
+        r.contains("cannot be read")
+    });
     assert_eq!(engine.job(&job).expect("job").total_steps, 1);
 }
 
@@ -425,13 +435,9 @@ fn a_snapshot_damaged_on_disk_in_a_detail_is_skipped_at_open() {
     let dir = TempDir::new("lazy-damaged");
     let (job, snap) = marked_snapshot_with(dir.path(), Reseal::Nothing, |_, _| {});
     let replay_dir = without_snapshots(dir.path());
-    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
-    assert_eq!(report.snapshot, None, "the snapshot is refused");
-    assert_eq!(report.snapshots_skipped.len(), 1);
-    assert_eq!(report.snapshots_skipped[0].path, snap);
-    assert_eq!(report.snapshots_skipped[0].reason, "body checksum mismatch");
-    let (full, _) = Engine::open(replay_dir.path(), quiet_options()).expect("full");
-    assert!(engine.with_views(Projections::clone) == full.with_views(Projections::clone));
+    let engine = open_refusing(dir.path(), replay_dir.path(), &snap, |r| {
+        r == "body checksum mismatch"
+    });
     let view = engine.job(&job).expect("the job decodes");
     assert_eq!(view.usage, usage(77));
 }
@@ -548,16 +554,8 @@ fn a_bad_job_record_met_while_replaying_the_tail_skips_that_snapshot() {
             .expect("observe");
     });
     let replay_dir = without_snapshots(dir.path());
-    let (engine, report) = Engine::open(dir.path(), quiet_options()).expect("open");
-    assert_eq!(report.snapshot, None, "the snapshot is refused");
-    assert_eq!(report.snapshots_skipped.len(), 1);
-    assert_eq!(report.snapshots_skipped[0].path, snap);
-    assert!(
-        report.snapshots_skipped[0].reason.contains("status 7"),
-        "{}",
-        report.snapshots_skipped[0].reason
-    );
-    let (full, _) = Engine::open(replay_dir.path(), quiet_options()).expect("full");
-    assert!(engine.with_views(Projections::clone) == full.with_views(Projections::clone));
+    let engine = open_refusing(dir.path(), replay_dir.path(), &snap, |r| {
+        r.contains("status 7")
+    });
     assert!(engine.job(&jobs[0]).expect("job").external.is_some());
 }
