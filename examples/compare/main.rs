@@ -359,6 +359,16 @@ fn without_snapshots<T>(dir: &Path, f: impl FnOnce() -> Res<T>) -> Res<T> {
 }
 
 /// A fresh, empty directory for one system's data.
+/// Waits until the disk has taken everything written so far (`sync(2)`).
+/// Called after a measured run's files are deleted and before the next run
+/// starts: on this kind of machine the deletion (thousands of files for
+/// json-files, with online discard) and the write-back it leaves behind
+/// would otherwise slow the first fsyncs of whichever system runs next,
+/// and the shortest runs (runlog's) the most (docs/performance.md, step 15).
+fn settle() {
+    rustix::fs::sync();
+}
+
 fn fresh(root: &Path, name: &str) -> Res<PathBuf> {
     let dir = root.join(name);
     if dir.exists() {
@@ -616,6 +626,7 @@ fn durable(plan: &Plan, results: &mut Results, progress: &dyn Fn(&str)) -> Res<(
                     );
                 }
                 fs::remove_dir_all(&dir)?;
+                settle();
             }
             progress(&format!("round {}/{}: {workload}", round + 1, plan.rounds));
         }
@@ -672,6 +683,9 @@ fn cold_start(plan: &Plan, results: &mut Results, progress: &dyn Fn(&str)) -> Re
         }
         sets.push((system, dir, written.refs));
     }
+    // The sets were written without syncs: their write-back must not run
+    // under the cold opens.
+    settle();
     let probe = usize::try_from(probe_index(plan.cold_jobs))?;
     for round in 0..plan.rounds {
         for system in plan.order(round) {
