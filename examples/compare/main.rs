@@ -40,6 +40,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -211,12 +212,16 @@ fn drive<W: Writer>(
     bulk: bool,
 ) -> Res<Written> {
     let stride = u64::try_from(writers)?;
-    let start = Instant::now();
-    let results: Vec<Res<Vec<(u64, String)>>> = thread::scope(|s| {
+    // The clock starts once every writer thread exists and waits at the
+    // barrier: creating sixteen threads is not a command, and it would
+    // weigh most on the shortest run.
+    let ready = Barrier::new(writers + 1);
+    let (results, start): (Vec<Res<Vec<(u64, String)>>>, Instant) = thread::scope(|s| {
         let handles: Vec<_> = (0..stride)
             .map(|t| {
-                let w = &w;
+                let (w, ready) = (&w, &ready);
                 s.spawn(move || -> Res<Vec<(u64, String)>> {
+                    ready.wait();
                     let mut refs = Vec::new();
                     let mut index = t;
                     while index < jobs {
@@ -230,13 +235,16 @@ fn drive<W: Writer>(
                 })
             })
             .collect();
-        handles
+        ready.wait();
+        let start = Instant::now();
+        let results = handles
             .into_iter()
             .map(|h| {
                 h.join()
                     .unwrap_or_else(|_| Err("a writer thread panicked".into()))
             })
-            .collect()
+            .collect();
+        (results, start)
     });
     let elapsed = start.elapsed();
     w.close()?;
