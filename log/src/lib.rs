@@ -36,6 +36,7 @@
 mod error;
 mod format;
 mod fs;
+mod index_file;
 #[allow(unsafe_code)]
 mod mmap;
 mod reader;
