@@ -51,6 +51,8 @@ mod wake;
 mod writer;
 
 #[cfg(test)]
+mod index_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::{CorruptionKind, LogError};

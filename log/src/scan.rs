@@ -774,6 +774,8 @@ pub(crate) struct IndexState {
     pub base: Lsn,
     pub offsets: Vec<usize>,
     pub cursor: [u64; 6],
+    /// Index points it holds (runs that start at one).
+    pub points: usize,
 }
 
 /// Records of one segment located by LSN from one starting point: the
@@ -908,12 +910,6 @@ impl SegIndex {
         self.runs.extend(starts.map(Run::new));
     }
 
-    /// How many runs start at index points, for tests.
-    #[cfg(test)]
-    pub(crate) fn points(&self) -> usize {
-        self.runs.len() - 1
-    }
-
     /// What the walk from the segment's start knows, for tests that
     /// compare two indexes.
     #[cfg(test)]
@@ -931,6 +927,7 @@ impl SegIndex {
                 c.batch_end_lsn,
                 u64::from(c.batch_end_crc),
             ],
+            points: self.runs.len() - 1,
         }
     }
 

@@ -32,7 +32,7 @@ fn all(log: &Log) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn open(fs: &Arc<dyn Fs>, o: LogOptions) -> Log {
+pub(crate) fn open(fs: &Arc<dyn Fs>, o: LogOptions) -> Log {
     Log::open_with(Arc::clone(fs), Path::new("/d"), o)
         .expect("open")
         .0
@@ -295,7 +295,7 @@ fn verify_reports_damage_in_a_middle_segment_where_it_is() {
 // records, the same index, the same errors.
 
 /// Options whose segments hold a dozen records or so.
-fn segmented() -> LogOptions {
+pub(crate) fn segmented() -> LogOptions {
     LogOptions {
         segment_size_max: 512,
         ..LogOptions::default()
@@ -304,7 +304,7 @@ fn segmented() -> LogOptions {
 
 /// Appends `batches` batches of 1, 2 or 3 records of varying length;
 /// returns every payload, indexed by LSN.
-fn fill(log: &Log, batches: u32) -> Vec<Vec<u8>> {
+pub(crate) fn fill(log: &Log, batches: u32) -> Vec<Vec<u8>> {
     let mut want = Vec::new();
     for b in 0..batches {
         let batch: Vec<Vec<u8>> = (0..=b % 3)
@@ -318,9 +318,9 @@ fn fill(log: &Log, batches: u32) -> Vec<Vec<u8>> {
 }
 
 /// What a walk from `from` gives: its records, then its error if any.
-type Walked = (Vec<(u64, Vec<u8>)>, Option<LogError>);
+pub(crate) type Walked = (Vec<(u64, Vec<u8>)>, Option<LogError>);
 
-fn scanned(log: &Log, from: u64) -> Walked {
+pub(crate) fn scanned(log: &Log, from: u64) -> Walked {
     let mut got = Vec::new();
     let r = log.scan(from, |lsn, p| {
         got.push((lsn, p.to_vec()));
@@ -329,7 +329,7 @@ fn scanned(log: &Log, from: u64) -> Walked {
     (got, r.err())
 }
 
-fn read_back(r: &LogReader, from: u64) -> Walked {
+pub(crate) fn read_back(r: &LogReader, from: u64) -> Walked {
     let mut got = Vec::new();
     for rec in r.iter_from(from).expect("iter_from") {
         match rec {
@@ -340,12 +340,12 @@ fn read_back(r: &LogReader, from: u64) -> Walked {
     (got, None)
 }
 
-fn expected_from(want: &[Vec<u8>], from: u64, to: u64) -> Vec<(u64, Vec<u8>)> {
+pub(crate) fn expected_from(want: &[Vec<u8>], from: u64, to: u64) -> Vec<(u64, Vec<u8>)> {
     (from..to).map(|l| (l, want[l as usize].clone())).collect()
 }
 
 /// The segment files, oldest first.
-fn segment_files(sim: &SimFs) -> Vec<std::path::PathBuf> {
+pub(crate) fn segment_files(sim: &SimFs) -> Vec<std::path::PathBuf> {
     let mut segs: Vec<_> = sim
         .files()
         .into_iter()
@@ -355,7 +355,7 @@ fn segment_files(sim: &SimFs) -> Vec<std::path::PathBuf> {
     segs
 }
 
-fn base_of(path: &Path) -> u64 {
+pub(crate) fn base_of(path: &Path) -> u64 {
     let name = path.file_name().and_then(|n| n.to_str()).expect("name");
     crate::scan::parse_segment_name(name).expect("segment name")
 }
