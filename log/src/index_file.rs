@@ -195,10 +195,7 @@ pub(crate) fn write(
 /// Removes the index file of the segment at `segment`, if there is one.
 /// Best effort: a file left behind is a hint that fails its checks.
 pub(crate) fn remove(fs: &dyn Fs, segment: &Path) {
-    let path = index_path(segment);
-    if fs.exists(&path).unwrap_or(false) {
-        let _ = fs.remove_file(&path);
-    }
+    let _ = fs.remove_file(&index_path(segment));
 }
 
 #[cfg(test)]
