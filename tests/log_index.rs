@@ -9,10 +9,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use runlog_log::{Log, LogOptions, LogReader, SyncPolicy};
-use support::TempDir;
+use support::{TempDir, segments};
 
 /// Segments of 512 KiB, a few index points each (one per 64 KiB).
 fn options() -> LogOptions {
@@ -37,16 +37,6 @@ fn write(dir: &Path) {
     for i in (0..RECORDS).step_by(2) {
         log.append(&[&payload(i), &payload(i + 1)]).expect("append");
     }
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
-        .expect("segments")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Every record reads back exactly, through a fresh reader and a reopened
