@@ -252,16 +252,16 @@ impl Fs for RealFs {
         }
         let file = File::open(path)?;
         // Checked again on what was opened, in case the name changed hands
-        // in between; the read stops after `len_max + 1` bytes whatever the
+        // in between; then exactly that many bytes are read, whatever the
         // file does meanwhile.
         let opened = file.metadata()?;
         if !opened.file_type().is_file() || opened.len() > len_max {
             return Ok(None);
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(opened.len()).unwrap_or(0));
-        file.take(len_max.saturating_add(1))
-            .read_to_end(&mut bytes)?;
-        Ok((bytes.len() as u64 <= len_max).then_some(bytes))
+        let len = usize::try_from(opened.len()).map_err(io::Error::other)?;
+        let mut bytes = vec![0; len];
+        (&file).read_exact(&mut bytes)?;
+        Ok(Some(bytes))
     }
     fn not_regular(&self, path: &Path) -> io::Result<Option<&'static str>> {
         let t = match std::fs::symlink_metadata(path) {

@@ -140,7 +140,8 @@ pub(crate) fn decode(bytes: &[u8], base: Lsn, segment_len: u64) -> Option<Vec<In
     if crc32fast::hash(covered) != le_u32(stored, 0)? {
         return None;
     }
-    let mut points: Vec<IndexPoint> = Vec::new();
+    // `count` is bounded by the segment's length (checked above).
+    let mut points: Vec<IndexPoint> = Vec::with_capacity(usize::try_from(count).ok()?);
     for raw in covered.get(INDEX_HEADER_LEN..)?.chunks_exact(POINT_LEN) {
         let p = IndexPoint {
             lsn: le_u64(raw, POINT_LSN)?,

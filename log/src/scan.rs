@@ -2,6 +2,7 @@
 //! its context, the classification of a segment's end (clean, torn,
 //! corrupt), and the helpers readers and recovery share.
 
+use std::collections::BTreeMap;
 use std::ops::{ControlFlow, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -823,18 +824,22 @@ impl Run {
 /// Records are found by walking the segment, every record checked in
 /// context, from its start or, in a sealed segment with an index file
 /// (see `index_file`), from the last index point at or before the record:
-/// each of those starts a run of its own, walked only as far as reads need.
-/// A walk from an index point that fails, or does not reach the record,
-/// drops every index point, and the record is looked for from the
+/// each point used starts a run of its own, walked only as far as reads
+/// need. A walk from an index point that fails, or does not reach the
+/// record, drops every index point, and the record is looked for from the
 /// segment's start: what is found then, and any error, is what a walk
 /// from the start finds.
 pub(crate) struct SegIndex {
     pub path: PathBuf,
     bytes: SegmentBytes,
-    /// `runs[0]` starts at the segment's start, any others at index points,
-    /// in increasing LSN; a record is looked for in the last run that starts
-    /// at or before it.
-    runs: Vec<Run>,
+    /// The run from the segment's start: it holds the records before the
+    /// first index point (all of them, without points).
+    start: Run,
+    /// Index points after the records `start` has indexed, in increasing
+    /// LSN; none for a segment without a usable index file.
+    points: Vec<IndexPoint>,
+    /// The runs from the points reads have used, by the point's LSN.
+    from_points: BTreeMap<Lsn, Run>,
     base: Lsn,
     /// Built from the whole of a sealed segment (it will not grow).
     pub sealed: bool,
@@ -846,7 +851,9 @@ impl SegIndex {
         Ok(SegIndex {
             path,
             bytes,
-            runs: vec![Run::new(Cursor::at_start(&h))],
+            start: Run::new(Cursor::at_start(&h)),
+            points: Vec::new(),
+            from_points: BTreeMap::new(),
             base,
             sealed: false,
         })
@@ -885,11 +892,13 @@ impl SegIndex {
         SegIndex {
             path,
             bytes,
-            runs: vec![Run {
+            start: Run {
                 start,
                 offsets,
                 cursor,
-            }],
+            },
+            points: Vec::new(),
+            from_points: BTreeMap::new(),
             base: h.base_lsn,
             sealed: false,
         }
@@ -900,21 +909,18 @@ impl SegIndex {
     /// file describes the segment as it was sealed. Points at records the
     /// walk from the start has already indexed are not needed.
     pub(crate) fn load_points(&mut self, fs: &dyn Fs) {
-        let points = index_file::read(fs, &self.path, self.base, self.len());
-        let walked = self.runs[0].cursor.lsn;
-        self.runs.truncate(1);
-        let starts = points
-            .iter()
-            .filter(|p| p.lsn > walked)
-            .filter_map(IndexPoint::cursor);
-        self.runs.extend(starts.map(Run::new));
+        let mut points = index_file::read(fs, &self.path, self.base, self.len());
+        let walked = self.start.cursor.lsn;
+        points.retain(|p| p.lsn > walked);
+        self.points = points;
+        self.from_points.clear();
     }
 
     /// What the walk from the segment's start knows, for tests that
     /// compare two indexes.
     #[cfg(test)]
     pub(crate) fn state(&self) -> IndexState {
-        let run = &self.runs[0];
+        let run = &self.start;
         let c = &run.cursor;
         IndexState {
             base: self.base,
@@ -927,7 +933,7 @@ impl SegIndex {
                 c.batch_end_lsn,
                 u64::from(c.batch_end_crc),
             ],
-            points: self.runs.len() - 1,
+            points: self.points.len(),
         }
     }
 
@@ -945,27 +951,37 @@ impl SegIndex {
     }
 
     /// Indexes record `lsn`, if the segment holds it, and returns the run
-    /// that holds it (the run from the segment's start when it is not in
-    /// the segment). See [`SegIndex`] for the walk from an index point
-    /// that fails.
-    fn locate(&mut self, lsn: Lsn, max: u32) -> Result<usize, LogError> {
-        // `runs[0]` starts at the base, so some run starts at or before any
-        // LSN from the base on.
-        let i = self
-            .runs
-            .partition_point(|r| r.start.lsn <= lsn)
-            .saturating_sub(1);
-        if i > 0 {
-            let run = &mut self.runs[i];
-            if run.index_to(&self.bytes, lsn, max).is_ok() && run.offset(lsn).is_some() {
-                return Ok(i);
+    /// that holds it: `Some(point's LSN)` for the run from an index point,
+    /// `None` for the run from the segment's start (also when the segment
+    /// does not hold `lsn`). See [`SegIndex`] for the walk from an index
+    /// point that fails.
+    fn locate(&mut self, lsn: Lsn, max: u32) -> Result<Option<Lsn>, LogError> {
+        let before = self.points.partition_point(|p| p.lsn <= lsn);
+        if let Some(point) = before.checked_sub(1).and_then(|i| self.points.get(i)) {
+            if let Some(start) = point.cursor() {
+                let run = self
+                    .from_points
+                    .entry(point.lsn)
+                    .or_insert_with(|| Run::new(start));
+                if run.index_to(&self.bytes, lsn, max).is_ok() && run.offset(lsn).is_some() {
+                    return Ok(Some(start.lsn));
+                }
             }
-            self.runs.truncate(1);
+            self.points.clear();
+            self.from_points.clear();
         }
-        self.runs[0]
+        self.start
             .index_to(&self.bytes, lsn, max)
             .map_err(|bad| bad.into_error(&self.path))?;
-        Ok(0)
+        Ok(None)
+    }
+
+    /// The run `locate` named.
+    fn run(&self, run: Option<Lsn>) -> Option<&Run> {
+        match run {
+            None => Some(&self.start),
+            Some(point) => self.from_points.get(&point),
+        }
     }
 
     /// The payload of `lsn`, re-checked on every read.
@@ -991,7 +1007,7 @@ impl SegIndex {
     pub(crate) fn cursor_at(&mut self, lsn: Lsn, max: u32) -> Option<Cursor> {
         let before = lsn.checked_sub(1).filter(|b| *b >= self.base)?;
         let i = self.locate(before, max).ok()?;
-        let start = self.runs[i].start;
+        let start = self.run(i)?.start;
         let r = self.record(i, before, max).ok()??;
         // A run's walk checks batch positions from its start, which is
         // between batches: the batch of `before` begins in the same run.
@@ -1023,10 +1039,15 @@ impl SegIndex {
         })
     }
 
-    /// Record `lsn` as run `run` indexed it, parsed and checksummed again;
-    /// `None` if that run has not indexed it.
-    fn record(&self, run: usize, lsn: Lsn, max: u32) -> Result<Option<RawRecord<'_>>, LogError> {
-        let Some(off) = self.runs.get(run).and_then(|r| r.offset(lsn)) else {
+    /// Record `lsn` as run `run` (see [`SegIndex::locate`]) indexed it,
+    /// parsed and checksummed again; `None` if that run has not indexed it.
+    fn record(
+        &self,
+        run: Option<Lsn>,
+        lsn: Lsn,
+        max: u32,
+    ) -> Result<Option<RawRecord<'_>>, LogError> {
+        let Some(off) = self.run(run).and_then(|r| r.offset(lsn)) else {
             return Ok(None);
         };
         let r = format::parse_record(&self.bytes, off, max)
