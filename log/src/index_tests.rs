@@ -133,6 +133,30 @@ fn every_record_reads_back_through_the_index_files_and_without_them() {
 }
 
 #[test]
+fn a_segment_indexed_while_active_takes_its_index_points_once_sealed() {
+    let sim = SimFs::new();
+    let fs = sim.handle();
+    let log = open(&fs, indexed());
+    log.append(&[b"first"]).expect("append");
+    // Index the active segment while it holds one record.
+    assert_eq!(log.read(0).expect("read"), b"first");
+    let mut want = vec![b"first".to_vec()];
+    want.extend(fill(&log, 300));
+    let segs = segment_files(&sim);
+    let late = points_of(&sim, &segs[0]).last().expect("points").lsn + 1;
+    assert_eq!(log.read(late).expect("read"), want[late as usize]);
+    let state = log.index_state(0).expect("index");
+    assert!(state.points >= 8, "{state:?}");
+    assert_eq!(
+        state.offsets.len(),
+        1,
+        "walked from the start: record 0 only"
+    );
+    let lsns: Vec<u64> = (0..base_of(&segs[1])).rev().collect();
+    assert_eq!(reads(|l| log.read(l), &lsns), exact(&want, &lsns));
+}
+
+#[test]
 fn hostile_index_files_read_as_no_index_file() {
     let sim = SimFs::new();
     let fs = sim.handle();

@@ -352,7 +352,7 @@ impl LogReader {
                 let mut idx = SegIndex::new(seg.path.clone(), seg.base, bytes)?;
                 // The last segment's index is seeded at open; any other is
                 // of a sealed segment, which may have an index file.
-                idx.load_points(self.fs.as_ref());
+                idx.seal(self.fs.as_ref());
                 v.insert(idx)
             }
         };

@@ -841,11 +841,17 @@ pub(crate) struct SegIndex {
     /// The runs from the points reads have used, by the point's LSN.
     from_points: BTreeMap<Lsn, Run>,
     base: Lsn,
-    /// Built from the whole of a sealed segment (it will not grow).
-    pub sealed: bool,
+    /// Built from the whole of a sealed segment (it will not grow); see
+    /// [`SegIndex::seal`].
+    sealed: bool,
 }
 
 impl SegIndex {
+    /// True once [`SegIndex::seal`] was called.
+    pub(crate) fn sealed(&self) -> bool {
+        self.sealed
+    }
+
     pub(crate) fn new(path: PathBuf, base: Lsn, bytes: SegmentBytes) -> Result<SegIndex, LogError> {
         let h = check_header(&path, base, &bytes)?;
         Ok(SegIndex {
@@ -904,11 +910,14 @@ impl SegIndex {
         }
     }
 
-    /// Takes the points of this segment's index file, if it has a usable
-    /// one, as places to start walks from. Only for a sealed segment: the
-    /// file describes the segment as it was sealed. Points at records the
-    /// walk from the start has already indexed are not needed.
-    pub(crate) fn load_points(&mut self, fs: &dyn Fs) {
+    /// Marks this the index of a sealed segment, whose bytes are now all
+    /// there, and takes the points of its index file, if it has a usable
+    /// one, as places to start walks from (the file describes the segment
+    /// as it was sealed, so an active segment's index takes none). Points
+    /// at records the walk from the start has already indexed are not
+    /// needed.
+    pub(crate) fn seal(&mut self, fs: &dyn Fs) {
+        self.sealed = true;
         let mut points = index_file::read(fs, &self.path, self.base, self.len());
         let walked = self.start.cursor.lsn;
         points.retain(|p| p.lsn > walked);

@@ -108,6 +108,18 @@ impl Active {
         }
     }
 
+    /// Notes that a batch starts at `point`; it becomes an index point if
+    /// it is at least `INDEX_STEP` bytes past the last one (or the header).
+    fn batch_starts(&mut self, point: IndexPoint) {
+        let last = self
+            .points
+            .last()
+            .map_or(SEGMENT_HEADER_LEN as u64, |p| p.off);
+        if point.off >= last.saturating_add(INDEX_STEP) {
+            self.points.push(point);
+        }
+    }
+
     /// Cuts preallocated zeros off the end of the file, so that it ends
     /// after its last record. Not synced here. Returns whether it cut.
     fn trim(&mut self) -> std::io::Result<bool> {
@@ -395,20 +407,12 @@ impl Log {
                 next: first,
             });
         }
-        let at = inner.size();
-        let last_point = inner
-            .active
-            .points
-            .last()
-            .map_or(SEGMENT_HEADER_LEN as u64, |p| p.off);
-        if at >= last_point.saturating_add(INDEX_STEP) {
-            let point = IndexPoint {
-                lsn: first,
-                off: at,
-                prev: inner.prev,
-            };
-            inner.active.points.push(point);
-        }
+        let point = IndexPoint {
+            lsn: first,
+            off: inner.size(),
+            prev: inner.prev,
+        };
+        inner.active.batch_starts(point);
         let last_index = batch.len() - 1;
         for (i, p) in batch.iter().enumerate() {
             let fields = RecordFields {
@@ -944,23 +948,21 @@ impl Log {
             // once more when the segment has been sealed since.
             let stale = match seg.len {
                 Some(len) => len > idx.len(),
-                None => !idx.sealed,
+                None => !idx.sealed(),
             };
             if stale {
                 let bytes = scan::load(self.fs.as_ref(), seg)?;
                 idx.grow(bytes);
-                idx.sealed = seg.len.is_none();
-                if idx.sealed {
-                    idx.load_points(self.fs.as_ref());
+                if seg.len.is_none() {
+                    idx.seal(self.fs.as_ref());
                 }
             }
             return f(idx);
         }
         let bytes = scan::load(self.fs.as_ref(), seg)?;
         let mut idx = SegIndex::new(seg.path.clone(), seg.base, bytes)?;
-        idx.sealed = seg.len.is_none();
-        if idx.sealed {
-            idx.load_points(self.fs.as_ref());
+        if seg.len.is_none() {
+            idx.seal(self.fs.as_ref());
         }
         let result = f(&mut idx);
         cache.insert(seg.base, idx);
