@@ -775,7 +775,7 @@ pub(crate) struct IndexState {
     pub base: Lsn,
     pub offsets: Vec<usize>,
     pub cursor: [u64; 6],
-    /// Index points it holds (runs that start at one).
+    /// Index points it holds, to start walks from.
     pub points: usize,
 }
 
