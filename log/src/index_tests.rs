@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::format::{SEGMENT_HEADER_LEN, parse_record};
-use crate::fs::{Fs, FsFile, LockGuard, SegmentBytes};
+use crate::fs::{Fs, FsFile};
 use crate::index_file::{self, INDEX_STEP, IndexPoint, index_path};
 use crate::sim::{SimFs, Tear};
-use crate::tests::{base_of, expected_from, fill, open, read_back, scanned, segment_files};
+use crate::tests::{
+    Hook, Hooked, base_of, expected_from, fill, open, read_back, scanned, segment_files,
+};
 use crate::{CorruptionKind, Log, LogError, LogOptions, LogReader};
 
 /// Segments of 4 KiB: with the unit tests' 256-byte index step, a dozen
@@ -375,13 +377,9 @@ enum IndexFault {
     Rename,
 }
 
-/// The simulated file system, with every index file write failing at one
-/// step (and nothing else failing).
+/// Every index file write fails at one step (and nothing else fails).
 #[derive(Debug)]
-struct IndexWritesFail {
-    inner: SimFs,
-    fault: IndexFault,
-}
+struct IndexWritesFail(IndexFault);
 
 fn is_index(path: &Path) -> bool {
     let p = path.to_string_lossy();
@@ -408,51 +406,19 @@ impl FsFile for HalfWrites {
     }
 }
 
-impl Fs for IndexWritesFail {
-    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn exists(&self, path: &Path) -> std::io::Result<bool> {
-        self.inner.exists(path)
-    }
-    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn FsFile>> {
-        match self.fault {
+impl Hook for IndexWritesFail {
+    fn create(&self, fs: &dyn Fs, path: &Path) -> std::io::Result<Arc<dyn FsFile>> {
+        match self.0 {
             IndexFault::Create if is_index(path) => Err(eio()),
-            IndexFault::Write if is_index(path) => {
-                Ok(Arc::new(HalfWrites(self.inner.create(path)?)))
-            }
-            _ => self.inner.create(path),
+            IndexFault::Write if is_index(path) => Ok(Arc::new(HalfWrites(fs.create(path)?))),
+            _ => fs.create(path),
         }
     }
-    fn open_write(&self, path: &Path) -> std::io::Result<Arc<dyn FsFile>> {
-        self.inner.open_write(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        if self.fault == IndexFault::Rename && is_index(to) {
+    fn rename(&self, fs: &dyn Fs, from: &Path, to: &Path) -> std::io::Result<()> {
+        if self.0 == IndexFault::Rename && is_index(to) {
             return Err(eio());
         }
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn file_len(&self, path: &Path) -> std::io::Result<u64> {
-        self.inner.file_len(path)
-    }
-    fn map(&self, path: &Path, len: u64) -> std::io::Result<SegmentBytes> {
-        self.inner.map(path, len)
-    }
-    fn read_all(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        self.inner.read_all(path)
-    }
-    fn try_lock(&self, path: &Path) -> std::io::Result<Option<LockGuard>> {
-        self.inner.try_lock(path)
+        fs.rename(from, to)
     }
 }
 
@@ -460,9 +426,9 @@ impl Fs for IndexWritesFail {
 fn a_failed_index_write_neither_poisons_the_log_nor_loses_a_record() {
     for fault in [IndexFault::Create, IndexFault::Write, IndexFault::Rename] {
         let sim = SimFs::new();
-        let failing: Arc<dyn Fs> = Arc::new(IndexWritesFail {
-            inner: sim.clone(),
-            fault,
+        let failing: Arc<dyn Fs> = Arc::new(Hooked {
+            inner: sim.handle(),
+            hook: IndexWritesFail(fault),
         });
         let log = open(&failing, indexed());
         // Every append succeeds (`fill` expects it) through many rollovers.

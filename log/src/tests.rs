@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::fs::Fs;
+use crate::fs::{Fs, FsFile};
 use crate::sim::{SimFs, Tear};
 use crate::{Log, LogError, LogOptions, LogReader, RecoveryMode, SyncPolicy};
 
@@ -609,17 +609,29 @@ fn a_scan_from_inside_a_sealed_segment_reports_damage_as_a_walk_from_its_start_d
     }
 }
 
-/// A file system whose reads of one file return prepared copies first:
-/// what a reader's copy of a segment holds when a writer writes during the
-/// copy (zeros where a batch was being written, later batches after them).
-#[derive(Debug)]
-struct RacingFs {
-    inner: Arc<dyn Fs>,
-    path: std::path::PathBuf,
-    copies: std::sync::Mutex<Vec<Vec<u8>>>,
+/// What a test changes in a file system: the calls it overrides, each
+/// given the file system underneath; [`Hooked`] passes every other call
+/// through unchanged.
+pub(crate) trait Hook: Send + Sync + std::fmt::Debug {
+    fn create(&self, fs: &dyn Fs, path: &Path) -> std::io::Result<Arc<dyn FsFile>> {
+        fs.create(path)
+    }
+    fn rename(&self, fs: &dyn Fs, from: &Path, to: &Path) -> std::io::Result<()> {
+        fs.rename(from, to)
+    }
+    fn read_all(&self, fs: &dyn Fs, path: &Path) -> std::io::Result<Vec<u8>> {
+        fs.read_all(path)
+    }
 }
 
-impl Fs for RacingFs {
+/// `inner` with the calls `hook` overrides changed.
+#[derive(Debug)]
+pub(crate) struct Hooked<H> {
+    pub inner: Arc<dyn Fs>,
+    pub hook: H,
+}
+
+impl<H: Hook> Fs for Hooked<H> {
     fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
         self.inner.create_dir_all(path)
     }
@@ -629,14 +641,14 @@ impl Fs for RacingFs {
     fn exists(&self, path: &Path) -> std::io::Result<bool> {
         self.inner.exists(path)
     }
-    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn crate::fs::FsFile>> {
-        self.inner.create(path)
+    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn FsFile>> {
+        self.hook.create(self.inner.as_ref(), path)
     }
-    fn open_write(&self, path: &Path) -> std::io::Result<Arc<dyn crate::fs::FsFile>> {
+    fn open_write(&self, path: &Path) -> std::io::Result<Arc<dyn FsFile>> {
         self.inner.open_write(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
+        self.hook.rename(self.inner.as_ref(), from, to)
     }
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
         self.inner.remove_file(path)
@@ -651,14 +663,29 @@ impl Fs for RacingFs {
         self.inner.map(path, len)
     }
     fn read_all(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.hook.read_all(self.inner.as_ref(), path)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<Option<crate::fs::LockGuard>> {
+        self.inner.try_lock(path)
+    }
+}
+
+/// Reads of one file return prepared copies first: what a reader's copy
+/// of a segment holds when a writer writes during the copy (zeros where a
+/// batch was being written, later batches after them).
+#[derive(Debug)]
+struct Racing {
+    path: std::path::PathBuf,
+    copies: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl Hook for Racing {
+    fn read_all(&self, fs: &dyn Fs, path: &Path) -> std::io::Result<Vec<u8>> {
         let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
         if path == self.path && !copies.is_empty() {
             return Ok(copies.remove(0));
         }
-        self.inner.read_all(path)
-    }
-    fn try_lock(&self, path: &Path) -> std::io::Result<Option<crate::fs::LockGuard>> {
-        self.inner.try_lock(path)
+        fs.read_all(path)
     }
 }
 
@@ -687,10 +714,12 @@ fn reader_beside_writer_rereads_a_batch_in_flight() {
     assert!(whole.len() > 32 + 128 * 10, "zeros preallocated ahead");
 
     let racing = |copies: Vec<Vec<u8>>| -> Arc<dyn Fs> {
-        Arc::new(RacingFs {
+        Arc::new(Hooked {
             inner: Arc::clone(&sim),
-            path: seg.to_path_buf(),
-            copies: std::sync::Mutex::new(copies),
+            hook: Racing {
+                path: seg.to_path_buf(),
+                copies: std::sync::Mutex::new(copies),
+            },
         })
     };
     // The writer finishes the batch between the two reads.
