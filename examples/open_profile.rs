@@ -10,6 +10,7 @@
 //! valgrind --tool=callgrind target/release/examples/open_profile all DIR 1
 //! cargo run --release --example open_profile -- all DIR RUNS
 //! cargo run --release --example open_profile -- details DIR RUNS
+//! cargo run --release --example open_profile -- probe DIR RUNS
 //! ```
 //!
 //! `build` writes the bench's mix (per job: submit, start, 8 steps of
@@ -28,6 +29,11 @@
 //! checkpoint (the first read of each job's runs and checkpoints after an
 //! open: decoded from the snapshot, or rebuilt from the log's events),
 //! RUNS times, and prints the median time per job.
+//! `probe` opens the directory and lists every job, then reads the latest
+//! checkpoint of the job in the middle of the list and that checkpoint's
+//! payload (the first reads of the log after an open, from the middle of
+//! a sealed segment), RUNS times, and prints the medians of the open with
+//! the listing and of the two reads.
 
 use runlog::{Engine, JobFilter, JobOutcome, Options, Query, Step, Submit, SyncPolicy, Usage};
 use std::process::ExitCode;
@@ -55,9 +61,10 @@ fn main() -> ExitCode {
         ["cold", dir, jobs] => cold(dir, jobs),
         ["all", dir, runs] => all(dir, runs),
         ["details", dir, runs] => details(dir, runs),
+        ["probe", dir, runs] => probe(dir, runs),
         _ => Err(
             "usage: open_profile build DIR EVENTS [snapshot] | open DIR | time DIR RUNS \
-                 | cold DIR JOBS | all DIR RUNS | details DIR RUNS"
+                 | cold DIR JOBS | all DIR RUNS | details DIR RUNS | probe DIR RUNS"
                 .into(),
         ),
     };
@@ -243,6 +250,49 @@ fn details(dir: &str, runs: &str) -> Result<(), String> {
     println!(
         "median {:.2} us per job",
         sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+/// Opens `dir` and lists every job, then reads the middle job's latest
+/// checkpoint and its payload, RUNS times; prints the medians of the
+/// open with the listing (ms) and of the two reads (us).
+fn probe(dir: &str, runs: &str) -> Result<(), String> {
+    let mut o = options();
+    o.snapshot_on_close = false;
+    let err = |e: runlog::EngineError| e.to_string();
+    let (mut opens, mut reads) = (Vec::new(), Vec::new());
+    for _ in 0..number(runs)? {
+        let start = Instant::now();
+        let (engine, _) = Engine::open(dir, o.clone()).map_err(err)?;
+        let rows = engine.jobs(&JobFilter::all()).map_err(err)?;
+        opens.push(start.elapsed().as_secs_f64() * 1e3);
+        let job = &rows.get(rows.len() / 2).ok_or("no jobs")?.id;
+        let start = Instant::now();
+        let view = engine
+            .latest_checkpoint(job)
+            .map_err(err)?
+            .ok_or("the job has no checkpoint")?;
+        let checkpoint = engine.checkpoint(job, &view.id).map_err(err)?;
+        let us = start.elapsed().as_secs_f64() * 1e6;
+        eprintln!(
+            "jobs={} job={job} checkpoint={} payload={} bytes: {us:.0} us",
+            rows.len(),
+            view.id,
+            checkpoint.payload.len()
+        );
+        reads.push(us);
+        drop(rows);
+        engine.close().map_err(err)?;
+    }
+    reads.sort_by(f64::total_cmp);
+    let line: Vec<String> = reads.iter().map(|us| format!("{us:.0}")).collect();
+    print!("open + all jobs: ");
+    print_median(opens);
+    println!(
+        "latest checkpoint + its payload of the middle job: median {:.0} us  (all: {})",
+        reads.get(reads.len() / 2).copied().unwrap_or(0.0),
+        line.join(" ")
     );
     Ok(())
 }

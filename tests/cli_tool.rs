@@ -121,6 +121,7 @@ fn segment(dir: &Path) -> PathBuf {
     let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .collect();
     segs.sort();
     segs.pop().unwrap()
@@ -337,6 +338,7 @@ fn verify_names_the_segment_when_an_early_one_of_several_is_corrupt() {
     let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .collect();
     segs.sort();
     assert!(segs.len() >= 3, "{segs:?}");

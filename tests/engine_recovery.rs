@@ -365,18 +365,20 @@ fn dropping_history_keeps_what_unfinished_jobs_need_and_reopens_from_the_snapsho
         .expect("submit")
         .job;
     workload(&engine, 5);
-    let segments_before = std::fs::read_dir(dir.join("segments"))
-        .expect("dir")
-        .count();
+    // Segments, and the index files of the sealed ones.
+    let count = |ext: &str| {
+        std::fs::read_dir(dir.join("segments"))
+            .expect("dir")
+            .filter(|e| e.as_ref().expect("entry").path().extension() == Some(ext.as_ref()))
+            .count()
+    };
+    let (segments_before, indexes_before) = (count("seg"), count("idx"));
+    assert_eq!(indexes_before, segments_before - 1);
     let info = engine.snapshot().expect("snapshot");
     assert!(info.segments_dropped > 0, "{info:?}");
-    let segments_after = std::fs::read_dir(dir.join("segments"))
-        .expect("dir")
-        .count();
-    assert_eq!(
-        segments_before - segments_after,
-        info.segments_dropped as usize
-    );
+    let dropped = info.segments_dropped as usize;
+    assert_eq!(segments_before - count("seg"), dropped);
+    assert_eq!(indexes_before - count("idx"), dropped);
     // The unfinished job's input is still readable; an old finished job's
     // checkpoint payload is gone, with a typed error rather than a panic.
     assert_eq!(engine.job_input(&open_job).expect("input"), b"still needed");

@@ -48,6 +48,21 @@ pub trait Fs: Send + Sync + fmt::Debug {
     fn not_regular(&self, _path: &Path) -> io::Result<Option<&'static str>> {
         Ok(None)
     }
+    /// The whole contents of `path` if it is a regular file of at most
+    /// `len_max` bytes; `None` if nothing is there, if it is anything but a
+    /// regular file (a symbolic link is not followed, and nothing else is
+    /// opened), or if it is longer. Never allocates more than `len_max`
+    /// bytes. For small side files that are only hints.
+    fn read_small(&self, path: &Path, len_max: u64) -> io::Result<Option<Vec<u8>>> {
+        if !self.exists(path)? || self.not_regular(path)?.is_some() {
+            return Ok(None);
+        }
+        if self.file_len(path)? > len_max {
+            return Ok(None);
+        }
+        let bytes = self.read_all(path)?;
+        Ok((bytes.len() as u64 <= len_max).then_some(bytes))
+    }
 }
 
 /// An open file the log writes to.
@@ -222,6 +237,31 @@ impl Fs for RealFs {
                 Err(std::fs::TryLockError::Error(e)) => return Err(e),
             }
         }
+    }
+    fn read_small(&self, path: &Path, len_max: u64) -> io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        // Looked at before it is opened: opening a FIFO would wait for a
+        // writer, and a link could lead anywhere.
+        let seen = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !seen.file_type().is_file() || seen.len() > len_max {
+            return Ok(None);
+        }
+        let file = File::open(path)?;
+        // Checked again on what was opened, in case the name changed hands
+        // in between; then exactly that many bytes are read, whatever the
+        // file does meanwhile.
+        let opened = file.metadata()?;
+        if !opened.file_type().is_file() || opened.len() > len_max {
+            return Ok(None);
+        }
+        let len = usize::try_from(opened.len()).map_err(io::Error::other)?;
+        let mut bytes = vec![0; len];
+        (&file).read_exact(&mut bytes)?;
+        Ok(Some(bytes))
     }
     fn not_regular(&self, path: &Path) -> io::Result<Option<&'static str>> {
         let t = match std::fs::symlink_metadata(path) {

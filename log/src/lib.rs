@@ -36,6 +36,7 @@
 mod error;
 mod format;
 mod fs;
+mod index_file;
 #[allow(unsafe_code)]
 mod mmap;
 mod reader;
@@ -49,6 +50,8 @@ mod types;
 mod wake;
 mod writer;
 
+#[cfg(test)]
+mod index_tests;
 #[cfg(test)]
 mod tests;
 

@@ -349,7 +349,11 @@ impl LogReader {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
                 let bytes = scan::load(self.fs.as_ref(), seg)?;
-                v.insert(SegIndex::new(seg.path.clone(), seg.base, bytes)?)
+                let mut idx = SegIndex::new(seg.path.clone(), seg.base, bytes)?;
+                // The last segment's index is seeded at open; any other is
+                // of a sealed segment, which may have an index file.
+                idx.seal(self.fs.as_ref());
+                v.insert(idx)
             }
         };
         f(idx)

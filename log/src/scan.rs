@@ -2,6 +2,7 @@
 //! its context, the classification of a segment's end (clean, torn,
 //! corrupt), and the helpers readers and recovery share.
 
+use std::collections::BTreeMap;
 use std::ops::{ControlFlow, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use crate::format::{
     SEGMENT_HEADER_LEN, SegmentHeader,
 };
 use crate::fs::{Fs, SegmentBytes};
+use crate::index_file::{self, IndexPoint};
 use crate::{CorruptionKind, LogError, Lsn};
 
 /// The name of the directory holding segments.
@@ -764,36 +766,100 @@ impl<'s> Iterator for SegmentRecords<'s> {
     }
 }
 
-/// A [`SegIndex`]'s base LSN, offsets and cursor (offset, LSN, chain, and
-/// the same three at the last batch end), for tests that compare indexes.
+/// A [`SegIndex`]'s base LSN, and the offsets and cursor (offset, LSN,
+/// chain, and the same three at the last batch end) of its walk from the
+/// segment's start, for tests that compare indexes.
 #[cfg(test)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct IndexState {
     pub base: Lsn,
     pub offsets: Vec<usize>,
     pub cursor: [u64; 6],
+    /// Index points it holds, to start walks from.
+    pub points: usize,
+}
+
+/// Records of one segment located by LSN from one starting point: the
+/// segment's start, or a point of its index file.
+struct Run {
+    /// Where the run starts: between batches, before its first record.
+    start: Cursor,
+    /// `offsets[i]` is where record `start.lsn + i` starts.
+    offsets: Vec<usize>,
+    /// Where the walk from `start` stands.
+    cursor: Cursor,
+}
+
+impl Run {
+    fn new(start: Cursor) -> Run {
+        Run {
+            start,
+            offsets: Vec::new(),
+            cursor: start,
+        }
+    }
+
+    /// Walks and indexes records up to and including `upto`, or to the
+    /// end of `data`.
+    fn index_to(&mut self, data: &[u8], upto: Lsn, max: u32) -> Result<(), Bad> {
+        while self.cursor.lsn <= upto {
+            let off = self.cursor.off;
+            match self.cursor.step(data, max)? {
+                Some(_) => self.offsets.push(off),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Where record `lsn` starts, if this run has indexed it.
+    fn offset(&self, lsn: Lsn) -> Option<usize> {
+        let i = usize::try_from(lsn.checked_sub(self.start.lsn)?).ok()?;
+        self.offsets.get(i).copied()
+    }
 }
 
 /// One segment's records located by LSN, for repeated single-record reads.
+///
+/// Records are found by walking the segment, every record checked in
+/// context, from its start or, in a sealed segment with an index file
+/// (see `index_file`), from the last index point at or before the record:
+/// each point used starts a run of its own, walked only as far as reads
+/// need. A walk from an index point that fails, or does not reach the
+/// record, drops every index point, and the record is looked for from the
+/// segment's start: what is found then, and any error, is what a walk
+/// from the start finds.
 pub(crate) struct SegIndex {
     pub path: PathBuf,
     bytes: SegmentBytes,
-    /// `offsets[i]` is where record `base + i` starts.
-    offsets: Vec<usize>,
-    cursor: Cursor,
+    /// The run from the segment's start: it holds the records before the
+    /// first index point (all of them, without points).
+    start: Run,
+    /// Index points after the records `start` has indexed, in increasing
+    /// LSN; none for a segment without a usable index file.
+    points: Vec<IndexPoint>,
+    /// The runs from the points reads have used, by the point's LSN.
+    from_points: BTreeMap<Lsn, Run>,
     base: Lsn,
-    /// Built from the whole of a sealed segment (it will not grow).
-    pub sealed: bool,
+    /// Built from the whole of a sealed segment (it will not grow); see
+    /// [`SegIndex::seal`].
+    sealed: bool,
 }
 
 impl SegIndex {
+    /// True once [`SegIndex::seal`] was called.
+    pub(crate) fn sealed(&self) -> bool {
+        self.sealed
+    }
+
     pub(crate) fn new(path: PathBuf, base: Lsn, bytes: SegmentBytes) -> Result<SegIndex, LogError> {
         let h = check_header(&path, base, &bytes)?;
         Ok(SegIndex {
             path,
             bytes,
-            offsets: Vec::new(),
-            cursor: Cursor::at_start(&h),
+            start: Run::new(Cursor::at_start(&h)),
+            points: Vec::new(),
+            from_points: BTreeMap::new(),
             base,
             sealed: false,
         })
@@ -813,6 +879,7 @@ impl SegIndex {
         mut offsets: Vec<usize>,
         cursor: Cursor,
     ) -> SegIndex {
+        let start = Cursor::at_start(h);
         let kept = cursor
             .lsn
             .checked_sub(h.base_lsn)
@@ -825,26 +892,48 @@ impl SegIndex {
             }
             None => {
                 offsets.clear();
-                Cursor::at_start(h)
+                start
             }
         };
         SegIndex {
             path,
             bytes,
-            offsets,
-            cursor,
+            start: Run {
+                start,
+                offsets,
+                cursor,
+            },
+            points: Vec::new(),
+            from_points: BTreeMap::new(),
             base: h.base_lsn,
             sealed: false,
         }
     }
 
-    /// What the index knows, for tests that compare two indexes.
+    /// Marks this the index of a sealed segment, whose bytes are now all
+    /// there, and takes the points of its index file, if it has a usable
+    /// one, as places to start walks from (the file describes the segment
+    /// as it was sealed, so an active segment's index takes none). Points
+    /// at records the walk from the start has already indexed are not
+    /// needed.
+    pub(crate) fn seal(&mut self, fs: &dyn Fs) {
+        self.sealed = true;
+        let mut points = index_file::read(fs, &self.path, self.base, self.len());
+        let walked = self.start.cursor.lsn;
+        points.retain(|p| p.lsn > walked);
+        self.points = points;
+        self.from_points.clear();
+    }
+
+    /// What the walk from the segment's start knows, for tests that
+    /// compare two indexes.
     #[cfg(test)]
     pub(crate) fn state(&self) -> IndexState {
-        let c = &self.cursor;
+        let run = &self.start;
+        let c = &run.cursor;
         IndexState {
             base: self.base,
-            offsets: self.offsets.clone(),
+            offsets: run.offsets.clone(),
             cursor: [
                 c.off as u64,
                 c.lsn,
@@ -853,6 +942,7 @@ impl SegIndex {
                 c.batch_end_lsn,
                 u64::from(c.batch_end_crc),
             ],
+            points: self.points.len(),
         }
     }
 
@@ -869,23 +959,44 @@ impl SegIndex {
         }
     }
 
-    /// Indexes records up to (not including) `upto`, or to the end of the bytes.
-    fn index_to(&mut self, upto: Lsn, max: u32) -> Result<(), LogError> {
-        while self.cursor.lsn <= upto {
-            let off = self.cursor.off;
-            match self.cursor.step(&self.bytes, max) {
-                Ok(Some(_)) => self.offsets.push(off),
-                Ok(None) => break,
-                Err(bad) => return Err(bad.into_error(&self.path)),
+    /// Indexes record `lsn`, if the segment holds it, and returns the run
+    /// that holds it: `Some(point's LSN)` for the run from an index point,
+    /// `None` for the run from the segment's start (also when the segment
+    /// does not hold `lsn`). See [`SegIndex`] for the walk from an index
+    /// point that fails.
+    fn locate(&mut self, lsn: Lsn, max: u32) -> Result<Option<Lsn>, LogError> {
+        let before = self.points.partition_point(|p| p.lsn <= lsn);
+        if let Some(point) = before.checked_sub(1).and_then(|i| self.points.get(i)) {
+            if let Some(start) = point.cursor() {
+                let run = self
+                    .from_points
+                    .entry(point.lsn)
+                    .or_insert_with(|| Run::new(start));
+                if run.index_to(&self.bytes, lsn, max).is_ok() && run.offset(lsn).is_some() {
+                    return Ok(Some(start.lsn));
+                }
             }
+            self.points.clear();
+            self.from_points.clear();
         }
-        Ok(())
+        self.start
+            .index_to(&self.bytes, lsn, max)
+            .map_err(|bad| bad.into_error(&self.path))?;
+        Ok(None)
+    }
+
+    /// The run `locate` named.
+    fn run(&self, run: Option<Lsn>) -> Option<&Run> {
+        match run {
+            None => Some(&self.start),
+            Some(point) => self.from_points.get(&point),
+        }
     }
 
     /// The payload of `lsn`, re-checked on every read.
     pub(crate) fn payload(&mut self, lsn: Lsn, max: u32) -> Result<Option<&[u8]>, LogError> {
-        self.index_to(lsn, max)?;
-        Ok(self.record(lsn, max)?.map(|r| r.payload))
+        let i = self.locate(lsn, max)?;
+        Ok(self.record(i, lsn, max)?.map(|r| r.payload))
     }
 
     /// Where a walk whose first record is `lsn` (after the segment's first
@@ -896,30 +1007,32 @@ impl SegIndex {
     /// its indexed offset and checksummed again, and must be `lsn - 1`;
     /// its checksum is the `prev` that `lsn` must chain to, its end is where
     /// `lsn` must start, and its batch position (and the record that ended
-    /// the batch before, read and checked the same way) gives the batch
-    /// state `lsn`'s position is checked against. So the walk checks `lsn`
-    /// and every record after it exactly as a walk from the start does.
-    /// `None` (walk from the start, which reports any damage as it always
-    /// did) if the records up to `lsn - 1` cannot be indexed or read back
-    /// as indexed.
+    /// the batch before, read and checked the same way, or the start of the
+    /// run the batch begins) gives the batch state `lsn`'s position is
+    /// checked against. So the walk checks `lsn` and every record after it
+    /// exactly as a walk from the start does. `None` (walk from the start,
+    /// which reports any damage as it always did) if the records up to
+    /// `lsn - 1` cannot be indexed or read back as indexed.
     pub(crate) fn cursor_at(&mut self, lsn: Lsn, max: u32) -> Option<Cursor> {
         let before = lsn.checked_sub(1).filter(|b| *b >= self.base)?;
-        self.index_to(before, max).ok()?;
-        let r = self.record(before, max).ok()??;
+        let i = self.locate(before, max).ok()?;
+        let start = self.run(i)?.start;
+        let r = self.record(i, before, max).ok()??;
+        // A run's walk checks batch positions from its start, which is
+        // between batches: the batch of `before` begins in the same run.
         let batch_end_lsn = if r.flags & FLAG_END_OF_BATCH != 0 {
             lsn
         } else {
             before
                 .checked_sub(u64::from(r.batch_index))
-                .filter(|s| *s >= self.base)?
+                .filter(|s| *s >= start.lsn)?
         };
         let (batch_end_off, batch_end_crc) = if batch_end_lsn == lsn {
             (r.end, r.crc)
-        } else if batch_end_lsn == self.base {
-            let h = format::decode_segment_header(&self.bytes).ok()?;
-            (SEGMENT_HEADER_LEN, h.chain)
+        } else if batch_end_lsn == start.lsn {
+            (start.off, start.prev)
         } else {
-            let b = self.record(batch_end_lsn - 1, max).ok()??;
+            let b = self.record(i, batch_end_lsn - 1, max).ok()??;
             if b.flags & FLAG_END_OF_BATCH == 0 {
                 return None;
             }
@@ -935,13 +1048,15 @@ impl SegIndex {
         })
     }
 
-    /// The indexed record `lsn`, parsed and checksummed again; `None` if
-    /// it is not indexed.
-    fn record(&self, lsn: Lsn, max: u32) -> Result<Option<RawRecord<'_>>, LogError> {
-        let Some(i) = lsn.checked_sub(self.base) else {
-            return Ok(None);
-        };
-        let Some(&off) = usize::try_from(i).ok().and_then(|i| self.offsets.get(i)) else {
+    /// Record `lsn` as run `run` (see [`SegIndex::locate`]) indexed it,
+    /// parsed and checksummed again; `None` if that run has not indexed it.
+    fn record(
+        &self,
+        run: Option<Lsn>,
+        lsn: Lsn,
+        max: u32,
+    ) -> Result<Option<RawRecord<'_>>, LogError> {
+        let Some(off) = self.run(run).and_then(|r| r.offset(lsn)) else {
             return Ok(None);
         };
         let r = format::parse_record(&self.bytes, off, max)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::format::{self, RECORD_HEADER_LEN, RecordFields, SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::fs::{Fs, FsFile, LockGuard, RealFs, SegmentBytes};
+use crate::index_file::{self, INDEX_STEP, IndexPoint};
 use crate::reader::Records;
 use crate::scan::{
     self, Cursor, Ending, SEGMENTS_DIR, SegIndex, SegRef, TEMP_EXT, Walker, check_header,
@@ -84,6 +85,12 @@ struct Active {
     /// No more zeros go into this segment: it is being sealed or closed, or
     /// an extension failed.
     extend_stopped: bool,
+    /// Index points of the batches this writer framed into the segment,
+    /// about one per `INDEX_STEP` bytes, for its index file once sealed. A
+    /// segment recovered at open starts with none: points for the records
+    /// written since are as good, reads before the first one walk from the
+    /// segment's start.
+    points: Vec<IndexPoint>,
 }
 
 impl Active {
@@ -97,6 +104,19 @@ impl Active {
             file_len: len,
             allocated: len,
             extend_stopped: false,
+            points: Vec::new(),
+        }
+    }
+
+    /// Notes that a batch starts at `point`; it becomes an index point if
+    /// it is at least `INDEX_STEP` bytes past the last one (or the header).
+    fn batch_starts(&mut self, point: IndexPoint) {
+        let last = self
+            .points
+            .last()
+            .map_or(SEGMENT_HEADER_LEN as u64, |p| p.off);
+        if point.off >= last.saturating_add(INDEX_STEP) {
+            self.points.push(point);
         }
     }
 
@@ -387,6 +407,12 @@ impl Log {
                 next: first,
             });
         }
+        let point = IndexPoint {
+            lsn: first,
+            off: inner.size(),
+            prev: inner.prev,
+        };
+        inner.active.batch_starts(point);
         let last_index = batch.len() - 1;
         for (i, p) in batch.iter().enumerate() {
             let fields = RecordFields {
@@ -501,6 +527,15 @@ impl Log {
         let (file, path) = create_segment(self.fs.as_ref(), &self.seg_dir, base, inner.prev)
             .map_err(|e| self.poison(e))?;
         let old = std::mem::replace(&mut inner.active, Active::fresh(base, path, file));
+        // The sealed segment's index file is a hint: a failure to write it
+        // costs later reads speed and nothing else, so it is not an error.
+        let _ = index_file::write(
+            self.fs.as_ref(),
+            &old.path,
+            old.base,
+            old.file_len,
+            &old.points,
+        );
         inner.sealed.push((old.base, old.path));
         inner.last_sync = Instant::now();
         inner.unsynced_bytes = 0;
@@ -913,18 +948,22 @@ impl Log {
             // once more when the segment has been sealed since.
             let stale = match seg.len {
                 Some(len) => len > idx.len(),
-                None => !idx.sealed,
+                None => !idx.sealed(),
             };
             if stale {
                 let bytes = scan::load(self.fs.as_ref(), seg)?;
                 idx.grow(bytes);
-                idx.sealed = seg.len.is_none();
+                if seg.len.is_none() {
+                    idx.seal(self.fs.as_ref());
+                }
             }
             return f(idx);
         }
         let bytes = scan::load(self.fs.as_ref(), seg)?;
         let mut idx = SegIndex::new(seg.path.clone(), seg.base, bytes)?;
-        idx.sealed = seg.len.is_none();
+        if seg.len.is_none() {
+            idx.seal(self.fs.as_ref());
+        }
         let result = f(&mut idx);
         cache.insert(seg.base, idx);
         result
@@ -969,7 +1008,9 @@ impl Log {
         for _ in 0..count {
             let (base, path) = inner.sealed[0].clone();
             // Oldest first, and forgotten only once deleted, so a failure
-            // leaves the log's view matching the directory.
+            // leaves the log's view matching the directory. Its index file
+            // goes first, so that none outlives its segment.
+            index_file::remove(self.fs.as_ref(), &path);
             if let Err(e) = self.fs.remove_file(&path) {
                 failure = Some(LogError::io(&path, "remove segment", e));
                 break;
@@ -1434,6 +1475,7 @@ fn recover(
         file_len: last_len,
         allocated: last_alloc.max(last_len),
         extend_stopped: false,
+        points: Vec::new(),
     };
     let sealed = segs[..segs.len() - 1]
         .iter()
@@ -1494,10 +1536,13 @@ fn salvage(fs: &dyn Fs, dir: &Path, segs: &[SegRef], d: Damage) -> Result<Salvag
         // An earlier salvage may have set aside a segment of this name (the
         // log regrew through the same LSNs): keep it too.
         let to = unused_path(fs, &qdir, &name)?;
+        index_file::remove(fs, &later.path);
         fs.rename(&later.path, &to)
             .map_err(|e| LogError::io(&later.path, "move to quarantine", e))?;
         segments_moved.push(to);
     }
+    // The segment is cut or removed: an index file of it would be stale.
+    index_file::remove(fs, &seg.path);
     let kept = if cut == 0 {
         // The header itself is bad: the whole file goes.
         fs.remove_file(&seg.path)

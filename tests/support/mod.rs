@@ -58,13 +58,18 @@ pub fn usage(n: u64) -> Usage {
     }
 }
 
-/// The last segment file of a data directory.
-pub fn last_segment(dir: &Path) -> PathBuf {
+/// The segment files of a data directory (or of a log's), oldest first.
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
         .expect("segments dir")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .collect();
     segments.sort();
-    segments.pop().expect("at least one segment")
+    segments
+}
+
+/// The last segment file of a data directory.
+pub fn last_segment(dir: &Path) -> PathBuf {
+    segments(dir).pop().expect("at least one segment")
 }
