@@ -250,7 +250,19 @@ impl Fs for RealFs {
         if !seen.file_type().is_file() || seen.len() > len_max {
             return Ok(None);
         }
-        let file = File::open(path)?;
+        let mut options = OpenOptions::new();
+        options.read(true);
+        // Should the name change hands after the look above, the open
+        // still neither waits on a FIFO nor follows a link (where the
+        // flags are at hand); a regular file reads as usual without
+        // blocking.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use rustix::fs::OFlags;
+            // O_NONBLOCK | O_NOFOLLOW fit an i32: both are small bits.
+            options.custom_flags((OFlags::NONBLOCK | OFlags::NOFOLLOW).bits() as i32);
+        }
+        let file = options.open(path)?;
         // Checked again on what was opened, in case the name changed hands
         // in between; then exactly that many bytes are read, whatever the
         // file does meanwhile.
