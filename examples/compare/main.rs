@@ -202,6 +202,9 @@ fn one_job<W: Writer>(w: &W, index: u64, payloads: Payloads<'_>) -> Res<String> 
     Ok(W::job_ref(&job))
 }
 
+/// The jobs one writer thread wrote: each job's index and its reference.
+type JobRefs = Vec<(u64, String)>;
+
 /// Runs `jobs` jobs on `writers` threads sharing `w` (thread `t` takes
 /// jobs `t`, `t + writers`, …), timing the commands only; then closes.
 fn drive<W: Writer>(
@@ -216,11 +219,11 @@ fn drive<W: Writer>(
     // barrier: creating sixteen threads is not a command, and it would
     // weigh most on the shortest run.
     let ready = Barrier::new(writers + 1);
-    let (results, start): (Vec<Res<Vec<(u64, String)>>>, Instant) = thread::scope(|s| {
+    let (results, start): (Vec<Res<JobRefs>>, Instant) = thread::scope(|s| {
         let handles: Vec<_> = (0..stride)
             .map(|t| {
                 let (w, ready) = (&w, &ready);
-                s.spawn(move || -> Res<Vec<(u64, String)>> {
+                s.spawn(move || -> Res<JobRefs> {
                     ready.wait();
                     let mut refs = Vec::new();
                     let mut index = t;
