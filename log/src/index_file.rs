@@ -264,4 +264,66 @@ mod tests {
             .collect();
         assert_eq!(decode(&encode(10, 1000, &many), 10, 1000), None, "too many");
     }
+
+    /// Points as a writer could make them: increasing, within a segment
+    /// of `len` bytes based at 10, no more than such a segment can hold.
+    fn written_points(len: u64) -> impl proptest::strategy::Strategy<Value = Vec<IndexPoint>> {
+        use proptest::prelude::*;
+        // A handful at most: points_max is small for a short segment.
+        let most = usize::try_from(points_max(len)).unwrap_or(0);
+        proptest::collection::btree_set(SEGMENT_HEADER_LEN as u64..len, 0..=most)
+            .prop_flat_map(|offs| {
+                let n = offs.len();
+                (Just(offs), proptest::collection::vec(any::<u32>(), n))
+            })
+            .prop_map(|(offs, prevs)| {
+                offs.into_iter()
+                    .zip(prevs)
+                    .enumerate()
+                    .map(|(i, (off, prev))| IndexPoint {
+                        lsn: 10 + 3 * i as u64,
+                        off,
+                        prev,
+                    })
+                    .collect()
+            })
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, decode returns nothing or points a writer
+        /// could have written for this segment, and never panics.
+        #[test]
+        fn any_bytes_decode_to_nothing_or_to_points_inside_the_segment(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            // Often a real header, so that the checks after it are reached.
+            header in proptest::prelude::any::<bool>(),
+        ) {
+            let mut input = if header { encode(10, 1000, &[])[..28].to_vec() } else { Vec::new() };
+            input.extend_from_slice(&bytes);
+            if let Some(points) = decode(&input, 10, 1000) {
+                proptest::prop_assert!(points.len() as u64 <= points_max(1000));
+                for w in points.windows(2) {
+                    proptest::prop_assert!(w[0].lsn < w[1].lsn && w[0].off < w[1].off);
+                }
+                for p in &points {
+                    proptest::prop_assert!(p.lsn >= 10 && p.off >= 32 && p.off < 1000);
+                }
+            }
+        }
+
+        /// The points a writer makes come back from their file as they
+        /// went in, and any one byte of that file changed loses them all.
+        #[test]
+        fn written_points_round_trip_and_one_changed_byte_refuses_them(
+            points in written_points(1000),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in 1u8..,
+        ) {
+            let bytes = encode(10, 1000, &points);
+            proptest::prop_assert_eq!(decode(&bytes, 10, 1000), Some(points));
+            let mut changed = bytes.clone();
+            changed[at.index(bytes.len())] ^= flip;
+            proptest::prop_assert_eq!(decode(&changed, 10, 1000), None);
+        }
+    }
 }
