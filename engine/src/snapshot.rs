@@ -49,7 +49,7 @@
 use crate::error::EngineError;
 use crate::files::{Files, WriteFailure};
 use runlog_projections::{
-    EventSource, Lsn, Projections, SnapshotCodec, SnapshotDetails, Timestamp,
+    EventSource, Lsn, Projections, SnapshotBody, SnapshotCodec, SnapshotDetails, Timestamp,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -121,9 +121,9 @@ pub struct SkippedSnapshot {
 pub(crate) fn encode(
     state: &Projections,
     details: SnapshotDetails,
-) -> Result<Vec<u8>, EngineError> {
+) -> Result<SnapshotBody, EngineError> {
     state
-        .to_snapshot_with::<Postcard>(details)
+        .to_snapshot_body_with::<Postcard>(details)
         .map_err(|e| EngineError::Encode {
             detail: e.to_string(),
         })
@@ -137,7 +137,7 @@ pub(crate) fn write(
     data_dir: &Path,
     lsn: Lsn,
     last_at: Timestamp,
-    body: &[u8],
+    body: &SnapshotBody,
 ) -> Result<PathBuf, EngineError> {
     let dir = dir(data_dir);
     files
@@ -154,15 +154,22 @@ pub(crate) fn write(
     header[OFFSET_LAST_AT..OFFSET_LAST_AT + 8].copy_from_slice(&last_at.0.to_le_bytes());
     header[OFFSET_BODY_LEN..OFFSET_BODY_LEN + 8]
         .copy_from_slice(&(body.len() as u64).to_le_bytes());
+    let mut body_crc = crc32fast::Hasher::new();
+    for part in body.parts() {
+        body_crc.update(part);
+    }
     header[OFFSET_BODY_CRC..OFFSET_BODY_CRC + 4]
-        .copy_from_slice(&crc32fast::hash(body).to_le_bytes());
+        .copy_from_slice(&body_crc.finalize().to_le_bytes());
     let header_crc = crc32fast::hash(&header[..OFFSET_HEADER_CRC]);
     header[OFFSET_HEADER_CRC..].copy_from_slice(&header_crc.to_le_bytes());
 
     let path = dir.join(file_name(lsn));
     let tmp = dir.join(format!("{}.tmp", file_name(lsn)));
     files
-        .write_durably(&dir, &tmp, &path, &[&header, body])
+        .write_durably(&dir, &tmp, &path, &{
+            let [head, records, details] = body.parts();
+            [&header[..], head, records, details]
+        })
         .map_err(
             |WriteFailure { op, path, source }| EngineError::SnapshotIo {
                 path: path.to_path_buf(),

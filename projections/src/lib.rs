@@ -102,7 +102,8 @@ pub use event::{
 };
 pub use event_lsns::EventSource;
 pub use snapshot::{
-    SNAPSHOT_FORMAT_VERSION, SnapshotCodec, SnapshotDetails, SnapshotError, SnapshotFile,
+    SNAPSHOT_FORMAT_VERSION, SnapshotBody, SnapshotCodec, SnapshotDetails, SnapshotError,
+    SnapshotFile,
 };
 pub use state::{Checked, Projections};
 pub use types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage};

@@ -427,6 +427,45 @@ pub enum SnapshotDetails {
     },
 }
 
+/// A snapshot body as [`Projections::to_snapshot_body_with`] encodes it: its
+/// head (with the chunk table and the id index), its job records, and its
+/// details, to be written one after the other. The body is their
+/// concatenation; the two big parts are kept apart so that writing a
+/// snapshot never copies them into one buffer.
+#[derive(Debug)]
+pub struct SnapshotBody {
+    head: Vec<u8>,
+    regions: Vec<u8>,
+    details: Vec<u8>,
+}
+
+impl SnapshotBody {
+    /// The body's parts, in file order.
+    pub fn parts(&self) -> [&[u8]; 3] {
+        [&self.head, &self.regions, &self.details]
+    }
+
+    /// The body's length in bytes.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.regions.len() + self.details.len()
+    }
+
+    /// True for an empty body (never the case for an encoded one: its
+    /// head has a preamble).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body as one buffer.
+    pub fn concat(self) -> Vec<u8> {
+        let mut out = self.head;
+        out.reserve_exact(self.regions.len() + self.details.len());
+        out.extend_from_slice(&self.regions);
+        out.extend_from_slice(&self.details);
+        out
+    }
+}
+
 /// A job's id, where it is written (in the regions), and its position.
 type IdEntry<'a> = (&'a str, usize, u32);
 
@@ -539,6 +578,17 @@ impl Projections {
         &self,
         details_form: SnapshotDetails,
     ) -> Result<Vec<u8>, SnapshotError> {
+        self.to_snapshot_body_with::<C>(details_form)
+            .map(SnapshotBody::concat)
+    }
+
+    /// [`Projections::to_snapshot_with`], the body left in its parts, for a
+    /// writer that writes them one after the other: the same bytes without
+    /// copying the job records and details into one buffer.
+    pub fn to_snapshot_body_with<C: SnapshotCodec>(
+        &self,
+        details_form: SnapshotDetails,
+    ) -> Result<SnapshotBody, SnapshotError> {
         let unwritable = |job: &JobView, reason: String| {
             SnapshotError::Unwritable(DetailError {
                 job: job.id.clone(),
@@ -698,7 +748,7 @@ impl Projections {
         let ids_len = job_count * ID_ENTRY_LEN;
         let regions_at = head_len + w.chunks.len() + ids_len;
         let details_at = regions_at + w.regions.len();
-        let mut body = Vec::with_capacity(details_at + w.details.len());
+        let mut body = Vec::with_capacity(regions_at);
         body.resize(PREAMBLE_LEN, 0);
         body[P_VERSION] = SNAPSHOT_FORMAT_VERSION;
         body[P_HEAD_LEN..P_HEAD_LEN + 8].copy_from_slice(&(head_len as u64).to_le_bytes());
@@ -735,11 +785,18 @@ impl Projections {
         }
         let ids_crc = C::checksum(&body[ids_at..]);
         body[P_IDS_CRC..P_IDS_CRC + 4].copy_from_slice(&ids_crc.to_le_bytes());
-        body.extend_from_slice(&w.regions);
-        body.extend_from_slice(&w.details);
         let crc = C::checksum(&body[CRC_FROM..head_len]);
         body[P_HEAD_CRC..P_HEAD_CRC + 4].copy_from_slice(&crc.to_le_bytes());
-        Ok(body)
+        debug_assert_eq!(
+            body.len(),
+            regions_at,
+            "the head, chunks and ids end where the records start"
+        );
+        Ok(SnapshotBody {
+            head: body,
+            regions: std::mem::take(&mut w.regions),
+            details: std::mem::take(&mut w.details),
+        })
     }
 
     /// Restores views from a snapshot body written by
