@@ -101,6 +101,7 @@ use crate::types::{CheckpointId, JobId, Lsn, PayloadRef, RunId, Timestamp, Usage
 use crate::view::{
     CheckpointView, Detail, ExternalObservation, FinishReason, IdIndex, JobDetail, JobStatus,
     JobSummary, JobView, LazyDetail, PhaseView, RunError, RunStatus, RunView, SnapshotSource,
+    split_lsns,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -556,6 +557,198 @@ impl<'a> Writer<'a> {
         self.text.clear();
         self.chunk_details_at = self.details.len();
     }
+
+    /// Adds `job`, at `position` of a chunk of `chunk_jobs` jobs, from its
+    /// view: its record, its strings, its detail and what the head lists
+    /// of it.
+    fn push_job<C: SnapshotCodec>(
+        &mut self,
+        position: u32,
+        job: &'a JobView,
+        chunk_jobs: usize,
+        details_form: SnapshotDetails,
+    ) -> Result<(), SnapshotError> {
+        let unwritable = |job: &JobView, reason: String| {
+            SnapshotError::Unwritable(DetailError {
+                job: job.id.clone(),
+                reason,
+            })
+        };
+        let before = self.details.len();
+        let from_log = held_from_log(details_form, job.input.lsn);
+        let (runs, live, crc, lsns) = match write_as_restored(job, from_log, TypeId::of::<C>()) {
+            Some(Restored::Copy(lazy)) => {
+                let bytes = lazy
+                    .bytes()
+                    .ok_or_else(|| unwritable(job, "detail out of its body".into()))?;
+                self.details.extend_from_slice(bytes);
+                // A detail still lazy has no live runs (see LazyDetail).
+                let lsns = matches!(job.detail.events, EventLsns::InSnapshot);
+                (lazy.run_count, Vec::new(), lazy.crc, lsns)
+            }
+            Some(Restored::Lsns(lazy, list)) => {
+                push_lsn_list(&mut self.details, list);
+                let crc = C::checksum(&self.details[before..]);
+                (lazy.run_count, Vec::new(), crc, true)
+            }
+            None => {
+                let detail = job.detail().map_err(SnapshotError::Unwritable)?;
+                let live = live_runs(&detail.runs).map_err(|e| unwritable(job, e))?;
+                let list = job.detail.lsn_list();
+                if let Some(list) = list {
+                    push_lsn_list(&mut self.details, list);
+                }
+                // Without its events' LSNs, or with runs the open reads,
+                // a job is held in full.
+                if !(from_log && live.is_empty() && list.is_some()) {
+                    let out = detail_out(job, detail).map_err(|e| unwritable(job, e))?;
+                    C::encode_into(&out, &mut self.details).map_err(|e| unwritable(job, e))?;
+                }
+                let runs = u32::try_from(detail.runs.len())
+                    .map_err(|_| unwritable(job, "more than u32::MAX runs".into()))?;
+                let crc = C::checksum(&self.details[before..]);
+                (runs, live, crc, list.is_some())
+            }
+        };
+        let key = self.key(&job.key).map_err(|e| unwritable(job, e))?;
+        let mut r = [0u8; JOB_LEN];
+        put64(&mut r, R_INPUT_LSN, job.input.lsn);
+        put64(&mut r, R_INPUT_LEN, job.input.len);
+        put64(&mut r, R_TOTAL_STEPS, job.total_steps);
+        put64(&mut r, R_INPUT_TOKENS, job.usage.input_tokens);
+        put64(&mut r, R_OUTPUT_TOKENS, job.usage.output_tokens);
+        put64(&mut r, R_COST_MICROS, job.usage.cost_micros);
+        put64(&mut r, R_STARTED_AT, job.started_at.0);
+        put64(&mut r, R_LAST_LSN, job.last_lsn);
+        put64(&mut r, R_DETAIL_LEN, (self.details.len() - before) as u64);
+        put32(&mut r, R_DETAIL_CRC, crc);
+        put32(&mut r, R_RUNS, runs);
+        put32(&mut r, R_KEY, key);
+        r[R_STATUS] = index_of(&JOB_STATUSES, &job.status);
+        if !job.status.is_finished() {
+            self.unfinished.extend_from_slice(&position.to_le_bytes());
+        }
+        let mut flags = 0;
+        self.push_id(job.id.as_str(), position, chunk_jobs);
+        put32(
+            &mut r,
+            R_ID_LEN,
+            len32(job.id.as_str(), "id").map_err(|e| unwritable(job, e))?,
+        );
+        if let Some(at) = job.finished_at {
+            flags |= F_FINISHED_AT;
+            put64(&mut r, R_FINISHED_AT, at.0);
+        }
+        if let Some(fp) = &job.fingerprint {
+            flags |= F_FINGERPRINT;
+            self.text.extend_from_slice(fp.as_bytes());
+            put32(
+                &mut r,
+                R_FINGERPRINT_LEN,
+                len32(fp, "fingerprint").map_err(|e| unwritable(job, e))?,
+            );
+        }
+        let (finish, message) = match &job.finish {
+            None => (FINISH_NONE, ""),
+            Some(FinishReason::Completed) => (FINISH_COMPLETED, ""),
+            Some(FinishReason::Failed(m)) => (FINISH_FAILED, m.as_str()),
+            Some(FinishReason::Cancelled(m)) => (FINISH_CANCELLED, m.as_str()),
+        };
+        r[R_FINISH] = finish;
+        self.text.extend_from_slice(message.as_bytes());
+        put32(
+            &mut r,
+            R_FINISH_LEN,
+            len32(message, "finish message").map_err(|e| unwritable(job, e))?,
+        );
+        if let Some(ext) = &job.external {
+            flags |= F_EXTERNAL;
+            r[R_EXTERNAL_STATUS] = index_of(&EXTERNAL_STATUSES, &ext.status);
+            put64(&mut r, R_EXTERNAL_AT, ext.at.0);
+            self.text.extend_from_slice(ext.detail.as_bytes());
+            put32(
+                &mut r,
+                R_EXTERNAL_LEN,
+                len32(&ext.detail, "external detail").map_err(|e| unwritable(job, e))?,
+            );
+        }
+        if lsns {
+            flags |= F_LSNS;
+        }
+        r[R_FLAGS] = flags;
+        // Fewer live runs than runs, which fit a u32.
+        put32(&mut r, R_LIVE_COUNT, live.len() as u32);
+        for (run, status) in live {
+            self.lives.extend_from_slice(&position.to_le_bytes());
+            self.lives.extend_from_slice(&run.to_le_bytes());
+            self.lives.push(index_of(&RUN_STATUSES, &status));
+        }
+        self.records.extend_from_slice(&r);
+        Ok(())
+    }
+
+    /// The index of `key` in the head's key table, added if it is new:
+    /// keys are listed in the order of their first job.
+    fn key(&mut self, key: &'a str) -> Result<u32, String> {
+        if let Some(&k) = self.key_index.get(key) {
+            return Ok(k);
+        }
+        let k = u32::try_from(self.keys.len()).map_err(|_| "more than u32::MAX keys".to_owned())?;
+        self.keys.push(key);
+        self.key_index.insert(key, k);
+        Ok(k)
+    }
+
+    /// Starts the text of the job at `position`, of a chunk of
+    /// `chunk_jobs` jobs, with its id, and notes where the id is for the
+    /// id index.
+    fn push_id(&mut self, id: &'a str, position: u32, chunk_jobs: usize) {
+        // The region's records come first: this job's strings start after
+        // the chunk's last record.
+        let id_at = self.regions.len() + chunk_jobs * JOB_LEN + self.text.len();
+        self.ids.push((id, id_at, position));
+        self.text.extend_from_slice(id.as_bytes());
+    }
+
+    /// Adds a job of the base from its record, as [`Base::copied`] gives
+    /// it: the bytes [`Writer::push_job`] would write for its view,
+    /// without the view. Its record is the one it was restored from, but
+    /// for its key's index, which follows this snapshot's key table, and,
+    /// for a detail written as its event LSNs alone, the detail's length
+    /// and checksum. Such a job is finished and has no live runs, so the
+    /// head lists nothing of it.
+    fn push_copied<C: SnapshotCodec>(
+        &mut self,
+        position: u32,
+        job: Copied<'a>,
+        chunk_jobs: usize,
+    ) -> Result<(), SnapshotError> {
+        let f = &job.fields;
+        let unwritable = |reason: String| {
+            SnapshotError::Unwritable(DetailError {
+                job: JobId::from(f.id),
+                reason,
+            })
+        };
+        let mut r = *f.r;
+        put32(&mut r, R_KEY, self.key(f.key).map_err(unwritable)?);
+        match job.detail {
+            Form::Copy => self.details.extend_from_slice(job.bytes),
+            Form::Lsns => {
+                let before = self.details.len();
+                push_lsn_list(&mut self.details, job.bytes);
+                let crc = C::checksum(&self.details[before..]);
+                put64(&mut r, R_DETAIL_LEN, (self.details.len() - before) as u64);
+                put32(&mut r, R_DETAIL_CRC, crc);
+            }
+        }
+        self.push_id(f.id, position, chunk_jobs);
+        for text in f.text_after_id() {
+            self.text.extend_from_slice(text.as_bytes());
+        }
+        self.records.extend_from_slice(&r);
+        Ok(())
+    }
 }
 
 impl Projections {
@@ -589,12 +782,6 @@ impl Projections {
         &self,
         details_form: SnapshotDetails,
     ) -> Result<SnapshotBody, SnapshotError> {
-        let unwritable = |job: &JobView, reason: String| {
-            SnapshotError::Unwritable(DetailError {
-                job: job.id.clone(),
-                reason,
-            })
-        };
         let job_count = self.job_count();
         if u32::try_from(job_count).is_err() {
             return Err(malformed("more than u32::MAX jobs"));
@@ -604,142 +791,31 @@ impl Projections {
             ids: Vec::with_capacity(job_count),
             ..Writer::default()
         };
-        for (position, job) in self.jobs().enumerate() {
-            let job = job.map_err(SnapshotError::Unwritable)?;
+        // A chunk of the base that nobody used is written from its records,
+        // not materialized, when that gives the same bytes (`Base::copied`).
+        let base = self.base();
+        let mut position = 0;
+        while position < job_count {
+            let chunk_first = position - position % CHUNK_JOBS;
+            let chunk_jobs = CHUNK_JOBS.min(job_count - chunk_first);
             if position % CHUNK_JOBS == 0 {
                 w.end_chunk::<C>();
+                let copied = base.and_then(|base| {
+                    base.copied::<C>(position / CHUNK_JOBS, chunk_jobs, details_form)
+                });
+                if let Some(copied) = copied {
+                    for job in copied {
+                        // Checked above: every position fits a u32.
+                        w.push_copied::<C>(position as u32, job, chunk_jobs)?;
+                        position += 1;
+                    }
+                    continue;
+                }
             }
+            let job = self.job_at(position).map_err(SnapshotError::Unwritable)?;
             // Checked above: every position fits a u32.
-            let position = position as u32;
-            let before = w.details.len();
-            let from_log = match details_form {
-                SnapshotDetails::Full => false,
-                SnapshotDetails::FromLog { first_lsn } => job.input.lsn >= first_lsn,
-            };
-            let (runs, live, crc, lsns) = match write_as_restored(job, from_log, TypeId::of::<C>())
-            {
-                Some(Restored::Copy(lazy)) => {
-                    let bytes = lazy
-                        .bytes()
-                        .ok_or_else(|| unwritable(job, "detail out of its body".into()))?;
-                    w.details.extend_from_slice(bytes);
-                    // A detail still lazy has no live runs (see LazyDetail).
-                    let lsns = matches!(job.detail.events, EventLsns::InSnapshot);
-                    (lazy.run_count, Vec::new(), lazy.crc, lsns)
-                }
-                Some(Restored::Lsns(lazy, list)) => {
-                    push_lsn_list(&mut w.details, list);
-                    let crc = C::checksum(&w.details[before..]);
-                    (lazy.run_count, Vec::new(), crc, true)
-                }
-                None => {
-                    let detail = job.detail().map_err(SnapshotError::Unwritable)?;
-                    let live = live_runs(&detail.runs).map_err(|e| unwritable(job, e))?;
-                    let list = job.detail.lsn_list();
-                    if let Some(list) = list {
-                        push_lsn_list(&mut w.details, list);
-                    }
-                    // Without its events' LSNs, or with runs the open reads,
-                    // a job is held in full.
-                    if !(from_log && live.is_empty() && list.is_some()) {
-                        let out = detail_out(job, detail).map_err(|e| unwritable(job, e))?;
-                        C::encode_into(&out, &mut w.details).map_err(|e| unwritable(job, e))?;
-                    }
-                    let runs = u32::try_from(detail.runs.len())
-                        .map_err(|_| unwritable(job, "more than u32::MAX runs".into()))?;
-                    let crc = C::checksum(&w.details[before..]);
-                    (runs, live, crc, list.is_some())
-                }
-            };
-            let key = match w.key_index.get(&*job.key) {
-                Some(&k) => k,
-                None => {
-                    let k = u32::try_from(w.keys.len())
-                        .map_err(|_| unwritable(job, "more than u32::MAX keys".into()))?;
-                    w.keys.push(&job.key);
-                    w.key_index.insert(&job.key, k);
-                    k
-                }
-            };
-            let mut r = [0u8; JOB_LEN];
-            put64(&mut r, R_INPUT_LSN, job.input.lsn);
-            put64(&mut r, R_INPUT_LEN, job.input.len);
-            put64(&mut r, R_TOTAL_STEPS, job.total_steps);
-            put64(&mut r, R_INPUT_TOKENS, job.usage.input_tokens);
-            put64(&mut r, R_OUTPUT_TOKENS, job.usage.output_tokens);
-            put64(&mut r, R_COST_MICROS, job.usage.cost_micros);
-            put64(&mut r, R_STARTED_AT, job.started_at.0);
-            put64(&mut r, R_LAST_LSN, job.last_lsn);
-            put64(&mut r, R_DETAIL_LEN, (w.details.len() - before) as u64);
-            put32(&mut r, R_DETAIL_CRC, crc);
-            put32(&mut r, R_RUNS, runs);
-            put32(&mut r, R_KEY, key);
-            r[R_STATUS] = index_of(&JOB_STATUSES, &job.status);
-            if !job.status.is_finished() {
-                w.unfinished.extend_from_slice(&position.to_le_bytes());
-            }
-            let mut flags = 0;
-            // The region's records come first: this job's strings start
-            // after the chunk's last record.
-            let chunk_first = position as usize - position as usize % CHUNK_JOBS;
-            let chunk_jobs = CHUNK_JOBS.min(job_count - chunk_first);
-            let id_at = w.regions.len() + chunk_jobs * JOB_LEN + w.text.len();
-            w.ids.push((job.id.as_str(), id_at, position));
-            w.text.extend_from_slice(job.id.as_str().as_bytes());
-            put32(
-                &mut r,
-                R_ID_LEN,
-                len32(job.id.as_str(), "id").map_err(|e| unwritable(job, e))?,
-            );
-            if let Some(at) = job.finished_at {
-                flags |= F_FINISHED_AT;
-                put64(&mut r, R_FINISHED_AT, at.0);
-            }
-            if let Some(fp) = &job.fingerprint {
-                flags |= F_FINGERPRINT;
-                w.text.extend_from_slice(fp.as_bytes());
-                put32(
-                    &mut r,
-                    R_FINGERPRINT_LEN,
-                    len32(fp, "fingerprint").map_err(|e| unwritable(job, e))?,
-                );
-            }
-            let (finish, message) = match &job.finish {
-                None => (FINISH_NONE, ""),
-                Some(FinishReason::Completed) => (FINISH_COMPLETED, ""),
-                Some(FinishReason::Failed(m)) => (FINISH_FAILED, m.as_str()),
-                Some(FinishReason::Cancelled(m)) => (FINISH_CANCELLED, m.as_str()),
-            };
-            r[R_FINISH] = finish;
-            w.text.extend_from_slice(message.as_bytes());
-            put32(
-                &mut r,
-                R_FINISH_LEN,
-                len32(message, "finish message").map_err(|e| unwritable(job, e))?,
-            );
-            if let Some(ext) = &job.external {
-                flags |= F_EXTERNAL;
-                r[R_EXTERNAL_STATUS] = index_of(&EXTERNAL_STATUSES, &ext.status);
-                put64(&mut r, R_EXTERNAL_AT, ext.at.0);
-                w.text.extend_from_slice(ext.detail.as_bytes());
-                put32(
-                    &mut r,
-                    R_EXTERNAL_LEN,
-                    len32(&ext.detail, "external detail").map_err(|e| unwritable(job, e))?,
-                );
-            }
-            if lsns {
-                flags |= F_LSNS;
-            }
-            r[R_FLAGS] = flags;
-            // Fewer live runs than runs, which fit a u32.
-            put32(&mut r, R_LIVE_COUNT, live.len() as u32);
-            for (run, status) in live {
-                w.lives.extend_from_slice(&position.to_le_bytes());
-                w.lives.extend_from_slice(&run.to_le_bytes());
-                w.lives.push(index_of(&RUN_STATUSES, &status));
-            }
-            w.records.extend_from_slice(&r);
+            w.push_job::<C>(position as u32, job, chunk_jobs, details_form)?;
+            position += 1;
         }
         w.end_chunk::<C>();
 
@@ -1353,6 +1429,97 @@ impl Base {
     }
 }
 
+/// A job of the base to be written from its record, not its view
+/// ([`Base::copied`], [`Writer::push_copied`]).
+struct Copied<'a> {
+    fields: Fields<'a>,
+    /// How its detail is written.
+    detail: Form,
+    /// Its detail's bytes ([`Form::Copy`]), or the event LSN list they
+    /// start with ([`Form::Lsns`]).
+    bytes: &'a [u8],
+}
+
+impl Base {
+    /// The jobs of chunk `chunk`, to be written from their records instead
+    /// of their views, when that gives the same bytes: `chunk_jobs` is the
+    /// number of jobs of the snapshot's chunk at the same positions, and
+    /// `details_form` the snapshot's. The records are checked as
+    /// materializing them would check them (the chunk's checksum, then
+    /// [`ChunkReader::fields`]), and the chunk stays unmaterialized.
+    ///
+    /// `None`, for the caller to write the chunk's views, when the chunk
+    /// is materialized (its views may have changed since); when the
+    /// snapshot's chunk is not this chunk alone (jobs created since the
+    /// restore follow a last chunk that was not full); when the chunk
+    /// fails a check (materializing it reports the failure); or when a
+    /// job is unfinished or has live runs (the head lists those, and the
+    /// restore materialized them anyway) or has a detail that
+    /// [`write_as_restored`] would decode, or rebuild from the log.
+    fn copied<C: SnapshotCodec>(
+        &self,
+        chunk: usize,
+        chunk_jobs: usize,
+        details_form: SnapshotDetails,
+    ) -> Option<Vec<Copied<'_>>> {
+        if self.slots.get(chunk)?.get().is_some() {
+            return None;
+        }
+        let first = chunk * CHUNK_JOBS;
+        if CHUNK_JOBS.min(self.len().saturating_sub(first)) != chunk_jobs {
+            return None;
+        }
+        let file: &[u8] = (*self.source.file).as_ref();
+        let format = TypeId::of::<C>();
+        let jobs = self
+            .decode_chunk(chunk, |fields| {
+                let r = fields.r;
+                if !fields.status.is_finished() || le32(r, R_LIVE_COUNT) != 0 {
+                    return None;
+                }
+                let bytes = file.get(fields.detail.clone())?;
+                // What the job's view would say of its detail: its events
+                // are `InSnapshot` exactly when the flag is set.
+                let split = match r[R_FLAGS] & F_LSNS {
+                    0 => None,
+                    _ => split_lsns(bytes),
+                };
+                let only_lsns = split.is_some_and(|(_, rest)| rest.is_empty());
+                let from_log = held_from_log(details_form, le64(r, R_INPUT_LSN));
+                if only_lsns && !from_log {
+                    return None;
+                }
+                // Never decoded: it cannot have failed.
+                let detail = restored_form(
+                    Some(bytes),
+                    le32(r, R_DETAIL_CRC),
+                    &self.source,
+                    split,
+                    false,
+                    from_log,
+                    format,
+                )?;
+                let bytes = match detail {
+                    Form::Copy => bytes,
+                    Form::Lsns => split?.0,
+                };
+                Some(Copied {
+                    fields,
+                    detail,
+                    bytes,
+                })
+            })
+            .ok()?;
+        jobs.into_iter().collect()
+    }
+
+    /// Number of chunks materialized as views.
+    #[cfg(test)]
+    fn materialized_chunks(&self) -> usize {
+        self.slots.iter().filter(|s| s.get().is_some()).count()
+    }
+}
+
 /// The rows of the chunk a listing read last from its records.
 #[derive(Debug)]
 pub(crate) struct RowCache {
@@ -1535,7 +1702,22 @@ struct Fields<'a> {
     detail: std::ops::Range<usize>,
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
+    /// The job's strings after its id, in the order its chunk's text holds
+    /// them: fingerprint, finish message, external detail (each empty when
+    /// absent).
+    fn text_after_id(&self) -> [&'a str; 3] {
+        let message = match self.finish {
+            Some(FinishIn::Failed(m) | FinishIn::Cancelled(m)) => m,
+            Some(FinishIn::Completed) | None => "",
+        };
+        [
+            self.fingerprint.unwrap_or_default(),
+            message,
+            self.external.map_or("", |(_, detail)| detail),
+        ]
+    }
+
     fn usage(&self) -> Usage {
         let r = self.r;
         Usage {
@@ -1854,24 +2036,68 @@ fn write_as_restored(job: &JobView, from_log: bool, format: TypeId) -> Option<Re
         return None;
     }
     let failed = job.detail.loaded.get().is_some();
-    if from_log
-        && !failed
-        && !only_lsns
-        && let Some((list, _)) = split
-    {
+    let form = restored_form(
+        lazy.bytes(),
+        lazy.crc,
+        &lazy.source,
+        split,
+        failed,
+        from_log,
+        format,
+    )?;
+    match form {
+        Form::Copy => Some(Restored::Copy(lazy)),
+        Form::Lsns => split.map(|(list, _)| Restored::Lsns(lazy, list)),
+    }
+}
+
+/// How a detail still the bytes it was restored from is written without
+/// decoding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    /// Those bytes, with their checksum.
+    Copy,
+    /// The event LSN list they start with, alone.
+    Lsns,
+}
+
+/// The form [`write_as_restored`] writes an undecoded detail in, if it can
+/// be written undecoded: `bytes` are the detail, `crc` their stored
+/// checksum, `source` the snapshot they are in, `split` its event LSN list
+/// and the rest if it starts with one, `failed` whether decoding it was
+/// tried and failed; `from_log` and `format` as [`write_as_restored`]
+/// takes them. `None`: decode it. A detail held by its LSNs alone and to
+/// be written in full is for the caller to rebuild first.
+fn restored_form(
+    bytes: Option<&[u8]>,
+    crc: u32,
+    source: &SnapshotSource,
+    split: Option<(&[u8], &[u8])>,
+    failed: bool,
+    from_log: bool,
+    format: TypeId,
+) -> Option<Form> {
+    let only_lsns = split.is_some_and(|(_, rest)| rest.is_empty());
+    if from_log && !failed && !only_lsns && split.is_some() {
         // Written with a new checksum: only bytes that pass theirs.
-        let intact = lazy
-            .bytes()
-            .is_some_and(|b| (lazy.source.checksum)(b) == lazy.crc);
+        let intact = bytes.is_some_and(|b| (source.checksum)(b) == crc);
         if intact {
-            return Some(Restored::Lsns(lazy, list));
+            return Some(Form::Lsns);
         }
     }
     // A detail that failed keeps failing, with its checksum: copied as it
     // is. So is one already in the form asked for, or in the same codec.
-    let same_codec = lazy.source.format == format;
-    (failed || (only_lsns && from_log) || (same_codec && !only_lsns))
-        .then_some(Restored::Copy(lazy))
+    let same_codec = source.format == format;
+    (failed || (only_lsns && from_log) || (same_codec && !only_lsns)).then_some(Form::Copy)
+}
+
+/// Whether a snapshot written as `details_form` may hold the job whose
+/// input is at `input_lsn` as its event LSNs.
+fn held_from_log(details_form: SnapshotDetails, input_lsn: Lsn) -> bool {
+    match details_form {
+        SnapshotDetails::Full => false,
+        SnapshotDetails::FromLog { first_lsn } => input_lsn >= first_lsn,
+    }
 }
 
 /// Appends a job's event LSN list, framed by its length.
@@ -1968,4 +2194,324 @@ struct CheckpointIn {
     phase: Option<u32>,
     payload: PayloadRef,
     at: Timestamp,
+}
+
+/// Writing a snapshot of views restored from one writes the base's chunks
+/// that nobody used from their records (`Base::copied`), and the bytes
+/// must be those that writing every job's view gives: a snapshot written
+/// right after a restore is the body restored, with no chunk
+/// materialized; one written after some jobs changed or were added is
+/// the one the same views, every job materialized first, give.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Change, Event, JobOutcome};
+    use crate::types::{CheckpointId, RunId, Timestamp};
+
+    /// The engine's codec, postcard, as the integration tests have it.
+    struct Postcard;
+
+    impl SnapshotCodec for Postcard {
+        fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+            let buf = std::mem::take(out);
+            *out = postcard::to_extend(value, buf).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+
+        fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
+            let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
+            Ok((value, bytes.len() - rest.len()))
+        }
+
+        fn checksum(bytes: &[u8]) -> u32 {
+            crc32fast::hash(bytes)
+        }
+    }
+
+    /// Postcard under another name: a codec whose details a restore in
+    /// postcard cannot take as its own.
+    struct OtherCodec;
+
+    impl SnapshotCodec for OtherCodec {
+        fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+            Postcard::encode_into(value, out)
+        }
+
+        fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
+            Postcard::decode_prefix(bytes)
+        }
+
+        fn checksum(bytes: &[u8]) -> u32 {
+            Postcard::checksum(bytes)
+        }
+    }
+
+    /// The events of `jobs` jobs over a few keys, each run, stepped and
+    /// finished in one of several ways (some with a fingerprint, a failure
+    /// message or an external status), but for job 70, left running.
+    fn events(jobs: usize) -> Vec<(Lsn, Event)> {
+        let mut out = Vec::new();
+        let mut push = |job: &str, change: Change| {
+            let lsn = out.len() as Lsn;
+            out.push((
+                lsn,
+                Event {
+                    at: Timestamp(1000 + lsn),
+                    job: JobId::from(job),
+                    change,
+                },
+            ));
+        };
+        for i in 0..jobs {
+            let job = format!("job-{:05}", (i * 7919) % 100_003);
+            push(
+                &job,
+                Change::JobCreated {
+                    key: format!("key-{}", i % 5),
+                    input: vec![i as u8; i % 7],
+                    fingerprint: (i % 3 == 0).then(|| format!("fp-{i}")),
+                },
+            );
+            push(
+                &job,
+                Change::RunStarted {
+                    run: RunId::from("r"),
+                    resume_from: None,
+                    code_version: None,
+                },
+            );
+            push(
+                &job,
+                Change::StepRecorded {
+                    run: RunId::from("r"),
+                    checkpoint: CheckpointId::from("c"),
+                    usage: Usage {
+                        input_tokens: i as u64,
+                        output_tokens: 2,
+                        cost_micros: 3,
+                    },
+                    phase: None,
+                    payload: vec![1, 2, 3],
+                },
+            );
+            if i % 5 == 2 {
+                push(
+                    &job,
+                    Change::ExternalStatusObserved {
+                        status: ExternalStatus::Running,
+                        detail: format!("external {i}"),
+                    },
+                );
+            }
+            if i == 70 {
+                continue;
+            }
+            push(
+                &job,
+                Change::RunCompleted {
+                    run: RunId::from("r"),
+                    output: vec![9],
+                },
+            );
+            let outcome = match i % 4 {
+                0 => JobOutcome::Failed {
+                    error: format!("error {i}"),
+                },
+                1 => JobOutcome::Cancelled {
+                    reason: String::new(),
+                },
+                _ => JobOutcome::Completed,
+            };
+            push(&job, Change::JobFinished { outcome });
+        }
+        out
+    }
+
+    fn fold(events: &[(Lsn, Event)]) -> Projections {
+        let mut state = Projections::new();
+        for (lsn, event) in events {
+            state.apply(*lsn, event).expect("the events apply");
+        }
+        state
+    }
+
+    fn restore(body: &[u8], events: &[(Lsn, Event)]) -> Projections {
+        Projections::from_snapshot_file_with::<Postcard>(
+            Arc::new(body.to_vec()),
+            0,
+            Some(Arc::new(Log(events.iter().cloned().collect()))),
+        )
+        .expect("the body restores")
+    }
+
+    struct Log(HashMap<Lsn, Event>);
+
+    impl EventSource for Log {
+        fn with_event(
+            &self,
+            lsn: Lsn,
+            f: &mut dyn FnMut(&crate::event::EventRef<'_>),
+        ) -> Result<(), String> {
+            let event = self.0.get(&lsn).ok_or(format!("no event at {lsn}"))?;
+            f(&event.as_ref());
+            Ok(())
+        }
+    }
+
+    fn materialized(state: &Projections) -> usize {
+        state.base().map_or(0, Base::materialized_chunks)
+    }
+
+    /// `state` with every job materialized: what writing a snapshot did
+    /// before chunks were copied.
+    fn every_job_used(state: Projections) -> Projections {
+        for job in state.jobs() {
+            job.expect("every job reads");
+        }
+        state
+    }
+
+    fn body<C: SnapshotCodec>(state: &Projections, form: SnapshotDetails) -> Vec<u8> {
+        state
+            .to_snapshot_with::<C>(form)
+            .expect("the snapshot writes")
+    }
+
+    const FROM_LOG: SnapshotDetails = SnapshotDetails::FromLog { first_lsn: 0 };
+
+    #[test]
+    fn a_snapshot_after_a_restore_copies_every_chunk_nobody_used() {
+        // Three full chunks and a partial one; job 70 (chunk 1) running.
+        let events = events(3 * CHUNK_JOBS + 10);
+        let state = fold(&events);
+        for form in [SnapshotDetails::Full, FROM_LOG] {
+            let original = body::<Postcard>(&state, form);
+            let restored = restore(&original, &events);
+            assert_eq!(materialized(&restored), 1, "the running job's chunk");
+            assert_eq!(body::<Postcard>(&restored, form), original, "{form:?}");
+            assert_eq!(materialized(&restored), 1, "{form:?}: nothing copied");
+            assert_eq!(
+                body::<Postcard>(&every_job_used(restored), form),
+                original,
+                "{form:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_snapshot_in_another_form_or_after_changes_is_the_one_every_view_gives() {
+        let jobs = 3 * CHUNK_JOBS + 10;
+        let events = events(jobs);
+        let state = fold(&events);
+        let forms = [
+            SnapshotDetails::Full,
+            FROM_LOG,
+            SnapshotDetails::FromLog {
+                first_lsn: events.len() as Lsn / 2,
+            },
+        ];
+        for written in forms {
+            let original = body::<Postcard>(&state, written);
+            for form in forms {
+                let copied = restore(&original, &events);
+                let used = every_job_used(restore(&original, &events));
+                assert_eq!(
+                    body::<Postcard>(&copied, form),
+                    body::<Postcard>(&used, form),
+                    "written {written:?}, rewritten {form:?}"
+                );
+                // Another codec's details are decoded, never copied.
+                assert_eq!(
+                    body::<OtherCodec>(&copied, form),
+                    body::<OtherCodec>(&used, form),
+                    "written {written:?}, rewritten {form:?} in another codec"
+                );
+            }
+            // One job of chunk 0 changes and a job is added after the
+            // partial last chunk: chunks 0 and 3 are written from views.
+            let mut copied = restore(&original, &events);
+            let mut used = every_job_used(restore(&original, &events));
+            let first = events.iter().map(|(_, e)| e.job.clone()).next();
+            let first = first.expect("there are events");
+            let mut lsn = events.len() as Lsn;
+            for state in [&mut copied, &mut used] {
+                lsn = events.len() as Lsn;
+                for change in [
+                    Change::ExternalStatusObserved {
+                        status: ExternalStatus::Completed,
+                        detail: "seen".into(),
+                    },
+                    Change::JobCreated {
+                        key: "key-new".into(),
+                        input: vec![7],
+                        fingerprint: None,
+                    },
+                ] {
+                    let job = match change {
+                        Change::JobCreated { .. } => JobId::from("job-new"),
+                        _ => first.clone(),
+                    };
+                    let event = Event {
+                        at: Timestamp(5000),
+                        job,
+                        change,
+                    };
+                    state.apply(lsn, &event).expect("the event applies");
+                    lsn += 1;
+                }
+            }
+            assert!(lsn > events.len() as Lsn);
+            // Chunk 0 (changed) and 1 (its running job) are materialized;
+            // chunk 3 now holds the new job too, and is written from its
+            // views; chunk 2 is copied, in the form it was written in.
+            assert_eq!(materialized(&copied), 2, "written {written:?}");
+            assert_eq!(
+                body::<Postcard>(&copied, written),
+                body::<Postcard>(&used, written),
+                "written {written:?}, changed, rewritten alike"
+            );
+            assert_eq!(materialized(&copied), 3, "written {written:?}");
+            for form in forms {
+                assert_eq!(
+                    body::<Postcard>(&copied, form),
+                    body::<Postcard>(&used, form),
+                    "written {written:?}, changed, rewritten {form:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_chunk_fails_the_snapshot_as_materializing_it_does() {
+        let events = events(3 * CHUNK_JOBS + 10);
+        let original = body::<Postcard>(&fold(&events), SnapshotDetails::Full);
+        let pre: &[u8; PREAMBLE_LEN] = original.first_chunk().expect("a preamble");
+        let head_len = le64(pre, P_HEAD_LEN) as usize;
+        let jobs = le64(pre, P_JOB_COUNT) as usize;
+        let regions_at =
+            head_len + jobs.div_ceil(CHUNK_JOBS) * CHUNK_ENTRY_LEN + jobs * ID_ENTRY_LEN;
+        let entry = head_len + 2 * CHUNK_ENTRY_LEN;
+        let chunk2_at = regions_at + le64(pre_entry(&original, entry), C_REGION_AT) as usize;
+        let mut damaged = original.clone();
+        // A byte of chunk 2's first record (its input LSN): the chunk's
+        // checksum fails.
+        damaged[chunk2_at] ^= 1;
+        let state = restore(&damaged, &events);
+        let expected = state.jobs().nth(2 * CHUNK_JOBS).and_then(Result::err);
+        let expected = expected.expect("chunk 2 fails");
+        let state = restore(&damaged, &events);
+        for form in [SnapshotDetails::Full, FROM_LOG] {
+            assert_eq!(
+                state.to_snapshot_with::<Postcard>(form).err(),
+                Some(SnapshotError::Unwritable(expected.clone())),
+                "{form:?}"
+            );
+        }
+    }
+
+    fn pre_entry(body: &[u8], at: usize) -> &[u8; CHUNK_ENTRY_LEN] {
+        body.get(at..)
+            .and_then(<[u8]>::first_chunk)
+            .expect("the entry is in the body")
+    }
 }

@@ -284,7 +284,7 @@ impl Projections {
     }
 
     /// The job at position `i`, materialized if it is not yet.
-    fn job_at(&self, i: usize) -> Result<&JobView, DetailError> {
+    pub(crate) fn job_at(&self, i: usize) -> Result<&JobView, DetailError> {
         match &self.base {
             Some(base) if i < base.len() => base.get(i),
             _ => self

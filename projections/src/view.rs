@@ -610,17 +610,23 @@ impl LazyDetail {
     /// (its job's list is `InSnapshot`), and the rest after it, if it is
     /// framed right (its contents are not checked here).
     pub(crate) fn split_lsns(&self) -> Option<(&[u8], &[u8])> {
-        let bytes = self.bytes()?;
-        let (len, used) = read_varint(bytes)?;
-        let len = usize::try_from(len).ok()?;
-        let rest = &bytes[used..];
-        (len <= rest.len()).then(|| rest.split_at(len))
+        split_lsns(self.bytes()?)
     }
 
     /// The event LSN list at the front of the detail, if there is one.
     pub(crate) fn listed_lsns(&self) -> Option<&[u8]> {
         self.split_lsns().map(|(list, _)| list)
     }
+}
+
+/// A detail's event LSN list, framed by its length at the front of
+/// `bytes`, and the rest after it, if it is framed right (its contents are
+/// not checked here).
+pub(crate) fn split_lsns(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, used) = read_varint(bytes)?;
+    let len = usize::try_from(len).ok()?;
+    let rest = &bytes[used..];
+    (len <= rest.len()).then(|| rest.split_at(len))
 }
 
 impl fmt::Debug for LazyDetail {
