@@ -89,6 +89,16 @@
 //! the summary, and any difference is a [`DetailError`], as is a detail
 //! that does not decode or has bytes left over.
 //!
+//! Writing a snapshot gives the same bytes whichever jobs were used since
+//! the restore. A chunk of the base that nobody used is written from its
+//! records without being materialized: checked as materializing it would
+//! check it, its records, text and details copied, but for each key's
+//! index (this snapshot's key table) and a detail cut to its event LSNs
+//! (its length and checksum). A chunk that is materialized, or shares its
+//! place with jobs created since, or whose jobs need their details decoded
+//! to be written in the form asked for, or that fails a check, is written
+//! from its views, which reports a failure as before.
+//!
 //! The version is read before anything else, so a snapshot of another
 //! version is refused by number, never misread. Versions 1 to 4 are
 //! refused like any other: the engine then replays the log.
@@ -754,9 +764,10 @@ impl<'a> Writer<'a> {
 impl Projections {
     /// Encodes the views in the snapshot form (see the module docs of
     /// `snapshot.rs`) with codec `C` for the details, every job's runs and
-    /// checkpoints in full ([`SnapshotDetails::Full`]). Every job's view is
-    /// materialized first, so views that were never used since a restore
-    /// give the same bytes as views that all were.
+    /// checkpoints in full ([`SnapshotDetails::Full`]). Views that were
+    /// never used since a restore give the same bytes as views that all
+    /// were; a chunk of jobs nobody used is written from its records, not
+    /// materialized, when that gives those bytes (module docs).
     pub fn to_snapshot<C: SnapshotCodec>(&self) -> Result<Vec<u8>, SnapshotError> {
         self.to_snapshot_with::<C>(SnapshotDetails::Full)
     }
